@@ -1,0 +1,1004 @@
+//! Configuration: every knob, four presets, and validation.
+//!
+//! Build a [`Config`] with [`Config::builder`] (which starts from
+//! [`Preset::Recommended`]) or from a preset ([`Preset::builder`],
+//! [`Config::mongodb_legacy`], …), override what you need, and call
+//! [`ConfigBuilder::build`], which validates the whole set and returns a
+//! [`ConfigError`] naming the field and the reason.
+//!
+//! Field names in errors are the snake_case names used by the simulator's
+//! timeline files (`reconnect_interval`, `buffer_max_entries`, …).
+
+use core::fmt;
+use core::str::FromStr;
+use core::time::Duration;
+
+/// What happens to operations submitted while there is no connection.
+///
+/// The legacy MongoDB knob `bufferMaxEntries` maps onto this:
+/// `-1` → [`Unbounded`](BufferPolicy::Unbounded), `0` →
+/// [`Disabled`](BufferPolicy::Disabled), `N > 0` →
+/// [`Bounded`](BufferPolicy::Bounded) with [`OverflowPolicy::FailAll`]
+/// (see [`ConfigBuilder::buffer_max_entries`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BufferPolicy {
+    /// Buffer every operation; memory is the only bound (`bufferMaxEntries = -1`).
+    Unbounded,
+    /// Never buffer: an operation submitted while disconnected fails at once
+    /// with `no_connection` (`bufferMaxEntries = 0`).
+    Disabled,
+    /// Buffer up to `max` operations; what happens beyond is `overflow`.
+    Bounded {
+        /// The most operations the buffer holds (at least 1).
+        max: usize,
+        /// What to do with the operation that does not fit.
+        overflow: OverflowPolicy,
+    },
+}
+
+impl BufferPolicy {
+    /// The most operations the buffer may hold (`None` = unbounded).
+    pub fn bound(&self) -> Option<usize> {
+        match *self {
+            BufferPolicy::Unbounded => None,
+            BufferPolicy::Disabled => Some(0),
+            BufferPolicy::Bounded { max, .. } => Some(max),
+        }
+    }
+}
+
+/// What a bounded buffer does when an operation arrives and it is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum OverflowPolicy {
+    /// Legacy MongoDB behaviour (seed 003): error out **every** buffered
+    /// operation and the new one with `buffer_overflow`; the buffer then
+    /// fills again from empty.
+    FailAll,
+    /// Keep the buffer, fail the new operation with `buffer_overflow`.
+    RejectNew,
+    /// Fail the oldest buffered operation with `buffer_overflow`, buffer the new one.
+    DropOldest,
+}
+
+/// How many reconnect attempts follow a loss before giving up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tries {
+    /// At most this many attempts (`reconnectTries`); then `reconnect_failed`.
+    Limited(u32),
+    /// Never give up.
+    Unlimited,
+}
+
+/// The nominal delay before reconnect attempt `n` (1-based), before jitter.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Backoff {
+    /// The same delay before every attempt (`reconnectInterval`).
+    Constant(Duration),
+    /// `initial + step × (n − 1)`, capped at `max`.
+    Linear {
+        /// Delay before the first attempt.
+        initial: Duration,
+        /// Added for each further attempt.
+        step: Duration,
+        /// Cap.
+        max: Duration,
+    },
+    /// `initial × multiplier^(n − 1)`, capped at `max`.
+    Exponential {
+        /// Delay before the first attempt (> 0).
+        initial: Duration,
+        /// Growth factor (≥ 1, finite).
+        multiplier: f64,
+        /// Cap (≥ `initial`).
+        max: Duration,
+    },
+}
+
+impl Backoff {
+    /// The smallest nominal delay (used as the base of decorrelated jitter).
+    pub fn base(&self) -> Duration {
+        match *self {
+            Backoff::Constant(d) => d,
+            Backoff::Linear { initial, .. } | Backoff::Exponential { initial, .. } => initial,
+        }
+    }
+
+    /// The largest nominal delay (the cap).
+    pub fn cap(&self) -> Duration {
+        match *self {
+            Backoff::Constant(d) => d,
+            Backoff::Linear { max, .. } | Backoff::Exponential { max, .. } => max,
+        }
+    }
+
+    /// The nominal delay before attempt `n` (1-based; 0 is treated as 1).
+    pub fn nominal(&self, n: u32) -> Duration {
+        let k = n.max(1) - 1;
+        match *self {
+            Backoff::Constant(d) => d,
+            Backoff::Linear { initial, step, max } => step
+                .checked_mul(k)
+                .and_then(|s| initial.checked_add(s))
+                .unwrap_or(max)
+                .min(max),
+            Backoff::Exponential {
+                initial,
+                multiplier,
+                max,
+            } => {
+                let mut d = initial;
+                for _ in 0..k {
+                    if d >= max {
+                        break;
+                    }
+                    // Stays deterministic: IEEE-754 multiplication, no libm.
+                    let next = d.as_secs_f64() * multiplier;
+                    d = if next.is_finite() && next < max.as_secs_f64() {
+                        Duration::from_secs_f64(next)
+                    } else {
+                        max
+                    };
+                }
+                d.min(max)
+            }
+        }
+    }
+}
+
+/// Randomisation applied to each nominal backoff delay `d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum Jitter {
+    /// Exactly `d` (legacy drivers).
+    None,
+    /// Uniform in `[0, d]` ("full jitter").
+    Full,
+    /// Uniform in `[d/2, d]` ("equal jitter").
+    Equal,
+    /// Uniform in `[base, 3 × previous delay]`, capped at the backoff cap
+    /// ("decorrelated jitter"; the nominal delay is ignored).
+    Decorrelated,
+}
+
+/// What to do when the very first connection attempt fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum InitialConnect {
+    /// Retry like a reconnect: same backoff, same `reconnect_tries` budget.
+    Retry,
+    /// Give up at once: the client goes to the terminal `Failed` state
+    /// (legacy drivers reject the initial `connect()` this way).
+    FailFast,
+}
+
+/// Silent-loss detection: a heartbeat every `interval` while connected; no
+/// answer within `timeout` declares the connection dead (`unresponsive`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Time between heartbeats (> 0).
+    pub interval: Duration,
+    /// How long to wait for an answer (> 0).
+    pub timeout: Duration,
+}
+
+/// A retry budget shared by all operation retries, as in gRPC's retry
+/// throttling: the bucket starts full with `max_tokens`; every operation
+/// lost in flight costs one token, every success gives back `token_ratio`;
+/// a retry is allowed only while more than half the bucket is left. A
+/// failover therefore cannot turn into a retry storm.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryBudget {
+    /// Bucket size (≥ 1).
+    pub max_tokens: u32,
+    /// Tokens refunded per successful operation (> 0, finite, ≤ `max_tokens`).
+    pub token_ratio: f64,
+}
+
+/// Which knob a [`ConfigError`] is about, and why it was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigErrorKind {
+    /// The value must be greater than zero (use `None` to turn a timeout off).
+    MustBePositive,
+    /// A zero reconnect delay with unlimited tries would spin for ever.
+    ZeroDelayWithUnlimitedTries,
+    /// A backoff cap below its starting delay.
+    CapBelowStart,
+    /// An exponential multiplier below 1 (or not a finite number).
+    MultiplierBelowOne,
+    /// A legacy `bufferMaxEntries` below -1.
+    BufferEntriesBelowMinusOne,
+    /// A number that is not finite (NaN or infinite).
+    NotFinite,
+    /// A retry budget refund larger than the bucket.
+    RatioAboveMaxTokens,
+}
+
+/// A refused configuration: which field and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    kind: ConfigErrorKind,
+}
+
+impl ConfigError {
+    pub(crate) const fn new(field: &'static str, kind: ConfigErrorKind) -> Self {
+        ConfigError { field, kind }
+    }
+
+    /// The snake_case name of the offending field (as in timeline files).
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// Why it was refused.
+    pub fn kind(&self) -> ConfigErrorKind {
+        self.kind
+    }
+
+    /// A one-line human reason.
+    pub fn reason(&self) -> &'static str {
+        match self.kind {
+            ConfigErrorKind::MustBePositive => "must be greater than zero (turn it off instead)",
+            ConfigErrorKind::ZeroDelayWithUnlimitedTries => {
+                "a zero reconnect delay with unlimited reconnect_tries would reconnect in a tight loop"
+            }
+            ConfigErrorKind::CapBelowStart => "the backoff cap is below the initial delay",
+            ConfigErrorKind::MultiplierBelowOne => "the multiplier must be a finite number >= 1",
+            ConfigErrorKind::BufferEntriesBelowMinusOne => {
+                "must be -1 (unbounded), 0 (no buffering) or a positive bound"
+            }
+            ConfigErrorKind::NotFinite => "must be a finite number",
+            ConfigErrorKind::RatioAboveMaxTokens => "must not exceed retry_budget_tokens",
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid `{}`: {}", self.field, self.reason())
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// A named starting point for a [`Config`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum Preset {
+    /// MongoDB Node.js driver 2.x defaults (seed 003): `autoReconnect: true`,
+    /// `bufferMaxEntries: -1`, `reconnectTries: 30`, `reconnectInterval:
+    /// 1000`, no jitter, `connectTimeoutMS: 30000`, initial connect fails fast.
+    MongodbLegacy,
+    /// The legacy driver under mongoose 5+: the same, plus mongoose's
+    /// `bufferTimeoutMS: 10000` (a buffered op fails after 10 s).
+    Mongoose,
+    /// Seed 002's fail-fast example: both buffers off (`bufferMaxEntries: 0`,
+    /// `bufferCommands: false`), otherwise legacy reconnects.
+    FailFast,
+    /// What we recommend in production; see [`Config::recommended`].
+    Recommended,
+}
+
+impl Preset {
+    /// Every preset, in a stable order.
+    pub const ALL: [Preset; 4] = [
+        Preset::MongodbLegacy,
+        Preset::Mongoose,
+        Preset::FailFast,
+        Preset::Recommended,
+    ];
+
+    /// The kebab-case name (`mongodb-legacy`, `mongoose`, `fail-fast`, `recommended`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::MongodbLegacy => "mongodb-legacy",
+            Preset::Mongoose => "mongoose",
+            Preset::FailFast => "fail-fast",
+            Preset::Recommended => "recommended",
+        }
+    }
+
+    /// A builder holding this preset's values.
+    pub fn builder(self) -> ConfigBuilder {
+        let legacy = ConfigBuilder {
+            auto_reconnect: true,
+            buffer: BufferPolicy::Unbounded,
+            reconnect_tries: Tries::Limited(30),
+            backoff: Backoff::Constant(Duration::from_millis(1000)),
+            jitter: Jitter::None,
+            initial_connect: InitialConnect::FailFast,
+            connect_timeout: Some(Duration::from_secs(30)),
+            socket_timeout: None,
+            heartbeat: None,
+            response_timeout: None,
+            buffer_timeout: None,
+            op_deadline: None,
+            max_op_attempts: 1,
+            retry_budget: None,
+            endpoints: 1,
+            deferred: None,
+        };
+        match self {
+            Preset::MongodbLegacy => legacy,
+            Preset::Mongoose => ConfigBuilder {
+                buffer_timeout: Some(Duration::from_secs(10)),
+                ..legacy
+            },
+            Preset::FailFast => ConfigBuilder {
+                buffer: BufferPolicy::Disabled,
+                ..legacy
+            },
+            Preset::Recommended => ConfigBuilder {
+                auto_reconnect: true,
+                buffer: BufferPolicy::Bounded {
+                    max: 1024,
+                    overflow: OverflowPolicy::RejectNew,
+                },
+                reconnect_tries: Tries::Unlimited,
+                backoff: Backoff::Exponential {
+                    initial: Duration::from_millis(100),
+                    multiplier: 2.0,
+                    max: Duration::from_secs(5),
+                },
+                jitter: Jitter::Full,
+                initial_connect: InitialConnect::Retry,
+                connect_timeout: Some(Duration::from_secs(5)),
+                socket_timeout: None,
+                heartbeat: Some(Heartbeat {
+                    interval: Duration::from_secs(5),
+                    timeout: Duration::from_secs(3),
+                }),
+                response_timeout: None,
+                buffer_timeout: Some(Duration::from_secs(10)),
+                op_deadline: None,
+                max_op_attempts: 3,
+                retry_budget: Some(RetryBudget {
+                    max_tokens: 10,
+                    token_ratio: 0.1,
+                }),
+                endpoints: 1,
+                deferred: None,
+            },
+        }
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The error of parsing a [`Preset`] name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownPreset;
+
+impl fmt::Display for UnknownPreset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "unknown preset: expected one of mongodb-legacy, mongoose, fail-fast, recommended",
+        )
+    }
+}
+
+impl core::error::Error for UnknownPreset {}
+
+impl FromStr for Preset {
+    type Err = UnknownPreset;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.name() == s || p.name().replace_dash_eq(s))
+            .ok_or(UnknownPreset)
+    }
+}
+
+trait DashEq {
+    fn replace_dash_eq(&self, other: &str) -> bool;
+}
+
+impl DashEq for str {
+    /// `mongodb_legacy` is accepted for `mongodb-legacy`.
+    fn replace_dash_eq(&self, other: &str) -> bool {
+        self.len() == other.len()
+            && self
+                .bytes()
+                .zip(other.bytes())
+                .all(|(a, b)| a == b || (a == b'-' && b == b'_'))
+    }
+}
+
+/// A validated configuration. Build one with [`Config::builder`] or a preset.
+///
+/// `Config` is immutable; [`Config::to_builder`] gives a builder holding its
+/// values to derive a variant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub(crate) b: ConfigBuilder,
+    /// Retry budget in milli-tokens: (capacity, refund per success).
+    pub(crate) budget_milli: Option<(u64, u64)>,
+}
+
+impl Config {
+    /// A builder starting from [`Preset::Recommended`].
+    pub fn builder() -> ConfigBuilder {
+        Preset::Recommended.builder()
+    }
+
+    /// [`Preset::MongodbLegacy`], built.
+    pub fn mongodb_legacy() -> Config {
+        Preset::MongodbLegacy.build_valid()
+    }
+
+    /// [`Preset::Mongoose`], built.
+    pub fn mongoose() -> Config {
+        Preset::Mongoose.build_valid()
+    }
+
+    /// [`Preset::FailFast`], built.
+    pub fn fail_fast() -> Config {
+        Preset::FailFast.build_valid()
+    }
+
+    /// What we would tell a team to use in production:
+    ///
+    /// - a bounded buffer (1024 ops, reject-new on overflow) so an outage
+    ///   cannot eat all memory, with a 10 s buffer timeout so no op hangs for
+    ///   ever (mongoose's `bufferTimeoutMS` default);
+    /// - exponential backoff 100 ms × 2 capped at 5 s with full jitter, so a
+    ///   fleet of clients does not reconnect in lock-step;
+    /// - unlimited reconnect tries: a client that gives up silently is worse
+    ///   than one that keeps trying;
+    /// - initial connect retried like a reconnect; 5 s connect timeout;
+    /// - a heartbeat every 5 s answered within 3 s, to catch silent loss
+    ///   (seed 004: a failover can look like nothing at all);
+    /// - up to 3 attempts for ops marked retryable, throttled by a gRPC-style
+    ///   retry budget of 10 tokens refunded at 0.1 per success.
+    pub fn recommended() -> Config {
+        Preset::Recommended.build_valid()
+    }
+
+    /// A builder holding this configuration's values.
+    pub fn to_builder(&self) -> ConfigBuilder {
+        self.b.clone()
+    }
+
+    /// Whether lost connections are re-established (`autoReconnect`).
+    pub fn auto_reconnect(&self) -> bool {
+        self.b.auto_reconnect
+    }
+    /// The buffer policy while disconnected.
+    pub fn buffer(&self) -> BufferPolicy {
+        self.b.buffer
+    }
+    /// The reconnect budget.
+    pub fn reconnect_tries(&self) -> Tries {
+        self.b.reconnect_tries
+    }
+    /// The backoff between reconnect attempts.
+    pub fn backoff(&self) -> Backoff {
+        self.b.backoff
+    }
+    /// The jitter applied to each backoff delay.
+    pub fn jitter(&self) -> Jitter {
+        self.b.jitter
+    }
+    /// What happens when the first connect attempt fails.
+    pub fn initial_connect(&self) -> InitialConnect {
+        self.b.initial_connect
+    }
+    /// Timeout of one connect attempt.
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.b.connect_timeout
+    }
+    /// Idle timeout of an established connection (legacy `socketTimeoutMS`).
+    pub fn socket_timeout(&self) -> Option<Duration> {
+        self.b.socket_timeout
+    }
+    /// Heartbeat settings.
+    pub fn heartbeat(&self) -> Option<Heartbeat> {
+        self.b.heartbeat
+    }
+    /// How long an op may stay in flight before the connection is declared dead.
+    pub fn response_timeout(&self) -> Option<Duration> {
+        self.b.response_timeout
+    }
+    /// How long an op may wait in the buffer (mongoose `bufferTimeoutMS`).
+    pub fn buffer_timeout(&self) -> Option<Duration> {
+        self.b.buffer_timeout
+    }
+    /// The deadline applied to ops submitted without one.
+    pub fn op_deadline(&self) -> Option<Duration> {
+        self.b.op_deadline
+    }
+    /// Attempts for ops marked retryable (≥ 1).
+    pub fn max_op_attempts(&self) -> u32 {
+        self.b.max_op_attempts
+    }
+    /// The shared retry budget.
+    pub fn retry_budget(&self) -> Option<RetryBudget> {
+        self.b.retry_budget
+    }
+    /// Number of endpoints in the seed list (≥ 1).
+    pub fn endpoints(&self) -> usize {
+        self.b.endpoints
+    }
+
+    /// The range a jittered delay before reconnect attempt `n` falls in.
+    ///
+    /// Decorrelated jitter depends on the previous delay; its range is
+    /// `[base, cap]` overall.
+    pub fn reconnect_delay_bounds(&self, n: u32) -> (Duration, Duration) {
+        let d = self.b.backoff.nominal(n);
+        match self.b.jitter {
+            Jitter::None => (d, d),
+            Jitter::Full => (Duration::ZERO, d),
+            Jitter::Equal => (d / 2, d),
+            Jitter::Decorrelated => (self.b.backoff.base(), self.b.backoff.cap()),
+        }
+    }
+}
+
+impl Default for Config {
+    /// [`Config::recommended`].
+    fn default() -> Self {
+        Config::recommended()
+    }
+}
+
+impl Preset {
+    fn build_valid(self) -> Config {
+        // Every preset is a constant that the tests validate; a failure here
+        // is a bug in this file, never in user input.
+        self.builder()
+            .build()
+            .expect("preset values are valid (checked by tests)")
+    }
+}
+
+/// Builds a [`Config`]; every setter takes and returns the builder.
+///
+/// Timeouts are `Option<Duration>`: `None` turns them off; `Some(ZERO)` is
+/// refused by [`build`](ConfigBuilder::build) so that "off" is never spelt
+/// two ways.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigBuilder {
+    pub(crate) auto_reconnect: bool,
+    pub(crate) buffer: BufferPolicy,
+    pub(crate) reconnect_tries: Tries,
+    pub(crate) backoff: Backoff,
+    pub(crate) jitter: Jitter,
+    pub(crate) initial_connect: InitialConnect,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) socket_timeout: Option<Duration>,
+    pub(crate) heartbeat: Option<Heartbeat>,
+    pub(crate) response_timeout: Option<Duration>,
+    pub(crate) buffer_timeout: Option<Duration>,
+    pub(crate) op_deadline: Option<Duration>,
+    pub(crate) max_op_attempts: u32,
+    pub(crate) retry_budget: Option<RetryBudget>,
+    pub(crate) endpoints: usize,
+    /// An error found by a setter that cannot fail on the spot.
+    deferred: Option<ConfigError>,
+}
+
+impl Default for ConfigBuilder {
+    /// [`Preset::Recommended`]'s values.
+    fn default() -> Self {
+        Preset::Recommended.builder()
+    }
+}
+
+impl ConfigBuilder {
+    /// Same as [`Config::builder`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Re-establish lost connections (`autoReconnect`).
+    pub fn auto_reconnect(mut self, on: bool) -> Self {
+        self.auto_reconnect = on;
+        self
+    }
+
+    /// The buffer policy.
+    pub fn buffer(mut self, policy: BufferPolicy) -> Self {
+        self.buffer = policy;
+        self
+    }
+
+    /// Legacy `bufferMaxEntries`: `-1` unbounded, `0` disabled, `N > 0`
+    /// bounded with the legacy fail-all overflow. Below `-1` is refused by
+    /// `build()`.
+    pub fn buffer_max_entries(mut self, n: i64) -> Self {
+        self.buffer = match n {
+            -1 => BufferPolicy::Unbounded,
+            0 => BufferPolicy::Disabled,
+            n if n > 0 => BufferPolicy::Bounded {
+                max: usize::try_from(n).unwrap_or(usize::MAX),
+                overflow: OverflowPolicy::FailAll,
+            },
+            _ => {
+                self.deferred.get_or_insert(ConfigError::new(
+                    "buffer_max_entries",
+                    ConfigErrorKind::BufferEntriesBelowMinusOne,
+                ));
+                self.buffer
+            }
+        };
+        self
+    }
+
+    /// The reconnect budget (`reconnectTries`).
+    pub fn reconnect_tries(mut self, tries: Tries) -> Self {
+        self.reconnect_tries = tries;
+        self
+    }
+
+    /// Constant backoff (`reconnectInterval`).
+    pub fn reconnect_interval(mut self, interval: Duration) -> Self {
+        self.backoff = Backoff::Constant(interval);
+        self
+    }
+
+    /// Any backoff policy.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Jitter on each backoff delay.
+    pub fn jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// What happens when the very first connect attempt fails.
+    pub fn initial_connect(mut self, initial: InitialConnect) -> Self {
+        self.initial_connect = initial;
+        self
+    }
+
+    /// Timeout of one connect attempt.
+    pub fn connect_timeout(mut self, t: Option<Duration>) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Idle timeout: a connection with no op in flight for this long is
+    /// closed (legacy `socketTimeoutMS`; heartbeats do not count as use).
+    pub fn socket_timeout(mut self, t: Option<Duration>) -> Self {
+        self.socket_timeout = t;
+        self
+    }
+
+    /// Heartbeat settings (silent-loss detection).
+    pub fn heartbeat(mut self, h: Option<Heartbeat>) -> Self {
+        self.heartbeat = h;
+        self
+    }
+
+    /// An op in flight longer than this declares the connection dead.
+    pub fn response_timeout(mut self, t: Option<Duration>) -> Self {
+        self.response_timeout = t;
+        self
+    }
+
+    /// An op waiting in the buffer longer than this fails with `buffer_timeout`.
+    pub fn buffer_timeout(mut self, t: Option<Duration>) -> Self {
+        self.buffer_timeout = t;
+        self
+    }
+
+    /// The deadline for ops submitted without one.
+    pub fn op_deadline(mut self, t: Option<Duration>) -> Self {
+        self.op_deadline = t;
+        self
+    }
+
+    /// Attempts for ops marked retryable (≥ 1).
+    pub fn max_op_attempts(mut self, n: u32) -> Self {
+        self.max_op_attempts = n;
+        self
+    }
+
+    /// The shared retry budget (`None`: retries limited only by attempts).
+    pub fn retry_budget(mut self, b: Option<RetryBudget>) -> Self {
+        self.retry_budget = b;
+        self
+    }
+
+    /// Number of endpoints in the seed list (≥ 1).
+    pub fn endpoints(mut self, n: usize) -> Self {
+        self.endpoints = n;
+        self
+    }
+
+    /// Validates every field and returns the configuration.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        use ConfigErrorKind as K;
+        let err = |field, kind| Err(ConfigError::new(field, kind));
+        if let Some(e) = self.deferred {
+            return Err(e);
+        }
+        if self.endpoints == 0 {
+            return err("endpoints", K::MustBePositive);
+        }
+        if let BufferPolicy::Bounded { max: 0, .. } = self.buffer {
+            return err("buffer_max_entries", K::MustBePositive);
+        }
+        match self.backoff {
+            Backoff::Constant(d) => {
+                if d.is_zero() && self.reconnect_tries == Tries::Unlimited {
+                    return err("reconnect_interval", K::ZeroDelayWithUnlimitedTries);
+                }
+            }
+            Backoff::Linear { initial, step, max } => {
+                if max < initial {
+                    return err("backoff_max", K::CapBelowStart);
+                }
+                if max.is_zero() && self.reconnect_tries == Tries::Unlimited {
+                    return err("backoff_max", K::ZeroDelayWithUnlimitedTries);
+                }
+                let _ = step;
+            }
+            Backoff::Exponential {
+                initial,
+                multiplier,
+                max,
+            } => {
+                if !(multiplier.is_finite() && multiplier >= 1.0) {
+                    return err("backoff_multiplier", K::MultiplierBelowOne);
+                }
+                if initial.is_zero() {
+                    return err("backoff_initial", K::MustBePositive);
+                }
+                if max < initial {
+                    return err("backoff_max", K::CapBelowStart);
+                }
+            }
+        }
+        if self.backoff.cap().is_zero()
+            && self.jitter != Jitter::None
+            && self.reconnect_tries == Tries::Unlimited
+        {
+            return err("reconnect_interval", K::ZeroDelayWithUnlimitedTries);
+        }
+        for (field, t) in [
+            ("connect_timeout", self.connect_timeout),
+            ("socket_timeout", self.socket_timeout),
+            ("response_timeout", self.response_timeout),
+            ("buffer_timeout", self.buffer_timeout),
+            ("op_deadline", self.op_deadline),
+        ] {
+            if t == Some(Duration::ZERO) {
+                return err(field, K::MustBePositive);
+            }
+        }
+        if let Some(h) = self.heartbeat {
+            if h.interval.is_zero() {
+                return err("heartbeat_interval", K::MustBePositive);
+            }
+            if h.timeout.is_zero() {
+                return err("heartbeat_timeout", K::MustBePositive);
+            }
+        }
+        if self.max_op_attempts == 0 {
+            return err("max_op_attempts", K::MustBePositive);
+        }
+        let budget_milli = match self.retry_budget {
+            None => None,
+            Some(b) => {
+                if b.max_tokens == 0 {
+                    return err("retry_budget_tokens", K::MustBePositive);
+                }
+                if !b.token_ratio.is_finite() {
+                    return err("retry_budget_ratio", K::NotFinite);
+                }
+                if b.token_ratio <= 0.0 {
+                    return err("retry_budget_ratio", K::MustBePositive);
+                }
+                if b.token_ratio > f64::from(b.max_tokens) {
+                    return err("retry_budget_ratio", K::RatioAboveMaxTokens);
+                }
+                // Fixed point (1/1000 token) so the bucket never drifts.
+                let refund = ((b.token_ratio * 1000.0) as u64).max(1);
+                Some((u64::from(b.max_tokens) * 1000, refund))
+            }
+        };
+        Ok(Config {
+            b: self,
+            budget_milli,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn presets_are_valid_and_named() {
+        for p in Preset::ALL {
+            assert!(p.builder().build().is_ok(), "{p}");
+            assert_eq!(p.name().parse::<Preset>(), Ok(p));
+        }
+        assert_eq!(
+            "mongodb_legacy".parse::<Preset>(),
+            Ok(Preset::MongodbLegacy)
+        );
+        assert_eq!("nope".parse::<Preset>(), Err(UnknownPreset));
+        let legacy = Config::mongodb_legacy();
+        assert!(legacy.auto_reconnect());
+        assert_eq!(legacy.buffer(), BufferPolicy::Unbounded);
+        assert_eq!(legacy.reconnect_tries(), Tries::Limited(30));
+        assert_eq!(legacy.backoff(), Backoff::Constant(ms(1000)));
+        assert_eq!(legacy.jitter(), Jitter::None);
+        assert_eq!(Config::mongoose().buffer_timeout(), Some(ms(10_000)));
+        assert_eq!(Config::fail_fast().buffer(), BufferPolicy::Disabled);
+        let rec = Config::recommended();
+        assert!(matches!(rec.buffer(), BufferPolicy::Bounded { .. }));
+        assert_eq!(rec.reconnect_tries(), Tries::Unlimited);
+        assert_eq!(rec.jitter(), Jitter::Full);
+        assert!(rec.heartbeat().is_some() && rec.retry_budget().is_some());
+        assert_eq!(Config::default(), rec);
+    }
+
+    #[test]
+    fn bad_configs_name_the_field_and_reason() {
+        let cases: [(ConfigBuilder, &str, ConfigErrorKind); 12] = [
+            (
+                Config::builder()
+                    .reconnect_tries(Tries::Unlimited)
+                    .reconnect_interval(Duration::ZERO),
+                "reconnect_interval",
+                ConfigErrorKind::ZeroDelayWithUnlimitedTries,
+            ),
+            (
+                Config::builder().backoff(Backoff::Exponential {
+                    initial: ms(500),
+                    multiplier: 2.0,
+                    max: ms(100),
+                }),
+                "backoff_max",
+                ConfigErrorKind::CapBelowStart,
+            ),
+            (
+                Config::builder().backoff(Backoff::Exponential {
+                    initial: ms(100),
+                    multiplier: 0.5,
+                    max: ms(1000),
+                }),
+                "backoff_multiplier",
+                ConfigErrorKind::MultiplierBelowOne,
+            ),
+            (
+                Config::builder().backoff(Backoff::Exponential {
+                    initial: ms(100),
+                    multiplier: f64::NAN,
+                    max: ms(1000),
+                }),
+                "backoff_multiplier",
+                ConfigErrorKind::MultiplierBelowOne,
+            ),
+            (
+                Config::builder().backoff(Backoff::Linear {
+                    initial: ms(100),
+                    step: ms(10),
+                    max: ms(50),
+                }),
+                "backoff_max",
+                ConfigErrorKind::CapBelowStart,
+            ),
+            (
+                Config::builder().buffer_max_entries(-2),
+                "buffer_max_entries",
+                ConfigErrorKind::BufferEntriesBelowMinusOne,
+            ),
+            (
+                Config::builder().connect_timeout(Some(Duration::ZERO)),
+                "connect_timeout",
+                ConfigErrorKind::MustBePositive,
+            ),
+            (
+                Config::builder().heartbeat(Some(Heartbeat {
+                    interval: ms(10),
+                    timeout: Duration::ZERO,
+                })),
+                "heartbeat_timeout",
+                ConfigErrorKind::MustBePositive,
+            ),
+            (
+                Config::builder().max_op_attempts(0),
+                "max_op_attempts",
+                ConfigErrorKind::MustBePositive,
+            ),
+            (
+                Config::builder().endpoints(0),
+                "endpoints",
+                ConfigErrorKind::MustBePositive,
+            ),
+            (
+                Config::builder().retry_budget(Some(RetryBudget {
+                    max_tokens: 10,
+                    token_ratio: -1.0,
+                })),
+                "retry_budget_ratio",
+                ConfigErrorKind::MustBePositive,
+            ),
+            (
+                Config::builder().buffer(BufferPolicy::Bounded {
+                    max: 0,
+                    overflow: OverflowPolicy::FailAll,
+                }),
+                "buffer_max_entries",
+                ConfigErrorKind::MustBePositive,
+            ),
+        ];
+        for (builder, field, kind) in cases {
+            let e = builder.build().unwrap_err();
+            assert_eq!((e.field(), e.kind()), (field, kind), "{e}");
+            let text = alloc::format!("{e}");
+            assert!(
+                text.starts_with(&alloc::format!("invalid `{field}`: ")),
+                "{text}"
+            );
+        }
+        // Limited tries with a zero interval is fine: it cannot spin for ever.
+        assert!(
+            Config::builder()
+                .reconnect_tries(Tries::Limited(3))
+                .reconnect_interval(Duration::ZERO)
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn legacy_buffer_mapping() {
+        let b = |n| {
+            Config::builder()
+                .buffer_max_entries(n)
+                .build()
+                .unwrap()
+                .buffer()
+        };
+        assert_eq!(b(-1), BufferPolicy::Unbounded);
+        assert_eq!(b(0), BufferPolicy::Disabled);
+        assert_eq!(
+            b(5),
+            BufferPolicy::Bounded {
+                max: 5,
+                overflow: OverflowPolicy::FailAll
+            }
+        );
+    }
+
+    #[test]
+    fn backoff_nominal_delays() {
+        let lin = Backoff::Linear {
+            initial: ms(100),
+            step: ms(50),
+            max: ms(220),
+        };
+        assert_eq!(
+            [1, 2, 3, 4].map(|n| lin.nominal(n)),
+            [ms(100), ms(150), ms(200), ms(220)]
+        );
+        let exp = Backoff::Exponential {
+            initial: ms(100),
+            multiplier: 2.0,
+            max: ms(1000),
+        };
+        assert_eq!(
+            [1, 2, 3, 4, 5, 60].map(|n| exp.nominal(n)),
+            [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
+        );
+        assert_eq!(Backoff::Constant(ms(7)).nominal(u32::MAX), ms(7));
+    }
+}

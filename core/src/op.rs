@@ -1,0 +1,245 @@
+//! Operations: ids, per-op options, what the caller reports about them, and
+//! the single outcome each one gets.
+
+use core::fmt;
+use core::time::Duration;
+
+use crate::config::Backoff;
+use crate::machine::ConnId;
+
+/// Identifies a submitted operation. Unique for the life of a machine (a slab
+/// index and a generation packed together): never reused, but not ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId(pub(crate) u64);
+
+impl OpId {
+    /// The number behind the id.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+    /// Builds an id from its number (for tests and fuzzing; the machine
+    /// ignores ids it did not issue or that are finished).
+    pub fn from_raw(n: u64) -> Self {
+        OpId(n)
+    }
+}
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "op#{}", self.0)
+    }
+}
+
+/// Per-operation options given at submission.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpOptions {
+    /// May this op be sent again after it was lost in flight? Only say yes
+    /// for idempotent ops (or whole transactions, seed 004): a lost op may
+    /// have run.
+    pub retryable: bool,
+    /// Give up on the op this long after submission, wherever it is
+    /// (`None`: the config's `op_deadline`).
+    pub deadline: Option<Duration>,
+    /// Attempts for this op if retryable (`None`: the config's `max_op_attempts`).
+    pub max_attempts: Option<u32>,
+}
+
+impl OpOptions {
+    /// A non-retryable op with the config's deadline.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Marks the op retryable (or not).
+    pub fn retryable(mut self, yes: bool) -> Self {
+        self.retryable = yes;
+        self
+    }
+    /// Sets a deadline relative to submission.
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.deadline = Some(d);
+        self
+    }
+    /// Sets the attempt limit for this (retryable) op.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+}
+
+/// What the caller observed when a dispatched op finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum OpResult {
+    /// The server answered with success.
+    Ok,
+    /// The server answered with an error of its own (final; not retried).
+    ServerError,
+    /// The connection broke while the op was in flight: the op may have run.
+    /// The machine treats the whole connection as lost.
+    ConnectionLost,
+    /// The server refused the op because it is not the primary (READONLY,
+    /// "not primary"): the op certainly did not run. The machine drops the
+    /// connection, reconnects to the next endpoint and re-queues the op.
+    WrongServer,
+}
+
+/// The stable kinds of failure. [`ErrorKind::name`] gives the snake_case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ErrorKind {
+    /// Not connected and buffering is off (seed 002: "no connection available for operation").
+    NoConnection,
+    /// The bounded buffer overflowed.
+    BufferOverflow,
+    /// The op waited in the buffer longer than `buffer_timeout`.
+    BufferTimeout,
+    /// The reconnect budget ran out while the op was buffered (seed 002).
+    ReconnectFailed,
+    /// Submitted after the reconnect budget ran out (seed 002: "Topology was destroyed").
+    TopologyDestroyed,
+    /// The connection broke while the op was in flight, and it was not retried.
+    ConnectionLost,
+    /// The op's deadline passed.
+    DeadlineExceeded,
+    /// A retry was refused by the retry budget.
+    RetryBudgetExhausted,
+    /// The client was closed.
+    Closed,
+    /// The server answered with an error.
+    ServerError,
+    /// The caller cancelled the op.
+    Cancelled,
+}
+
+impl ErrorKind {
+    /// Every kind, in a stable order.
+    pub const ALL: [ErrorKind; 11] = [
+        ErrorKind::NoConnection,
+        ErrorKind::BufferOverflow,
+        ErrorKind::BufferTimeout,
+        ErrorKind::ReconnectFailed,
+        ErrorKind::TopologyDestroyed,
+        ErrorKind::ConnectionLost,
+        ErrorKind::DeadlineExceeded,
+        ErrorKind::RetryBudgetExhausted,
+        ErrorKind::Closed,
+        ErrorKind::ServerError,
+        ErrorKind::Cancelled,
+    ];
+
+    /// The stable snake_case name (`no_connection`, `buffer_overflow`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::NoConnection => "no_connection",
+            ErrorKind::BufferOverflow => "buffer_overflow",
+            ErrorKind::BufferTimeout => "buffer_timeout",
+            ErrorKind::ReconnectFailed => "reconnect_failed",
+            ErrorKind::TopologyDestroyed => "topology_destroyed",
+            ErrorKind::ConnectionLost => "connection_lost",
+            ErrorKind::DeadlineExceeded => "deadline_exceeded",
+            ErrorKind::RetryBudgetExhausted => "retry_budget_exhausted",
+            ErrorKind::Closed => "closed",
+            ErrorKind::ServerError => "server_error",
+            ErrorKind::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why an op failed, and whether it may have run on the server.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OpError {
+    pub(crate) kind: ErrorKind,
+    pub(crate) maybe_executed: bool,
+    pub(crate) attempts: u32,
+    pub(crate) reconnect: Option<(u32, Backoff)>,
+}
+
+impl OpError {
+    /// The stable kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// `false` only when it is certain the op did not run on the server
+    /// (never dispatched, or answered "wrong server"). `true` when it was
+    /// dispatched and its fate is unknown (lost, timed out, cancelled in
+    /// flight) or the server answered with an error.
+    pub fn maybe_executed(&self) -> bool {
+        self.maybe_executed
+    }
+
+    /// How many times the op was dispatched (wrong-server answers included).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+}
+
+impl fmt::Display for OpError {
+    /// The human message (`failed to reconnect after 2 attempts with interval 100 ms`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ErrorKind::NoConnection => f.write_str("no connection available for operation"),
+            ErrorKind::BufferOverflow => f.write_str("operation buffer overflowed"),
+            ErrorKind::BufferTimeout => {
+                f.write_str("operation timed out while buffered waiting for a connection")
+            }
+            ErrorKind::ReconnectFailed => match self.reconnect {
+                Some((0, _)) => {
+                    f.write_str("failed to connect: the initial connection attempt failed")
+                }
+                Some((n, Backoff::Constant(d))) => write!(
+                    f,
+                    "failed to reconnect after {n} attempts with interval {} ms",
+                    d.as_millis()
+                ),
+                Some((n, b)) => write!(
+                    f,
+                    "failed to reconnect after {n} attempts with backoff from {} ms up to {} ms",
+                    b.base().as_millis(),
+                    b.cap().as_millis()
+                ),
+                None => f.write_str("failed to reconnect"),
+            },
+            ErrorKind::TopologyDestroyed => f.write_str("topology was destroyed"),
+            ErrorKind::ConnectionLost => {
+                f.write_str("connection lost while the operation was in flight")
+            }
+            ErrorKind::DeadlineExceeded => f.write_str("operation deadline exceeded"),
+            ErrorKind::RetryBudgetExhausted => {
+                f.write_str("connection lost and the retry budget is exhausted")
+            }
+            ErrorKind::Closed => f.write_str("client closed"),
+            ErrorKind::ServerError => f.write_str("server returned an error"),
+            ErrorKind::Cancelled => f.write_str("operation cancelled"),
+        }
+    }
+}
+
+impl core::error::Error for OpError {}
+
+/// A successful op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Done {
+    /// The connection that answered.
+    pub conn: ConnId,
+    /// The endpoint (index into the seed list) that answered.
+    pub endpoint: usize,
+    /// How many times the op was dispatched (1 unless retried or redirected).
+    pub attempts: u32,
+}
+
+/// The one outcome of an op, handing its payload back to the caller.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion<P> {
+    /// Which op.
+    pub id: OpId,
+    /// The payload given to [`Machine::submit`](crate::Machine::submit), returned.
+    pub payload: P,
+    /// Success or why not.
+    pub result: Result<Done, OpError>,
+}

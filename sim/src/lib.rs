@@ -1,0 +1,3 @@
+//! redial-sim (work in progress).
+
+pub use redial_core as core;
