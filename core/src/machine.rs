@@ -944,8 +944,11 @@ impl<P> Machine<P> {
     /// Completes an unlinked op with an error.
     fn fail(&mut self, idx: u32, kind: ErrorKind) {
         let o = self.release(idx);
-        let reconnect =
-            (kind == ErrorKind::ReconnectFailed).then_some((self.tries, self.cfg.backoff()));
+        let reconnect = (kind == ErrorKind::ReconnectFailed).then_some((
+            self.tries,
+            self.cfg.backoff(),
+            !self.ever_connected,
+        ));
         self.outputs.push_back(Output::Complete(Completion {
             id: o.id,
             payload: o.payload,

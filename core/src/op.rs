@@ -156,7 +156,9 @@ pub struct OpError {
     pub(crate) kind: ErrorKind,
     pub(crate) maybe_executed: bool,
     pub(crate) attempts: u32,
-    pub(crate) reconnect: Option<(u32, Backoff)>,
+    /// For `reconnect_failed`: attempts made, the backoff, and whether the
+    /// client had never connected (initial connect failed).
+    pub(crate) reconnect: Option<(u32, Backoff, bool)>,
 }
 
 impl OpError {
@@ -192,12 +194,12 @@ impl fmt::Display for OpError {
                 Some((0, _)) => {
                     f.write_str("failed to connect: the initial connection attempt failed")
                 }
-                Some((n, Backoff::Constant(d))) => write!(
+                Some((n, Backoff::Constant(d), false)) => write!(
                     f,
                     "failed to reconnect after {n} attempts with interval {} ms",
                     d.as_millis()
                 ),
-                Some((n, b)) => write!(
+                Some((n, b, false)) => write!(
                     f,
                     "failed to reconnect after {n} attempts with backoff from {} ms up to {} ms",
                     b.base().as_millis(),
