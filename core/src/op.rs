@@ -191,7 +191,7 @@ impl fmt::Display for OpError {
                 f.write_str("operation timed out while buffered waiting for a connection")
             }
             ErrorKind::ReconnectFailed => match self.reconnect {
-                Some((0, _)) => {
+                Some((_, _, true)) => {
                     f.write_str("failed to connect: the initial connection attempt failed")
                 }
                 Some((n, Backoff::Constant(d), false)) => write!(
