@@ -142,8 +142,7 @@ impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
 }
 
 /// The result of a call.
-pub type CallResult<C> =
-    Result<<C as Connector>::Output, Error<<C as Connector>::Error>>;
+pub type CallResult<C> = Result<<C as Connector>::Output, Error<<C as Connector>::Error>>;
 
 struct Shared<C: Connector> {
     tx: mpsc::UnboundedSender<Command<C>>,

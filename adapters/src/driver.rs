@@ -269,9 +269,7 @@ impl<C: Connector> Driver<C> {
                     }
                 }
                 Output::Complete(done) => self.complete(done),
-                Output::Event(e) => self
-                    .subscribers
-                    .retain(|s| s.unbounded_send(e).is_ok()),
+                Output::Event(e) => self.subscribers.retain(|s| s.unbounded_send(e).is_ok()),
             }
         }
         *self

@@ -18,9 +18,7 @@ pub struct RedisConnector {
 
 impl RedisConnector {
     /// One endpoint per address (`redis://host:port`).
-    pub fn new<T: IntoConnectionInfo>(
-        endpoints: impl IntoIterator<Item = T>,
-    ) -> RedisResult<Self> {
+    pub fn new<T: IntoConnectionInfo>(endpoints: impl IntoIterator<Item = T>) -> RedisResult<Self> {
         let clients = endpoints
             .into_iter()
             .map(redis::Client::open)
@@ -58,10 +56,7 @@ impl Connector for RedisConnector {
 
     async fn connect(&self, endpoint: usize) -> Result<MultiplexedConnection, RedisError> {
         let client = self.clients.get(endpoint).ok_or_else(|| {
-            RedisError::from((
-                redis::ErrorKind::InvalidClientConfig,
-                "no such endpoint",
-            ))
+            RedisError::from((redis::ErrorKind::InvalidClientConfig, "no such endpoint"))
         })?;
         // No response timeout of the crate's own: the core times responses.
         client.get_multiplexed_async_connection().await
