@@ -1,3 +1,45 @@
-//! redial-sim (work in progress).
+//! # redial-sim
+//!
+//! Replays failure timelines against the real [`redial_core::Machine`] on a
+//! virtual clock. The simulator only plays the world — servers that go
+//! down, crash, go silent or change role, a network with latency, and an
+//! application that submits ops — and carries out the machine's outputs. It
+//! takes no decision of its own about ops or connections.
+//!
+//! ```
+//! let text = r#"
+//! [config]
+//! preset = "mongodb-legacy"
+//!
+//! [[step]]
+//! at = "1s"
+//! server = "down"
+//! for = "2s"
+//!
+//! [[step]]
+//! at = "1500ms"
+//! submit = "findOne"
+//! "#;
+//! let timeline = redial_sim::Timeline::parse(text, "example.toml").unwrap();
+//! let (out, summary) = redial_sim::run_to_string(&timeline, &redial_sim::RunOptions::default());
+//! assert_eq!(summary.ok, 1);
+//! assert!(summary.violations.is_empty());
+//! assert!(out.contains("findOne"));
+//! ```
 
 pub use redial_core as core;
+
+mod check;
+mod duration;
+pub mod matrix;
+mod output;
+mod run;
+mod timeline;
+
+pub use duration::parse_duration;
+pub use output::{Field, Format, Line, OpLine, Summary, write_line};
+pub use run::{RunOptions, run, run_formatted, run_to_string};
+pub use timeline::{
+    ClientAction, Endpoint, Network, Role, ServerAction, Step, StepAction, Submit, Timeline,
+    TimelineError, Workload,
+};

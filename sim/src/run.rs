@@ -1,0 +1,643 @@
+//! The simulation: a virtual clock, simulated servers and network, and the
+//! real machine.
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng};
+use redial_core::{
+    ConnId, DisconnectReason, Event, Instant, LossKind, Machine, OpId, OpOptions, OpResult, Output,
+};
+
+use crate::check::Checker;
+use crate::output::{Field, Format, Line, OpLine, Summary, write_line};
+use crate::timeline::{ClientAction, Role, ServerAction, StepAction, Submit, Timeline};
+
+/// How to run a timeline.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Overrides the timeline's `seed`.
+    pub seed: Option<u64>,
+    /// Stop here when the timeline has no `until` (default one hour).
+    pub max_time: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            seed: None,
+            max_time: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Health {
+    Up,
+    Down,
+    Blackhole,
+}
+
+struct Server {
+    health: Health,
+    role: Role,
+    /// Bumped whenever connections to it die.
+    epoch: u64,
+    /// Bumped by every server step (a `for` restore only applies if no
+    /// later step touched the server).
+    generation: u64,
+}
+
+struct SimConn {
+    endpoint: usize,
+    established: bool,
+    epoch: u64,
+}
+
+struct OpInfo {
+    seq: u64,
+    label: String,
+    submitted: Instant,
+    first_dispatch: Option<Instant>,
+    server_error: bool,
+    then: Option<String>,
+}
+
+enum Ev {
+    Step(usize),
+    Tick(usize, u64),
+    Then(String),
+    Restore {
+        endpoint: usize,
+        action: ServerAction,
+        generation: u64,
+    },
+    ConnectDone {
+        conn: ConnId,
+        ok: bool,
+    },
+    Lost {
+        conn: ConnId,
+        kind: LossKind,
+    },
+    Answer {
+        op: OpId,
+        conn: ConnId,
+        result: OpResult,
+    },
+    HeartbeatOk {
+        conn: ConnId,
+    },
+}
+
+impl Ev {
+    fn scripted(&self) -> bool {
+        matches!(
+            self,
+            Ev::Step(_) | Ev::Tick(..) | Ev::Then(_) | Ev::Restore { .. }
+        )
+    }
+}
+
+struct World<'a, F: FnMut(&Line)> {
+    tl: &'a Timeline,
+    m: Machine<u64>,
+    now: Instant,
+    queue: BTreeMap<(Instant, u64), Ev>,
+    seq: u64,
+    scripted: usize,
+    servers: Vec<Server>,
+    conns: BTreeMap<ConnId, SimConn>,
+    ops: BTreeMap<u64, OpInfo>,
+    by_id: BTreeMap<OpId, u64>,
+    next_op: u64,
+    rng: StdRng,
+    check: Checker,
+    summary: Summary,
+    sink: F,
+}
+
+fn us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Runs a timeline, handing every line to `sink` as it happens, and
+/// returns the summary. Memory stays proportional to what is outstanding
+/// (ops, connections, scheduled messages), not to the timeline's length.
+pub fn run(tl: &Timeline, opts: &RunOptions, sink: impl FnMut(&Line)) -> Summary {
+    let seed = opts.seed.unwrap_or(tl.seed);
+    let m = Machine::new(tl.config.clone(), seed, Instant::ZERO);
+    let w = World {
+        tl,
+        m,
+        now: Instant::ZERO,
+        queue: BTreeMap::new(),
+        seq: 0,
+        scripted: 0,
+        servers: tl
+            .endpoints
+            .iter()
+            .map(|e| Server {
+                health: if e.up { Health::Up } else { Health::Down },
+                role: e.role,
+                epoch: 0,
+                generation: 0,
+            })
+            .collect(),
+        conns: BTreeMap::new(),
+        ops: BTreeMap::new(),
+        by_id: BTreeMap::new(),
+        next_op: 1,
+        rng: StdRng::seed_from_u64(seed ^ 0x5EED_0F_5111),
+        check: Checker::new(&tl.config),
+        summary: Summary::default(),
+        sink,
+    };
+    w.main(opts)
+}
+
+/// Runs a timeline and renders the whole transcript (summary line last).
+pub fn run_to_string(tl: &Timeline, opts: &RunOptions) -> (String, Summary) {
+    run_formatted(tl, opts, Format::Text)
+}
+
+/// Runs a timeline and renders it in `format` (summary line last).
+pub fn run_formatted(tl: &Timeline, opts: &RunOptions, format: Format) -> (String, Summary) {
+    let mut out = String::new();
+    let summary = run(tl, opts, |l| write_line(&mut out, format, l));
+    summary.write(&mut out, format);
+    (out, summary)
+}
+
+impl<F: FnMut(&Line)> World<'_, F> {
+    fn main(mut self, opts: &RunOptions) -> Summary {
+        for (i, s) in self.tl.steps.iter().enumerate() {
+            self.schedule_at(Instant::ZERO + s.at, Ev::Step(i));
+        }
+        for (i, wl) in self.tl.workloads.iter().enumerate() {
+            if wl.from < wl.until {
+                self.schedule_at(Instant::ZERO + wl.from, Ev::Tick(i, 0));
+            }
+        }
+        let end = Instant::ZERO + self.tl.until.unwrap_or(opts.max_time);
+        self.drain();
+        loop {
+            if self.tl.until.is_none() && self.scripted == 0 && self.m.outstanding() == 0 {
+                break;
+            }
+            let next_ev = self.queue.first_key_value().map(|(k, _)| k.0);
+            let next_timer = self.m.poll_timeout().map(|(t, _)| t);
+            let t = match (next_ev, next_timer) {
+                (None, None) => break,
+                (Some(a), None) | (None, Some(a)) => a,
+                (Some(a), Some(b)) => a.min(b),
+            };
+            if t > end {
+                break;
+            }
+            self.now = self.now.max(t);
+            if next_ev == Some(t) {
+                let (_, ev) = self.queue.pop_first().expect("peeked above");
+                if ev.scripted() {
+                    self.scripted -= 1;
+                }
+                self.handle(ev);
+            } else {
+                self.m.handle_timeout(self.now);
+            }
+            self.drain();
+        }
+        self.summary.pending = self.m.outstanding() as u64;
+        self.summary.violations = self.check.violations().to_vec();
+        self.summary
+    }
+
+    fn schedule_at(&mut self, at: Instant, ev: Ev) {
+        if ev.scripted() {
+            self.scripted += 1;
+        }
+        self.seq += 1;
+        self.queue.insert((at, self.seq), ev);
+    }
+
+    /// One-way network delay (latency plus seeded jitter).
+    fn hop(&mut self) -> Duration {
+        let j = us(self.tl.network.jitter);
+        let extra = if j == 0 {
+            0
+        } else {
+            self.rng.random_range(0..=j)
+        };
+        self.tl.network.latency + Duration::from_micros(extra)
+    }
+
+    fn name(&self, machine_endpoint: usize) -> String {
+        self.tl.endpoints[self.tl.listed_endpoint(machine_endpoint)]
+            .name
+            .clone()
+    }
+
+    fn world(&mut self, text: String) {
+        let line = Line::World {
+            t_us: self.now.as_micros(),
+            text,
+        };
+        (self.sink)(&line);
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        let now = self.now;
+        match ev {
+            Ev::Step(i) => {
+                let step = self.tl.steps[i].clone();
+                match step.action {
+                    StepAction::Server {
+                        action,
+                        endpoint,
+                        for_,
+                    } => {
+                        self.servers[endpoint].generation += 1;
+                        let generation = self.servers[endpoint].generation;
+                        let name = &self.tl.endpoints[endpoint].name;
+                        let text = match for_ {
+                            Some(d) => {
+                                format!("server {name} {} for {} ms", action.name(), d.as_millis())
+                            }
+                            None => format!("server {name} {}", action.name()),
+                        };
+                        self.world(text);
+                        self.server(endpoint, action);
+                        if let Some(d) = for_ {
+                            self.schedule_at(
+                                now + d,
+                                Ev::Restore {
+                                    endpoint,
+                                    action: action.restore(),
+                                    generation,
+                                },
+                            );
+                        }
+                    }
+                    StepAction::Submit(s) => self.submit(&s),
+                    StepAction::Client(ClientAction::Close) => {
+                        self.world("client close".into());
+                        self.m.close(now);
+                    }
+                }
+            }
+            Ev::Tick(i, n) => {
+                let wl = &self.tl.workloads[i];
+                let s = wl.submit.clone();
+                let next = wl.from + wl.every * (n as u32 + 1);
+                if next < wl.until && n < u64::from(u32::MAX) {
+                    self.schedule_at(Instant::ZERO + next, Ev::Tick(i, n + 1));
+                }
+                self.submit(&s);
+            }
+            Ev::Then(label) => {
+                let s = Submit {
+                    label,
+                    retryable: false,
+                    deadline: None,
+                    max_attempts: None,
+                    count: 1,
+                    server_error: false,
+                    then: None,
+                };
+                self.submit(&s);
+            }
+            Ev::Restore {
+                endpoint,
+                action,
+                generation,
+            } => {
+                if self.servers[endpoint].generation == generation {
+                    let name = &self.tl.endpoints[endpoint].name;
+                    self.world(format!("server {name} {}", action.name()));
+                    self.server(endpoint, action);
+                }
+            }
+            Ev::ConnectDone { conn, ok } => {
+                if !self.deliverable(conn) {
+                    return;
+                }
+                if ok {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.established = true;
+                    }
+                    self.m.handle_connected(now, conn);
+                } else {
+                    self.conns.remove(&conn);
+                    self.m.handle_connect_failed(now, conn);
+                }
+            }
+            Ev::Lost { conn, kind } => self.m.handle_connection_lost(now, conn, kind),
+            Ev::Answer { op, conn, result } => {
+                if self.deliverable(conn) {
+                    if result == OpResult::WrongServer {
+                        self.check.on_wrong_server(op);
+                    }
+                    self.m.handle_op_result(now, op, conn, result);
+                }
+            }
+            Ev::HeartbeatOk { conn } => {
+                if self.deliverable(conn) {
+                    self.m.handle_heartbeat_ok(now, conn);
+                }
+            }
+        }
+    }
+
+    /// A message from the server side of `conn` reaches the client only if
+    /// the connection still exists, the server did not die since, and the
+    /// server is not blackholed.
+    fn deliverable(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| {
+            let s = &self.servers[c.endpoint];
+            s.epoch == c.epoch && s.health != Health::Blackhole
+        })
+    }
+
+    fn server(&mut self, endpoint: usize, action: ServerAction) {
+        let now = self.now;
+        let kill = |w: &mut Self, kind: LossKind| {
+            w.servers[endpoint].epoch += 1;
+            let dead: Vec<ConnId> = w
+                .conns
+                .iter()
+                .filter(|(_, c)| c.endpoint == endpoint)
+                .map(|(id, _)| *id)
+                .collect();
+            for conn in dead {
+                w.conns.remove(&conn);
+                let at = now + w.hop();
+                w.schedule_at(at, Ev::Lost { conn, kind });
+            }
+        };
+        match action {
+            ServerAction::Up => self.servers[endpoint].health = Health::Up,
+            ServerAction::Down => {
+                if self.servers[endpoint].health != Health::Down {
+                    kill(self, LossKind::Closed);
+                }
+                self.servers[endpoint].health = Health::Down;
+            }
+            ServerAction::Crash => {
+                if self.servers[endpoint].health != Health::Down {
+                    kill(self, LossKind::Reset);
+                }
+                self.servers[endpoint].health = Health::Down;
+            }
+            ServerAction::Blackhole => {
+                if self.servers[endpoint].health == Health::Up {
+                    self.servers[endpoint].health = Health::Blackhole;
+                }
+            }
+            ServerAction::Promote => self.servers[endpoint].role = Role::Primary,
+            ServerAction::Demote => self.servers[endpoint].role = Role::Secondary,
+        }
+    }
+
+    fn submit(&mut self, s: &Submit) {
+        for _ in 0..s.count {
+            let seq = self.next_op;
+            self.next_op += 1;
+            let mut opts = OpOptions::new().retryable(s.retryable);
+            if let Some(d) = s.deadline {
+                opts = opts.deadline(d);
+            }
+            if let Some(n) = s.max_attempts {
+                opts = opts.max_attempts(n);
+            }
+            self.ops.insert(
+                seq,
+                OpInfo {
+                    seq,
+                    label: s.label.clone(),
+                    submitted: self.now,
+                    first_dispatch: None,
+                    server_error: s.server_error,
+                    then: s.then.clone(),
+                },
+            );
+            self.summary.submitted += 1;
+            let before = self.m.state();
+            let id = self.m.submit(self.now, seq, opts);
+            self.by_id.insert(id, seq);
+            self.check.on_submit(id, seq, &opts, before);
+            self.drain();
+        }
+    }
+
+    fn drain(&mut self) {
+        let now = self.now;
+        while let Some(out) = self.m.poll_output() {
+            self.check.on_output(now, &out);
+            match out {
+                Output::Connect { conn, endpoint, .. } => {
+                    self.summary.connect_attempts += 1;
+                    let ep = self.tl.listed_endpoint(endpoint);
+                    let epoch = self.servers[ep].epoch;
+                    self.conns.insert(
+                        conn,
+                        SimConn {
+                            endpoint: ep,
+                            established: false,
+                            epoch,
+                        },
+                    );
+                    let rtt = self.hop() + self.hop();
+                    match self.servers[ep].health {
+                        Health::Up => {
+                            self.schedule_at(now + rtt, Ev::ConnectDone { conn, ok: true })
+                        }
+                        Health::Down => {
+                            self.schedule_at(now + rtt, Ev::ConnectDone { conn, ok: false })
+                        }
+                        Health::Blackhole => {}
+                    }
+                }
+                Output::Close { conn } => {
+                    self.conns.remove(&conn);
+                }
+                Output::Dispatch { op, conn, .. } => {
+                    if let Some(seq) = self.by_id.get(&op) {
+                        if let Some(info) = self.ops.get_mut(seq) {
+                            info.first_dispatch.get_or_insert(now);
+                        }
+                    }
+                    let Some(c) = self.conns.get(&conn) else {
+                        continue;
+                    };
+                    if !c.established {
+                        continue;
+                    }
+                    let server = &self.servers[c.endpoint];
+                    if server.health != Health::Up {
+                        continue;
+                    }
+                    let role = server.role;
+                    let server_error = self
+                        .by_id
+                        .get(&op)
+                        .and_then(|s| self.ops.get(s))
+                        .is_some_and(|i| i.server_error);
+                    let rtt = self.hop() + self.hop();
+                    let (at, result) = match (role, server_error) {
+                        (Role::Secondary, _) => (now + rtt, OpResult::WrongServer),
+                        (Role::Primary, false) => {
+                            (now + rtt + self.tl.network.service_time, OpResult::Ok)
+                        }
+                        (Role::Primary, true) => (
+                            now + rtt + self.tl.network.service_time,
+                            OpResult::ServerError,
+                        ),
+                    };
+                    self.schedule_at(at, Ev::Answer { op, conn, result });
+                }
+                Output::Heartbeat { conn } => {
+                    let alive = self.conns.get(&conn).is_some_and(|c| {
+                        c.established && self.servers[c.endpoint].health == Health::Up
+                    });
+                    if alive {
+                        let rtt = self.hop() + self.hop();
+                        self.schedule_at(now + rtt, Ev::HeartbeatOk { conn });
+                    }
+                }
+                Output::Complete(c) => {
+                    let Some(seq) = self.by_id.remove(&c.id) else {
+                        continue;
+                    };
+                    let Some(info) = self.ops.remove(&seq) else {
+                        continue;
+                    };
+                    let (result, attempts, maybe) = match &c.result {
+                        Ok(done) => {
+                            self.summary.ok += 1;
+                            (Ok(self.name(done.endpoint)), done.attempts, true)
+                        }
+                        Err(e) => {
+                            self.summary.failed += 1;
+                            *self
+                                .summary
+                                .errors
+                                .entry(e.kind().name().to_string())
+                                .or_default() += 1;
+                            (
+                                Err((e.kind().name().to_string(), e.to_string())),
+                                e.attempts(),
+                                e.maybe_executed(),
+                            )
+                        }
+                    };
+                    let line = Line::Op(OpLine {
+                        t_us: now.as_micros(),
+                        id: info.seq,
+                        label: info.label,
+                        submitted_us: info.submitted.as_micros(),
+                        first_dispatch_us: info.first_dispatch.map(Instant::as_micros),
+                        result,
+                        attempts,
+                        maybe_executed: maybe,
+                    });
+                    (self.sink)(&line);
+                    if let Some(then) = info.then {
+                        self.schedule_at(now, Ev::Then(then));
+                    }
+                }
+                Output::Event(e) => {
+                    let line = self.event_line(&e);
+                    (self.sink)(&line);
+                }
+            }
+        }
+        self.summary.max_buffered = self.summary.max_buffered.max(self.m.buffered() as u64);
+        self.check.after_step(now, &self.m);
+    }
+
+    fn event_line(&self, e: &Event) -> Line {
+        use Field::{Num, Str};
+        let (fields, text): (Vec<(&'static str, Field)>, String) = match *e {
+            Event::Connected { conn, endpoint } => {
+                let n = self.name(endpoint);
+                (
+                    vec![("conn", Num(conn.get())), ("endpoint", Str(n.clone()))],
+                    format!("connected to {n} ({conn})"),
+                )
+            }
+            Event::Reconnected { conn, endpoint } => {
+                let n = self.name(endpoint);
+                (
+                    vec![("conn", Num(conn.get())), ("endpoint", Str(n.clone()))],
+                    format!("reconnected to {n} ({conn})"),
+                )
+            }
+            Event::Disconnected {
+                conn,
+                endpoint,
+                reason,
+            } => {
+                let n = self.name(endpoint);
+                (
+                    vec![
+                        ("conn", Num(conn.get())),
+                        ("endpoint", Str(n.clone())),
+                        ("reason", Str(reason.name().into())),
+                    ],
+                    format!(
+                        "lost connection to {n} ({conn}: {})",
+                        match reason {
+                            DisconnectReason::Lost(LossKind::Closed) => "closed by the server",
+                            DisconnectReason::Lost(LossKind::Reset) => "reset",
+                            DisconnectReason::Lost(LossKind::TimedOut) => "timed out",
+                            DisconnectReason::Idle => "idle, socket timeout",
+                            DisconnectReason::Unresponsive => "unresponsive",
+                            DisconnectReason::WrongServer => "not primary",
+                        }
+                    ),
+                )
+            }
+            Event::Reconnecting {
+                attempt,
+                delay,
+                endpoint,
+            } => {
+                let n = self.name(endpoint);
+                (
+                    vec![
+                        ("attempt", Num(u64::from(attempt))),
+                        (
+                            "delay_ms",
+                            Num(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                        ),
+                        ("endpoint", Str(n.clone())),
+                    ],
+                    format!(
+                        "reconnecting: attempt {attempt} to {n} in {} ms",
+                        delay.as_millis()
+                    ),
+                )
+            }
+            Event::ReconnectFailed { attempts } => (
+                vec![("attempts", Num(u64::from(attempts)))],
+                format!("gave up reconnecting after {attempts} attempts (reconnect_failed)"),
+            ),
+            Event::Closed => (vec![], "client closed".into()),
+            Event::BufferOverflow { failed } => (
+                vec![("failed", Num(failed as u64))],
+                format!("buffer overflow: {failed} ops errored out"),
+            ),
+            Event::Unresponsive { conn } => (
+                vec![("conn", Num(conn.get()))],
+                format!("{conn} unresponsive"),
+            ),
+        };
+        Line::Event {
+            t_us: self.now.as_micros(),
+            event: e.name(),
+            fields,
+            text,
+        }
+    }
+}

@@ -1,0 +1,891 @@
+//! The timeline format: parsing, validation and error positions.
+
+use core::fmt;
+use core::ops::Range;
+use core::time::Duration;
+use std::collections::BTreeMap;
+
+use redial_core::{
+    Backoff, Config, ConfigBuilder, Heartbeat, InitialConnect, Jitter, OverflowPolicy, Preset,
+    RetryBudget, Tries,
+};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::duration::Dur;
+
+/// A bad timeline: where (file, 1-based line and column) and what was expected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineError {
+    /// The file name given to [`Timeline::parse`].
+    pub path: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub column: usize,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for TimelineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.path, self.line, self.column, self.message
+        )
+    }
+}
+
+impl std::error::Error for TimelineError {}
+
+/// 1-based (line, column) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let mut start = offset;
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    path: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, message: impl Into<String>) -> TimelineError {
+        let (line, column) = line_col(self.text, span.start);
+        TimelineError {
+            path: self.path.to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+/// The role of a simulated server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Accepts ops.
+    Primary,
+    /// Answers ops with "not primary" (`WrongServer`).
+    Secondary,
+}
+
+/// One simulated server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Its name (`db.0`), used in steps and transcripts.
+    pub name: String,
+    /// Its role at t = 0.
+    pub role: Role,
+    /// Whether it is up at t = 0.
+    pub up: bool,
+    /// Whether the client's seed list names it (a server the client does
+    /// not know about can still exist, e.g. the new primary of a failover
+    /// when the client was given a single host).
+    pub listed: bool,
+}
+
+/// The simulated network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Network {
+    /// One-way latency.
+    pub latency: Duration,
+    /// Server time per op.
+    pub service_time: Duration,
+    /// Extra one-way latency drawn uniformly in `[0, jitter]` from the
+    /// timeline's seed, per message.
+    pub jitter: Duration,
+}
+
+/// What a `server = "..."` step does to its endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerAction {
+    /// Back up (from down, crash or blackhole): accepts connections again.
+    Up,
+    /// Clean stop: connections are closed (FIN), connects refused.
+    Down,
+    /// Crash: connections are reset, connects refused.
+    Crash,
+    /// Silent: nothing answers, connects time out, nothing is closed.
+    Blackhole,
+    /// Becomes primary.
+    Promote,
+    /// Becomes secondary: ops are answered "not primary".
+    Demote,
+}
+
+impl ServerAction {
+    /// The timeline spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerAction::Up => "up",
+            ServerAction::Down => "down",
+            ServerAction::Crash => "crash",
+            ServerAction::Blackhole => "blackhole",
+            ServerAction::Promote => "promote",
+            ServerAction::Demote => "demote",
+        }
+    }
+
+    /// What `for = ...` restores this action to.
+    pub fn restore(self) -> ServerAction {
+        match self {
+            ServerAction::Promote => ServerAction::Demote,
+            ServerAction::Demote => ServerAction::Promote,
+            _ => ServerAction::Up,
+        }
+    }
+
+    fn parse(s: &str) -> Option<ServerAction> {
+        [
+            ServerAction::Up,
+            ServerAction::Down,
+            ServerAction::Crash,
+            ServerAction::Blackhole,
+            ServerAction::Promote,
+            ServerAction::Demote,
+        ]
+        .into_iter()
+        .find(|a| a.name() == s)
+    }
+}
+
+/// What a `client = "..."` step does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAction {
+    /// The application closes the client.
+    Close,
+}
+
+/// Ops to submit (a `submit = ...` step, or each tick of a workload).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submit {
+    /// The op's label (`findOne`).
+    pub label: String,
+    /// Marked retryable.
+    pub retryable: bool,
+    /// Per-op deadline.
+    pub deadline: Option<Duration>,
+    /// Per-op attempt limit (retryable ops).
+    pub max_attempts: Option<u32>,
+    /// How many ops at that instant.
+    pub count: u32,
+    /// The server answers this op with an error of its own.
+    pub server_error: bool,
+    /// When this op completes (either way), the application submits an op
+    /// with this label (seed 003's insert callback issuing findOne).
+    pub then: Option<String>,
+}
+
+/// What a step does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepAction {
+    /// A server changes.
+    Server {
+        /// What happens.
+        action: ServerAction,
+        /// Index into [`Timeline::endpoints`].
+        endpoint: usize,
+        /// Undo after this long (see [`ServerAction::restore`]).
+        for_: Option<Duration>,
+    },
+    /// The application submits ops.
+    Submit(Submit),
+    /// The application acts on the client.
+    Client(ClientAction),
+}
+
+/// One scripted instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Virtual time.
+    pub at: Duration,
+    /// What happens.
+    pub action: StepAction,
+}
+
+/// Periodic ops: at `from`, `from + every`, … while `< until`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    /// What is submitted at each tick.
+    pub submit: Submit,
+    /// Period (> 0).
+    pub every: Duration,
+    /// First tick.
+    pub from: Duration,
+    /// No tick at or after this time.
+    pub until: Duration,
+}
+
+/// A parsed, validated timeline.
+#[derive(Clone, Debug)]
+pub struct Timeline {
+    /// File name (for messages).
+    pub path: String,
+    /// Optional title.
+    pub name: Option<String>,
+    /// Seeds the machine's jitter and the network's jitter.
+    pub seed: u64,
+    /// Stop at this virtual time.
+    pub until: Option<Duration>,
+    /// The preset the config started from.
+    pub preset: Preset,
+    /// The machine's configuration.
+    pub config: Config,
+    /// The network.
+    pub network: Network,
+    /// Simulated servers; the client's seed list is the `listed` ones, in order.
+    pub endpoints: Vec<Endpoint>,
+    /// Steps, sorted by time (file order kept for equal times).
+    pub steps: Vec<Step>,
+    /// Workloads.
+    pub workloads: Vec<Workload>,
+    raw_config: RawConfig,
+    text: String,
+}
+
+// ----- raw serde shapes ------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeline {
+    name: Option<String>,
+    seed: Option<u64>,
+    until: Option<Dur>,
+    #[serde(default)]
+    config: RawConfig,
+    #[serde(default)]
+    network: RawNetwork,
+    #[serde(default)]
+    endpoint: Vec<RawEndpoint>,
+    #[serde(default)]
+    step: Vec<RawStep>,
+    #[serde(default)]
+    workload: Vec<RawWorkload>,
+}
+
+type S<T> = Option<Spanned<T>>;
+
+#[derive(Deserialize, Default, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    preset: S<String>,
+    auto_reconnect: S<bool>,
+    buffer_max_entries: S<i64>,
+    overflow: S<String>,
+    reconnect_tries: S<RawTries>,
+    reconnect_interval: S<Dur>,
+    backoff: S<String>,
+    backoff_initial: S<Dur>,
+    backoff_step: S<Dur>,
+    backoff_multiplier: S<f64>,
+    backoff_max: S<Dur>,
+    jitter: S<String>,
+    initial_connect: S<String>,
+    connect_timeout: S<Dur>,
+    socket_timeout: S<Dur>,
+    heartbeat_interval: S<Dur>,
+    heartbeat_timeout: S<Dur>,
+    response_timeout: S<Dur>,
+    buffer_timeout: S<Dur>,
+    op_deadline: S<Dur>,
+    max_op_attempts: S<u32>,
+    retry_budget_tokens: S<u32>,
+    retry_budget_ratio: S<f64>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct RawTries(Tries);
+
+impl<'de> Deserialize<'de> for RawTries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RawTries;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a non-negative integer or \"unlimited\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawTries, E> {
+                u32::try_from(v).map(|n| RawTries(Tries::Limited(n))).map_err(|_| {
+                    E::custom(format!(
+                        "reconnect_tries {v} is out of range: expected 0..=4294967295 or \"unlimited\""
+                    ))
+                })
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawTries, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(-1))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawTries, E> {
+                if v == "unlimited" {
+                    Ok(RawTries(Tries::Unlimited))
+                } else {
+                    Err(E::custom(format!(
+                        "expected an integer or \"unlimited\", found \"{v}\""
+                    )))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    latency: Option<Dur>,
+    service_time: Option<Dur>,
+    jitter: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    name: Spanned<String>,
+    role: Option<Role>,
+    up: Option<bool>,
+    listed: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    at: Spanned<Dur>,
+    server: S<String>,
+    endpoint: S<String>,
+    #[serde(rename = "for")]
+    for_: Option<Dur>,
+    submit: S<String>,
+    retryable: Option<bool>,
+    deadline: Option<Dur>,
+    max_attempts: S<u32>,
+    count: S<u32>,
+    server_error: Option<bool>,
+    then: Option<String>,
+    client: S<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    submit: Spanned<String>,
+    every: Spanned<Dur>,
+    from: Option<Dur>,
+    until: Spanned<Dur>,
+    retryable: Option<bool>,
+    deadline: Option<Dur>,
+    max_attempts: S<u32>,
+    count: S<u32>,
+    server_error: Option<bool>,
+    then: Option<String>,
+}
+
+// ----- parsing ------------------------------------------------------------
+
+impl Timeline {
+    /// Parses and validates a timeline. `path` only names the file in errors.
+    ///
+    /// Every error carries the 1-based line and column of the offending key
+    /// or value and says what was expected.
+    pub fn parse(text: &str, path: &str) -> Result<Timeline, TimelineError> {
+        let cx = Ctx { text, path };
+        let raw: RawTimeline = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            cx.err(span, e.message().trim_end().to_string())
+        })?;
+
+        let (preset, config) = build_config(&cx, &raw.config, None)?;
+
+        let mut endpoints = Vec::new();
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        for e in &raw.endpoint {
+            let name = e.name.get_ref().clone();
+            if name.is_empty() {
+                return Err(cx.err(e.name.span(), "endpoint name must not be empty"));
+            }
+            if names.insert(name.clone(), endpoints.len()).is_some() {
+                return Err(cx.err(e.name.span(), format!("duplicate endpoint `{name}`")));
+            }
+            endpoints.push(Endpoint {
+                name,
+                role: e.role.unwrap_or(Role::Primary),
+                up: e.up.unwrap_or(true),
+                listed: e.listed.unwrap_or(true),
+            });
+        }
+        if endpoints.is_empty() {
+            names.insert("db.0".into(), 0);
+            endpoints.push(Endpoint {
+                name: "db.0".into(),
+                role: Role::Primary,
+                up: true,
+                listed: true,
+            });
+        }
+        let listed = endpoints.iter().filter(|e| e.listed).count();
+        if listed == 0 {
+            let span = raw.endpoint.first().map_or(0..0, |e| e.name.span());
+            return Err(cx.err(
+                span,
+                "no endpoint is listed: the client needs at least one endpoint with `listed = true`",
+            ));
+        }
+        let config = config
+            .to_builder()
+            .endpoints(listed)
+            .build()
+            .map_err(|e| cx.err(0..0, e.to_string()))?;
+
+        let endpoint_index = |s: &S<String>| -> Result<usize, TimelineError> {
+            match s {
+                None => Ok(0),
+                Some(s) => names.get(s.get_ref()).copied().ok_or_else(|| {
+                    let known: Vec<&str> = names.keys().map(String::as_str).collect();
+                    cx.err(
+                        s.span(),
+                        format!(
+                            "unknown endpoint `{}`: expected one of {}",
+                            s.get_ref(),
+                            known.join(", ")
+                        ),
+                    )
+                }),
+            }
+        };
+
+        let mut steps = Vec::new();
+        for s in &raw.step {
+            let at = s.at.get_ref().0;
+            let actions = [s.server.is_some(), s.submit.is_some(), s.client.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if actions != 1 {
+                return Err(cx.err(
+                    s.at.span(),
+                    "a step needs exactly one of `server`, `submit` or `client`",
+                ));
+            }
+            let submit_only = [
+                ("retryable", s.retryable.is_some()),
+                ("deadline", s.deadline.is_some()),
+                ("max_attempts", s.max_attempts.is_some()),
+                ("count", s.count.is_some()),
+                ("server_error", s.server_error.is_some()),
+                ("then", s.then.is_some()),
+            ];
+            let action = if let Some(server) = &s.server {
+                if let Some((k, _)) = submit_only.iter().find(|(_, set)| *set) {
+                    return Err(
+                        cx.err(s.at.span(), format!("`{k}` only applies to `submit` steps"))
+                    );
+                }
+                let action = ServerAction::parse(server.get_ref()).ok_or_else(|| {
+                    cx.err(
+                        server.span(),
+                        format!(
+                            "unknown server action `{}`: expected up, down, crash, blackhole, promote or demote",
+                            server.get_ref()
+                        ),
+                    )
+                })?;
+                StepAction::Server {
+                    action,
+                    endpoint: endpoint_index(&s.endpoint)?,
+                    for_: s.for_.map(|d| d.0),
+                }
+            } else if let Some(label) = &s.submit {
+                if let Some(e) = &s.endpoint {
+                    return Err(cx.err(e.span(), "`endpoint` only applies to `server` steps"));
+                }
+                if s.for_.is_some() {
+                    return Err(cx.err(s.at.span(), "`for` only applies to `server` steps"));
+                }
+                StepAction::Submit(submit(
+                    &cx,
+                    label,
+                    s.retryable,
+                    s.deadline,
+                    &s.max_attempts,
+                    &s.count,
+                    s.server_error,
+                    &s.then,
+                )?)
+            } else if let Some(client) = &s.client {
+                if s.endpoint.is_some() || s.for_.is_some() || submit_only.iter().any(|(_, b)| *b) {
+                    return Err(cx.err(s.at.span(), "a `client` step takes no other key than `at`"));
+                }
+                match client.get_ref().as_str() {
+                    "close" => StepAction::Client(ClientAction::Close),
+                    other => {
+                        return Err(cx.err(
+                            client.span(),
+                            format!("unknown client action `{other}`: expected close"),
+                        ));
+                    }
+                }
+            } else {
+                unreachable!("exactly one action checked above")
+            };
+            steps.push(Step { at, action });
+        }
+        steps.sort_by_key(|s| s.at);
+
+        let mut workloads = Vec::new();
+        for w in &raw.workload {
+            let every = w.every.get_ref().0;
+            if every.is_zero() {
+                return Err(cx.err(w.every.span(), "`every` must be greater than zero"));
+            }
+            workloads.push(Workload {
+                submit: submit(
+                    &cx,
+                    &w.submit,
+                    w.retryable,
+                    w.deadline,
+                    &w.max_attempts,
+                    &w.count,
+                    w.server_error,
+                    &w.then,
+                )?,
+                every,
+                from: w.from.map_or(Duration::ZERO, |d| d.0),
+                until: w.until.get_ref().0,
+            });
+        }
+
+        let network = Network {
+            latency: raw
+                .network
+                .latency
+                .map_or(Duration::from_millis(1), |d| d.0),
+            service_time: raw
+                .network
+                .service_time
+                .map_or(Duration::from_millis(1), |d| d.0),
+            jitter: raw.network.jitter.map_or(Duration::ZERO, |d| d.0),
+        };
+
+        Ok(Timeline {
+            path: path.to_string(),
+            name: raw.name,
+            seed: raw.seed.unwrap_or(0),
+            until: raw.until.map(|d| d.0),
+            preset,
+            config,
+            network,
+            endpoints,
+            steps,
+            workloads,
+            raw_config: raw.config,
+            text: text.to_string(),
+        })
+    }
+
+    /// The same timeline with its `[config]` rebuilt on top of another
+    /// preset (the file's other config keys still override it).
+    pub fn with_preset(&self, preset: Preset) -> Result<Timeline, TimelineError> {
+        let cx = Ctx {
+            text: &self.text,
+            path: &self.path,
+        };
+        let (_, config) = build_config(&cx, &self.raw_config, Some(preset))?;
+        let listed = self.endpoints.iter().filter(|e| e.listed).count();
+        let config = config
+            .to_builder()
+            .endpoints(listed)
+            .build()
+            .map_err(|e| cx.err(0..0, e.to_string()))?;
+        Ok(Timeline {
+            preset,
+            config,
+            ..self.clone()
+        })
+    }
+
+    /// The endpoint name a machine endpoint index (seed-list position) stands for.
+    pub fn listed_endpoint(&self, index: usize) -> usize {
+        self.endpoints
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.listed)
+            .nth(index)
+            .map_or(0, |(i, _)| i)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn submit(
+    cx: &Ctx<'_>,
+    label: &Spanned<String>,
+    retryable: Option<bool>,
+    deadline: Option<Dur>,
+    max_attempts: &S<u32>,
+    count: &S<u32>,
+    server_error: Option<bool>,
+    then: &Option<String>,
+) -> Result<Submit, TimelineError> {
+    if let Some(c) = count {
+        if *c.get_ref() == 0 {
+            return Err(cx.err(c.span(), "`count` must be at least 1"));
+        }
+    }
+    if let Some(m) = max_attempts {
+        if *m.get_ref() == 0 {
+            return Err(cx.err(m.span(), "`max_attempts` must be at least 1"));
+        }
+    }
+    if deadline.is_some_and(|d| d.0.is_zero()) {
+        return Err(cx.err(
+            label.span(),
+            "`deadline` must be greater than zero (leave it out for none)",
+        ));
+    }
+    Ok(Submit {
+        label: label.get_ref().clone(),
+        retryable: retryable.unwrap_or(false),
+        deadline: deadline.map(|d| d.0),
+        max_attempts: max_attempts.as_ref().map(|m| *m.get_ref()),
+        count: count.as_ref().map_or(1, |c| *c.get_ref()),
+        server_error: server_error.unwrap_or(false),
+        then: then.clone(),
+    })
+}
+
+/// `0` turns a timeout off.
+fn off(d: &S<Dur>) -> Option<Option<Duration>> {
+    d.as_ref().map(|d| {
+        let d = d.get_ref().0;
+        (!d.is_zero()).then_some(d)
+    })
+}
+
+fn build_config(
+    cx: &Ctx<'_>,
+    c: &RawConfig,
+    preset_override: Option<Preset>,
+) -> Result<(Preset, Config), TimelineError> {
+    let preset = match (preset_override, &c.preset) {
+        (Some(p), _) => p,
+        (None, None) => Preset::MongodbLegacy,
+        (None, Some(p)) => p.get_ref().parse::<Preset>().map_err(|_| {
+            cx.err(
+                p.span(),
+                format!(
+                    "unknown preset `{}`: expected one of mongodb-legacy, mongoose, fail-fast, recommended",
+                    p.get_ref()
+                ),
+            )
+        })?,
+    };
+    let base = preset.builder();
+    let start = base.clone().build().expect("presets are valid");
+    let mut b: ConfigBuilder = base;
+    if let Some(v) = &c.auto_reconnect {
+        b = b.auto_reconnect(*v.get_ref());
+    }
+    if let Some(v) = &c.buffer_max_entries {
+        b = b.buffer_max_entries(*v.get_ref());
+    }
+    if let Some(v) = &c.overflow {
+        let policy = match v.get_ref().as_str() {
+            "fail-all" => OverflowPolicy::FailAll,
+            "reject-new" => OverflowPolicy::RejectNew,
+            "drop-oldest" => OverflowPolicy::DropOldest,
+            other => {
+                return Err(cx.err(
+                    v.span(),
+                    format!(
+                        "unknown overflow policy `{other}`: expected fail-all, reject-new or drop-oldest"
+                    ),
+                ));
+            }
+        };
+        let probe = b
+            .clone()
+            .build()
+            .map_err(|e| cx.err(v.span(), e.to_string()))?;
+        match probe.buffer() {
+            redial_core::BufferPolicy::Bounded { max, .. } => {
+                b = b.buffer(redial_core::BufferPolicy::Bounded {
+                    max,
+                    overflow: policy,
+                });
+            }
+            _ => {
+                return Err(cx.err(
+                    v.span(),
+                    "`overflow` needs a bounded buffer (buffer_max_entries > 0)",
+                ));
+            }
+        }
+    }
+    if let Some(v) = &c.reconnect_tries {
+        b = b.reconnect_tries(v.get_ref().0);
+    }
+    // Backoff: `backoff` picks the shape; `reconnect_interval` is the
+    // constant interval (or the initial delay of linear/exponential).
+    let kind = c.backoff.as_ref().map(|s| (s.get_ref().as_str(), s.span()));
+    let cur = start.backoff();
+    let initial = c
+        .backoff_initial
+        .as_ref()
+        .or(c.reconnect_interval.as_ref())
+        .map(|d| d.get_ref().0);
+    let backoff = match kind {
+        None | Some(("constant", _)) => c
+            .reconnect_interval
+            .as_ref()
+            .map(|d| Backoff::Constant(d.get_ref().0)),
+        Some(("linear", _)) => Some(Backoff::Linear {
+            initial: initial.unwrap_or(cur.base()),
+            step: c
+                .backoff_step
+                .as_ref()
+                .map_or(cur.base(), |d| d.get_ref().0),
+            max: c.backoff_max.as_ref().map_or(cur.cap(), |d| d.get_ref().0),
+        }),
+        Some(("exponential", _)) => Some(Backoff::Exponential {
+            initial: initial.unwrap_or(cur.base()),
+            multiplier: c.backoff_multiplier.as_ref().map_or(2.0, |m| *m.get_ref()),
+            max: c.backoff_max.as_ref().map_or(cur.cap(), |d| d.get_ref().0),
+        }),
+        Some((other, span)) => {
+            return Err(cx.err(
+                span,
+                format!("unknown backoff `{other}`: expected constant, linear or exponential"),
+            ));
+        }
+    };
+    if let Some(bk) = backoff {
+        b = b.backoff(bk);
+    }
+    if let Some(v) = &c.jitter {
+        let j = match v.get_ref().as_str() {
+            "none" => Jitter::None,
+            "full" => Jitter::Full,
+            "equal" => Jitter::Equal,
+            "decorrelated" => Jitter::Decorrelated,
+            other => {
+                return Err(cx.err(
+                    v.span(),
+                    format!("unknown jitter `{other}`: expected none, full, equal or decorrelated"),
+                ));
+            }
+        };
+        b = b.jitter(j);
+    }
+    if let Some(v) = &c.initial_connect {
+        let i = match v.get_ref().as_str() {
+            "retry" => InitialConnect::Retry,
+            "fail-fast" => InitialConnect::FailFast,
+            other => {
+                return Err(cx.err(
+                    v.span(),
+                    format!("unknown initial_connect `{other}`: expected retry or fail-fast"),
+                ));
+            }
+        };
+        b = b.initial_connect(i);
+    }
+    if let Some(t) = off(&c.connect_timeout) {
+        b = b.connect_timeout(t);
+    }
+    if let Some(t) = off(&c.socket_timeout) {
+        b = b.socket_timeout(t);
+    }
+    if c.heartbeat_interval.is_some() || c.heartbeat_timeout.is_some() {
+        let cur = start.heartbeat();
+        let interval = off(&c.heartbeat_interval).unwrap_or(cur.map(|h| h.interval));
+        let timeout = c
+            .heartbeat_timeout
+            .as_ref()
+            .map(|d| d.get_ref().0)
+            .or(cur.map(|h| h.timeout))
+            .unwrap_or(Duration::from_secs(1));
+        b = b.heartbeat(interval.map(|interval| Heartbeat { interval, timeout }));
+    }
+    if let Some(t) = off(&c.response_timeout) {
+        b = b.response_timeout(t);
+    }
+    if let Some(t) = off(&c.buffer_timeout) {
+        b = b.buffer_timeout(t);
+    }
+    if let Some(t) = off(&c.op_deadline) {
+        b = b.op_deadline(t);
+    }
+    if let Some(v) = &c.max_op_attempts {
+        b = b.max_op_attempts(*v.get_ref());
+    }
+    if c.retry_budget_tokens.is_some() || c.retry_budget_ratio.is_some() {
+        let cur = start.retry_budget();
+        let tokens = c
+            .retry_budget_tokens
+            .as_ref()
+            .map(|t| *t.get_ref())
+            .or(cur.map(|r| r.max_tokens))
+            .unwrap_or(10);
+        let ratio = c
+            .retry_budget_ratio
+            .as_ref()
+            .map(|t| *t.get_ref())
+            .or(cur.map(|r| r.token_ratio))
+            .unwrap_or(0.1);
+        b = b.retry_budget((tokens > 0).then_some(RetryBudget {
+            max_tokens: tokens,
+            token_ratio: ratio,
+        }));
+    }
+    let config = b.build().map_err(|e| {
+        let span = config_key_span(c, e.field())
+            .or_else(|| c.preset.as_ref().map(|p| p.span()))
+            .unwrap_or(0..0);
+        cx.err(span, e.to_string())
+    })?;
+    Ok((preset, config))
+}
+
+/// The span of the `[config]` key a [`redial_core::ConfigError`] names.
+fn config_key_span(c: &RawConfig, field: &str) -> Option<Range<usize>> {
+    fn sp<T>(s: &S<T>) -> Option<Range<usize>> {
+        s.as_ref().map(|s| s.span())
+    }
+    match field {
+        "buffer_max_entries" => sp(&c.buffer_max_entries),
+        "reconnect_interval" => sp(&c.reconnect_interval).or(sp(&c.reconnect_tries)),
+        "backoff_max" => sp(&c.backoff_max).or(sp(&c.backoff)),
+        "backoff_multiplier" => sp(&c.backoff_multiplier).or(sp(&c.backoff)),
+        "backoff_initial" => sp(&c.backoff_initial).or(sp(&c.reconnect_interval)),
+        "connect_timeout" => sp(&c.connect_timeout),
+        "socket_timeout" => sp(&c.socket_timeout),
+        "heartbeat_interval" => sp(&c.heartbeat_interval),
+        "heartbeat_timeout" => sp(&c.heartbeat_timeout),
+        "response_timeout" => sp(&c.response_timeout),
+        "buffer_timeout" => sp(&c.buffer_timeout),
+        "op_deadline" => sp(&c.op_deadline),
+        "max_op_attempts" => sp(&c.max_op_attempts),
+        "retry_budget_tokens" => sp(&c.retry_budget_tokens),
+        "retry_budget_ratio" => sp(&c.retry_budget_ratio),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+}
