@@ -1,1 +1,1640 @@
-//! placeholder
+//! An invariant checker that watches a [`Machine`] from the outside.
+//!
+//! The [`Checker`] sees only what a driver sees: what was submitted (and in
+//! which state), every [`Output`] drained, and the machine's public getters
+//! after each step. From that it reports every breach of the invariants in
+//! `DESIGN.md` as a [`Violation`] — it never panics on its own (use
+//! [`Checker::assert_ok`] for that) and never changes the machine.
+//!
+//! ## How to attach it
+//!
+//! A *step* is one input (a `handle_*` call, `submit`, `cancel` or `close`)
+//! followed by draining every output. For each step:
+//!
+//! 1. if the input is a submit, call [`Checker::on_submit`] right after
+//!    [`Machine::submit`] with the state the machine was in *before* it
+//!    (or use [`Checker::submit`], which does both);
+//! 2. call [`Checker::on_output`] for every drained output, in order;
+//! 3. call [`Checker::after_step`] once the machine is drained (or use
+//!    [`Checker::drain`], which does 2 and 3);
+//!
+//! and at the very end, after [`Machine::close`] and a last drain, call
+//! [`Checker::finish`]. Then [`Checker::violations`] is empty if and only if
+//! nothing was breached.
+//!
+//! ```
+//! use redial_core::check::Checker;
+//! use redial_core::{Config, Instant, Machine, OpOptions, Output};
+//!
+//! let config = Config::mongodb_legacy();
+//! let mut checker = Checker::new(&config);
+//! let mut m: Machine<u32> = Machine::new(config, 1, Instant::ZERO);
+//! let now = Instant::ZERO;
+//! let outputs = checker.drain(&mut m); // the first Connect
+//! let Some(Output::Connect { conn, .. }) = outputs.first().cloned() else { panic!() };
+//! m.handle_connected(now, conn);
+//! checker.drain(&mut m);
+//! let op = checker.submit(&mut m, now, 7, OpOptions::new());
+//! checker.drain(&mut m); // the Dispatch
+//! m.close(now);
+//! checker.drain(&mut m); // the op completes with `closed`
+//! checker.finish();
+//! checker.assert_ok();
+//! # let _ = op;
+//! ```
+//!
+//! ## What it checks
+//!
+//! Each [`Violation`] carries the number of the DESIGN.md invariant it
+//! breaches (0 for the policy contract around them) and a stable kind name:
+//!
+//! 1. exactly one outcome per op — `unknown_outcome`, `double_outcome`,
+//!    `missing_outcome`, `duplicate_id`, `outstanding_mismatch`,
+//!    `attempts_mismatch`, `maybe_executed`;
+//! 2. dispatch only while connected, on the current connection —
+//!    `dispatch_not_connected`, `dispatch_wrong_conn`, `dispatch_unknown_op`,
+//!    `double_dispatch`, `ok_not_in_flight`, `heartbeat_not_current`,
+//!    `connection_mismatch`, `in_flight_mismatch`;
+//! 3. the buffer bound — `buffer_bound`, `buffer_not_flushed`;
+//! 4. at most one dispatch for a non-retryable op, at most its attempt limit
+//!    for a retryable one (wrong-server redirects, which certainly did not
+//!    run, are not counted) — `too_many_dispatches`, `resent_after_loss`;
+//! 5. per connection, ops are dispatched in submission order —
+//!    `dispatch_order`;
+//! 6. terminal states — `connect_after_terminal`, `output_after_terminal`,
+//!    `terminal_outcome`, `terminal_with_outstanding`, `terminal_event_twice`,
+//!    `state_mismatch`, `reconnect_disabled` (auto-reconnect off: no connect
+//!    after a loss);
+//! 7. reconnect policy — `reconnect_delay` (outside
+//!    [`Config::reconnect_delay_bounds`]), `reconnect_early` (the connect
+//!    came before the announced delay), `reconnect_attempt` (numbering and
+//!    the `reconnect_tries` budget), `connect_without_reconnecting`,
+//!    `timer_missing` (no timer armed for a due reconnect or deadline);
+//! 8. determinism is a property of whole runs: tests compare two runs'
+//!    output logs; the checker does not see it.
+//!
+//! Policy contract (0): `not_dispatched` (submitted while connected but not
+//! dispatched at once), `not_failed_fast` (buffering disabled but the op was
+//! kept), `overflow_count`, `early_deadline`, `unexpected_outcome`,
+//! `unexpected_event`, `connect_mismatch`.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::config::{BufferPolicy, Config, InitialConnect, Tries};
+use crate::event::{DisconnectReason, Event};
+use crate::machine::{ConnId, Machine, Output, State};
+use crate::op::{ErrorKind, OpId, OpOptions};
+use crate::time::Instant;
+
+/// One breach of an invariant, as seen from outside the machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The number of the invariant in DESIGN.md (1–7), or 0 for the policy
+    /// contract around them (fail fast, overflow accounting, deadlines…).
+    pub invariant: u8,
+    /// A stable snake_case name (`double_outcome`, `buffer_bound`, …; the
+    /// full list is in the [module docs](self)).
+    pub kind: &'static str,
+    /// The machine time at which it was observed.
+    pub at: Instant,
+    /// What happened, for humans.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    /// `[invariant 1 double_outcome at 0.001000s] op#5 completed twice`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[invariant {} {} at {}] {}",
+            self.invariant, self.kind, self.at, self.message
+        )
+    }
+}
+
+/// What the checker knows about one open op.
+#[derive(Clone, Debug)]
+struct Track {
+    /// Submission order.
+    seq: u64,
+    retryable: bool,
+    max_attempts: u32,
+    deadline: Option<Instant>,
+    dispatches: u32,
+    /// Wrong-server disconnects that happened while the op was in flight
+    /// (each may cover one dispatch that certainly did not run).
+    redirects: u32,
+    in_flight: Option<ConnId>,
+}
+
+/// An op that was in flight on a connection that ended during this step.
+#[derive(Clone, Copy, Debug)]
+struct Lost {
+    op: OpId,
+    conn: ConnId,
+    reason: DisconnectReason,
+}
+
+/// Watches a machine from the outside and records breaches of DESIGN.md's
+/// invariants. See the [module docs](self) for the calling contract.
+#[derive(Clone, Debug)]
+pub struct Checker {
+    cfg: Config,
+    violations: Vec<Violation>,
+    now: Instant,
+
+    // ops
+    next_seq: u64,
+    open: BTreeMap<OpId, Track>,
+    finished: BTreeSet<OpId>,
+    submitted: u64,
+
+    // connection life
+    current: Option<(ConnId, usize)>,
+    attempt: Option<(ConnId, usize)>,
+    last_conn_id: Option<ConnId>,
+    connects: u64,
+    ever_connected: bool,
+    /// A loss happened with auto-reconnect off: no connect may follow.
+    down: bool,
+    /// `Failed` or `Closed`, once seen.
+    terminal: Option<State>,
+    /// The announced reconnect: (due, endpoint).
+    pending_reconnect: Option<(Instant, usize)>,
+    /// Reconnect attempts announced since the last connection or loss.
+    attempt_no: u32,
+    /// Submission sequence of the last op dispatched on the current connection.
+    last_seq: Option<u64>,
+
+    // per step
+    /// The current connection, closed by an `Output::Close` this step and
+    /// waiting for its `Disconnected`/`Closed` event.
+    just_closed: Option<(ConnId, usize)>,
+    step_lost: Vec<Lost>,
+    /// Ops that must complete this step, with the kind they must get
+    /// (`None`: any kind) and the rule that demands it.
+    must_complete: Vec<(OpId, Option<ErrorKind>, &'static str, u8)>,
+    /// Ops that must be dispatched this step.
+    must_dispatch: Vec<OpId>,
+    overflow_announced: usize,
+    overflow_failed: usize,
+    closed_outcomes: bool,
+}
+
+impl Checker {
+    /// A checker for a machine built with `config` (a clone is kept).
+    pub fn new(config: &Config) -> Self {
+        Checker {
+            cfg: config.clone(),
+            violations: Vec::new(),
+            now: Instant::ZERO,
+            next_seq: 0,
+            open: BTreeMap::new(),
+            finished: BTreeSet::new(),
+            submitted: 0,
+            current: None,
+            attempt: None,
+            last_conn_id: None,
+            connects: 0,
+            ever_connected: false,
+            down: false,
+            terminal: None,
+            pending_reconnect: None,
+            attempt_no: 0,
+            last_seq: None,
+            just_closed: None,
+            step_lost: Vec::new(),
+            must_complete: Vec::new(),
+            must_dispatch: Vec::new(),
+            overflow_announced: 0,
+            overflow_failed: 0,
+            closed_outcomes: false,
+        }
+    }
+
+    /// Every breach seen so far, in the order observed.
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    /// `true` while nothing was breached.
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// Panics with every violation (one per line) if there is any.
+    pub fn assert_ok(&self) {
+        if !self.violations.is_empty() {
+            let mut text = String::new();
+            for v in &self.violations {
+                text.push_str(&format!("\n  {v}"));
+            }
+            panic!("{} invariant violation(s):{text}", self.violations.len());
+        }
+    }
+
+    /// Ops submitted so far.
+    pub fn submitted(&self) -> u64 {
+        self.submitted
+    }
+
+    /// Ops submitted that have no outcome yet.
+    pub fn open_ops(&self) -> usize {
+        self.open.len()
+    }
+
+    // ----- conveniences -----------------------------------------------------
+
+    /// Submits through the machine and records it ([`Machine::submit`] +
+    /// [`on_submit`](Self::on_submit)). Drain afterwards as usual.
+    pub fn submit<P>(
+        &mut self,
+        m: &mut Machine<P>,
+        now: Instant,
+        payload: P,
+        options: OpOptions,
+    ) -> OpId {
+        let before = m.state();
+        let id = m.submit(now, payload, options);
+        self.on_submit(m.now(), id, &options, before);
+        id
+    }
+
+    /// Drains every output of `m`, feeding each to
+    /// [`on_output`](Self::on_output) (stamped with [`Machine::now`]), then
+    /// calls [`after_step`](Self::after_step). Returns the outputs in order.
+    pub fn drain<P>(&mut self, m: &mut Machine<P>) -> Vec<Output<P>> {
+        let now = m.now();
+        let mut outs = Vec::new();
+        while let Some(out) = m.poll_output() {
+            self.on_output(now, &out);
+            outs.push(out);
+        }
+        self.after_step(m);
+        outs
+    }
+
+    // ----- hooks --------------------------------------------------------------
+
+    /// Records a submission. Call right after [`Machine::submit`] with the
+    /// id it returned, the options given and the state before the call.
+    pub fn on_submit(&mut self, now: Instant, id: OpId, opts: &OpOptions, state_before: State) {
+        self.tick(now);
+        self.submitted += 1;
+        if self.open.contains_key(&id) || self.finished.contains(&id) {
+            self.flag(1, "duplicate_id", format!("{id} was handed out twice"));
+            return;
+        }
+        let max_attempts = if opts.retryable {
+            opts.max_attempts
+                .unwrap_or(self.cfg.max_op_attempts())
+                .max(1)
+        } else {
+            1
+        };
+        let deadline = opts.deadline.or(self.cfg.op_deadline()).map(|d| now + d);
+        self.open.insert(
+            id,
+            Track {
+                seq: self.next_seq,
+                retryable: opts.retryable,
+                max_attempts,
+                deadline,
+                dispatches: 0,
+                redirects: 0,
+                in_flight: None,
+            },
+        );
+        self.next_seq += 1;
+        match state_before {
+            State::Failed => self.must_complete.push((
+                id,
+                Some(ErrorKind::TopologyDestroyed),
+                "terminal_outcome",
+                6,
+            )),
+            State::Closed => {
+                self.must_complete
+                    .push((id, Some(ErrorKind::Closed), "terminal_outcome", 6))
+            }
+            State::Connected => self.must_dispatch.push(id),
+            State::Connecting | State::Backoff | State::Down => {
+                if self.cfg.buffer() == BufferPolicy::Disabled {
+                    self.must_complete.push((
+                        id,
+                        Some(ErrorKind::NoConnection),
+                        "not_failed_fast",
+                        0,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Records one drained output, at the machine time `now`.
+    pub fn on_output<P>(&mut self, now: Instant, out: &Output<P>) {
+        self.tick(now);
+        match out {
+            Output::Connect {
+                conn,
+                endpoint,
+                timeout,
+            } => self.on_connect(*conn, *endpoint, *timeout),
+            Output::Close { conn } => {
+                if self.current.is_some_and(|(c, _)| c == *conn) {
+                    self.just_closed = self.current.take();
+                }
+                if self.attempt.is_some_and(|(c, _)| c == *conn) {
+                    self.attempt = None;
+                }
+            }
+            Output::Dispatch { op, conn, endpoint } => self.on_dispatch(*op, *conn, *endpoint),
+            Output::Heartbeat { conn } => {
+                if self.terminal.is_some() {
+                    self.flag(6, "output_after_terminal", format!("heartbeat on {conn}"));
+                }
+                if self.current.is_none_or(|(c, _)| c != *conn) {
+                    self.flag(
+                        2,
+                        "heartbeat_not_current",
+                        format!("heartbeat on {conn}, current {:?}", self.current),
+                    );
+                }
+                if self.cfg.heartbeat().is_none() {
+                    self.flag(
+                        0,
+                        "unexpected_event",
+                        format!("heartbeat on {conn} but none configured"),
+                    );
+                }
+            }
+            Output::Complete(c) => {
+                let result = c.result.as_ref().map(|d| *d).map_err(|e| *e);
+                self.on_complete(c.id, result);
+            }
+            Output::Event(e) => self.on_event(*e),
+        }
+    }
+
+    /// Checks the machine after a step (one input, everything drained):
+    /// buffer bound, outstanding counts, ops that had to complete or be
+    /// dispatched within the step, lost ops that must not be re-sent, and
+    /// that a timer is armed for every due reconnect and op deadline.
+    pub fn after_step<P>(&mut self, m: &Machine<P>) {
+        self.tick(m.now());
+        let now = self.now;
+
+        if let Some((c, _)) = self.just_closed.take() {
+            self.flag(
+                2,
+                "close_without_event",
+                format!("{c} was closed but neither disconnected nor closed was emitted"),
+            );
+        }
+
+        // 3. buffer bound and flush.
+        if let Some(max) = self.cfg.buffer().bound() {
+            if m.buffered() > max {
+                self.flag(
+                    3,
+                    "buffer_bound",
+                    format!("{} ops buffered, bound {max}", m.buffered()),
+                );
+            }
+        }
+        if m.state() == State::Connected && m.buffered() > 0 {
+            self.flag(
+                3,
+                "buffer_not_flushed",
+                format!("{} ops still buffered while connected", m.buffered()),
+            );
+        }
+
+        // 1. counts agree.
+        if m.outstanding() != self.open.len() || m.buffered() + m.in_flight() != m.outstanding() {
+            self.flag(
+                1,
+                "outstanding_mismatch",
+                format!(
+                    "machine: {} outstanding ({} buffered + {} in flight); checker: {} open",
+                    m.outstanding(),
+                    m.buffered(),
+                    m.in_flight(),
+                    self.open.len()
+                ),
+            );
+        }
+        let cur = self.current.map(|(c, _)| c);
+        let in_flight_here = self
+            .open
+            .values()
+            .filter(|t| t.in_flight.is_some() && t.in_flight == cur)
+            .count();
+        let stranded: Vec<OpId> = self
+            .open
+            .iter()
+            .filter(|(_, t)| t.in_flight.is_some() && t.in_flight != cur)
+            .map(|(id, _)| *id)
+            .collect();
+        if in_flight_here != m.in_flight() || !stranded.is_empty() {
+            self.flag(
+                2,
+                "in_flight_mismatch",
+                format!(
+                    "machine: {} in flight; checker: {in_flight_here} on the current connection, {stranded:?} on a dead one",
+                    m.in_flight()
+                ),
+            );
+        }
+        if m.connection().map(|(c, _)| c) != cur {
+            self.flag(
+                2,
+                "connection_mismatch",
+                format!(
+                    "machine connection {:?}, events say {:?}",
+                    m.connection(),
+                    self.current
+                ),
+            );
+        }
+
+        // 6. terminal states.
+        if m.state().is_terminal() != self.terminal.is_some()
+            || (self.terminal.is_some() && Some(m.state()) != self.terminal)
+        {
+            self.flag(
+                6,
+                "state_mismatch",
+                format!(
+                    "machine state {}, terminal events say {:?}",
+                    m.state().name(),
+                    self.terminal
+                ),
+            );
+        }
+        if m.state().is_terminal() && (m.outstanding() > 0 || !self.open.is_empty()) {
+            self.flag(
+                6,
+                "terminal_with_outstanding",
+                format!(
+                    "state {} with {} ops outstanding",
+                    m.state().name(),
+                    self.open.len().max(m.outstanding())
+                ),
+            );
+        }
+        if self.closed_outcomes && self.terminal != Some(State::Closed) {
+            self.flag(
+                0,
+                "unexpected_outcome",
+                "an op failed with `closed` but the client was not closed".into(),
+            );
+        }
+
+        // Ops that had to complete or be dispatched within the step.
+        for (id, _, rule, inv) in core::mem::take(&mut self.must_complete) {
+            if self.open.contains_key(&id) {
+                self.flag(
+                    inv,
+                    rule,
+                    format!("{id} was kept instead of failing at once"),
+                );
+            }
+        }
+        for id in core::mem::take(&mut self.must_dispatch) {
+            if self.open.get(&id).is_some_and(|t| t.dispatches == 0) {
+                self.flag(
+                    0,
+                    "not_dispatched",
+                    format!("{id} was submitted while connected but not dispatched"),
+                );
+            }
+        }
+
+        // 4. ops lost in flight that survived the step (re-queued).
+        let lost = core::mem::take(&mut self.step_lost);
+        let mut redirected_survivors: BTreeMap<ConnId, u32> = BTreeMap::new();
+        for l in &lost {
+            let Some(t) = self.open.get(&l.op) else {
+                continue;
+            };
+            let (retryable, dispatches, redirects, max) =
+                (t.retryable, t.dispatches, t.redirects, t.max_attempts);
+            if l.reason == DisconnectReason::WrongServer {
+                // One op per wrong-server answer certainly did not run and
+                // may be sent again, retryable or not.
+                if !retryable {
+                    let n = redirected_survivors.entry(l.conn).or_insert(0);
+                    *n += 1;
+                    if *n > 1 {
+                        self.flag(
+                            4,
+                            "resent_after_loss",
+                            format!(
+                                "{} non-retryable ops lost with {} kept for another dispatch; only the one answered wrong-server may be",
+                                *n, l.conn
+                            ),
+                        );
+                    }
+                }
+                continue;
+            }
+            if !retryable {
+                self.flag(
+                    4,
+                    "resent_after_loss",
+                    format!(
+                        "non-retryable {} lost in flight on {} ({}) was kept instead of failing",
+                        l.op,
+                        l.conn,
+                        l.reason.name()
+                    ),
+                );
+            } else if dispatches.saturating_sub(redirects) >= max {
+                self.flag(
+                    4,
+                    "too_many_dispatches",
+                    format!(
+                        "retryable {} used {dispatches} dispatches ({redirects} redirected) of {max} and was kept for another",
+                        l.op
+                    ),
+                );
+            }
+        }
+
+        // Overflow accounting.
+        if self.overflow_announced != self.overflow_failed {
+            self.flag(
+                0,
+                "overflow_count",
+                format!(
+                    "buffer_overflow events announced {} failed ops, {} failed with buffer_overflow",
+                    self.overflow_announced, self.overflow_failed
+                ),
+            );
+        }
+        self.overflow_announced = 0;
+        self.overflow_failed = 0;
+        self.closed_outcomes = false;
+
+        // 7. timers armed for what is due.
+        let next = m.poll_timeout().map(|(at, _)| at);
+        if let Some((due, _)) = self.pending_reconnect {
+            if next.is_none_or(|at| at > due) {
+                self.flag(
+                    7,
+                    "timer_missing",
+                    format!("reconnect due at {due} but next timer is {next:?}"),
+                );
+            }
+        }
+        if let Some((id, d)) = self
+            .open
+            .iter()
+            .filter_map(|(id, t)| t.deadline.map(|d| (*id, d)))
+            .min_by_key(|(_, d)| *d)
+        {
+            if next.is_none_or(|at| at > d) {
+                self.flag(
+                    7,
+                    "timer_missing",
+                    format!("{id}'s deadline is {d} but next timer is {next:?}"),
+                );
+            }
+        }
+        let _ = now;
+    }
+
+    /// Call at the very end, after [`Machine::close`] and a last drain:
+    /// every submitted op must have had exactly one outcome.
+    pub fn finish(&mut self) {
+        let open: Vec<OpId> = self.open.keys().copied().collect();
+        for id in open {
+            self.flag(1, "missing_outcome", format!("{id} never got an outcome"));
+        }
+    }
+
+    // ----- internals ------------------------------------------------------------
+
+    fn tick(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn flag(&mut self, invariant: u8, kind: &'static str, message: String) {
+        self.violations.push(Violation {
+            invariant,
+            kind,
+            at: self.now,
+            message,
+        });
+    }
+
+    fn on_connect(&mut self, conn: ConnId, endpoint: usize, timeout: Option<core::time::Duration>) {
+        let now = self.now;
+        if let Some(t) = self.terminal {
+            self.flag(
+                6,
+                "connect_after_terminal",
+                format!("connect {conn} after the client became {}", t.name()),
+            );
+        }
+        if self.down {
+            self.flag(
+                6,
+                "reconnect_disabled",
+                format!("connect {conn} after a loss with auto-reconnect off"),
+            );
+        }
+        if let Some((c, _)) = self.current {
+            self.flag(
+                2,
+                "connect_while_connected",
+                format!("connect {conn} while {c} is up"),
+            );
+        }
+        if self.last_conn_id.is_some_and(|last| conn <= last) {
+            self.flag(
+                2,
+                "connect_mismatch",
+                format!(
+                    "connect id {conn} does not grow (last {:?})",
+                    self.last_conn_id
+                ),
+            );
+        }
+        if endpoint >= self.cfg.endpoints() || timeout != self.cfg.connect_timeout() {
+            self.flag(
+                0,
+                "connect_mismatch",
+                format!("connect {conn} to endpoint {endpoint} with timeout {timeout:?}"),
+            );
+        }
+        match self.pending_reconnect.take() {
+            Some((due, ep)) => {
+                if now < due {
+                    self.flag(
+                        7,
+                        "reconnect_early",
+                        format!("connect {conn} at {now}, announced for {due}"),
+                    );
+                }
+                if ep != endpoint {
+                    self.flag(
+                        7,
+                        "connect_mismatch",
+                        format!("connect {conn} to endpoint {endpoint}, announced {ep}"),
+                    );
+                }
+            }
+            None if self.connects > 0 => self.flag(
+                7,
+                "connect_without_reconnecting",
+                format!("connect {conn} without a reconnecting event before it"),
+            ),
+            None => {}
+        }
+        self.connects += 1;
+        self.last_conn_id = Some(conn);
+        self.attempt = Some((conn, endpoint));
+    }
+
+    fn on_dispatch(&mut self, op: OpId, conn: ConnId, endpoint: usize) {
+        if self.terminal.is_some() {
+            self.flag(6, "output_after_terminal", format!("dispatch of {op}"));
+        }
+        match self.current {
+            None => self.flag(
+                2,
+                "dispatch_not_connected",
+                format!("{op} dispatched on {conn} while not connected"),
+            ),
+            Some((c, e)) if c != conn || e != endpoint => self.flag(
+                2,
+                "dispatch_wrong_conn",
+                format!("{op} dispatched on {conn}/{endpoint}, current {c}/{e}"),
+            ),
+            Some(_) => {}
+        }
+        let Some(t) = self.open.get(&op).cloned() else {
+            self.flag(
+                2,
+                "dispatch_unknown_op",
+                format!("{op} dispatched but it is not an open op"),
+            );
+            return;
+        };
+        if t.in_flight.is_some() {
+            self.flag(
+                2,
+                "double_dispatch",
+                format!(
+                    "{op} dispatched on {conn} while already in flight on {:?}",
+                    t.in_flight
+                ),
+            );
+        }
+        if self.last_seq.is_some_and(|s| s >= t.seq) {
+            self.flag(
+                5,
+                "dispatch_order",
+                format!(
+                    "{op} (submitted #{}) dispatched on {conn} after #{:?}",
+                    t.seq, self.last_seq
+                ),
+            );
+        }
+        self.last_seq = Some(t.seq);
+        let dispatches = t.dispatches + 1;
+        let limit = t.max_attempts.saturating_add(t.redirects);
+        if dispatches > limit {
+            self.flag(
+                4,
+                "too_many_dispatches",
+                format!(
+                    "{op} dispatched {dispatches} times (retryable: {}, max attempts {}, wrong-server redirects {})",
+                    t.retryable, t.max_attempts, t.redirects
+                ),
+            );
+        }
+        if let Some(tr) = self.open.get_mut(&op) {
+            tr.dispatches = dispatches;
+            tr.in_flight = Some(conn);
+        }
+    }
+
+    fn on_complete(&mut self, id: OpId, result: Result<crate::op::Done, crate::op::OpError>) {
+        let Some(t) = self.open.remove(&id) else {
+            if self.finished.contains(&id) {
+                self.flag(1, "double_outcome", format!("{id} completed twice"));
+            } else {
+                self.flag(
+                    1,
+                    "unknown_outcome",
+                    format!("{id} completed but was never submitted"),
+                );
+            }
+            return;
+        };
+        self.finished.insert(id);
+        let now = self.now;
+        match result {
+            Ok(done) => {
+                if done.attempts != t.dispatches {
+                    self.flag(
+                        1,
+                        "attempts_mismatch",
+                        format!(
+                            "{id} reports {} attempts, {} dispatches seen",
+                            done.attempts, t.dispatches
+                        ),
+                    );
+                }
+                let here = self.current.map(|(c, _)| c);
+                if t.in_flight.is_none() || t.in_flight != here || Some(done.conn) != here {
+                    self.flag(
+                        2,
+                        "ok_not_in_flight",
+                        format!(
+                            "{id} succeeded on {} but was in flight on {:?}, current {:?}",
+                            done.conn, t.in_flight, self.current
+                        ),
+                    );
+                }
+                if self.current.is_some_and(|(_, e)| e != done.endpoint) {
+                    self.flag(
+                        2,
+                        "ok_not_in_flight",
+                        format!(
+                            "{id} succeeded on endpoint {}, current {:?}",
+                            done.endpoint, self.current
+                        ),
+                    );
+                }
+            }
+            Err(e) => {
+                if e.attempts() != t.dispatches {
+                    self.flag(
+                        1,
+                        "attempts_mismatch",
+                        format!(
+                            "{id} failed ({}) reporting {} attempts, {} dispatches seen",
+                            e.kind(),
+                            e.attempts(),
+                            t.dispatches
+                        ),
+                    );
+                }
+                if t.dispatches == 0 && e.maybe_executed() {
+                    self.flag(
+                        1,
+                        "maybe_executed",
+                        format!(
+                            "{id} was never dispatched but failed ({}) with maybe_executed",
+                            e.kind()
+                        ),
+                    );
+                }
+                if t.dispatches > t.redirects && !e.maybe_executed() {
+                    self.flag(
+                        1,
+                        "maybe_executed",
+                        format!(
+                            "{id} was dispatched {} times ({} possibly redirected) but failed ({}) claiming it did not run",
+                            t.dispatches,
+                            t.redirects,
+                            e.kind()
+                        ),
+                    );
+                }
+                let needs_dispatch = matches!(
+                    e.kind(),
+                    ErrorKind::ServerError
+                        | ErrorKind::ConnectionLost
+                        | ErrorKind::RetryBudgetExhausted
+                );
+                if needs_dispatch && t.dispatches == 0 {
+                    self.flag(
+                        0,
+                        "unexpected_outcome",
+                        format!("{id} failed with {} but was never dispatched", e.kind()),
+                    );
+                }
+                match e.kind() {
+                    ErrorKind::ServerError => {
+                        let here = self.current.map(|(c, _)| c);
+                        if t.in_flight.is_none() || t.in_flight != here {
+                            self.flag(
+                                2,
+                                "ok_not_in_flight",
+                                format!("{id} got a server error but was not in flight on the current connection"),
+                            );
+                        }
+                    }
+                    ErrorKind::BufferOverflow => {
+                        self.overflow_failed += 1;
+                        if !matches!(self.cfg.buffer(), BufferPolicy::Bounded { .. }) {
+                            self.flag(
+                                0,
+                                "unexpected_outcome",
+                                format!(
+                                    "{id} failed with buffer_overflow but the buffer is not bounded"
+                                ),
+                            );
+                        }
+                    }
+                    ErrorKind::DeadlineExceeded if t.deadline.is_none_or(|d| now < d) => {
+                        self.flag(
+                            0,
+                            "early_deadline",
+                            format!(
+                                "{id} failed with deadline_exceeded at {now}, deadline {:?}",
+                                t.deadline
+                            ),
+                        );
+                    }
+                    ErrorKind::BufferTimeout if self.cfg.buffer_timeout().is_none() => {
+                        self.flag(
+                            0,
+                            "unexpected_outcome",
+                            format!("{id} failed with buffer_timeout but none is configured"),
+                        );
+                    }
+                    ErrorKind::ReconnectFailed if self.terminal != Some(State::Failed) => {
+                        self.flag(
+                            6,
+                            "terminal_outcome",
+                            format!(
+                                "{id} failed with reconnect_failed before reconnect_failed was emitted"
+                            ),
+                        );
+                    }
+                    ErrorKind::TopologyDestroyed => {
+                        let expected = self.must_complete.iter().any(|(o, k, _, _)| {
+                            *o == id && *k == Some(ErrorKind::TopologyDestroyed)
+                        });
+                        if !expected {
+                            self.flag(
+                                6,
+                                "terminal_outcome",
+                                format!("{id} failed with topology_destroyed but was not submitted after reconnect_failed"),
+                            );
+                        }
+                    }
+                    ErrorKind::Closed => self.closed_outcomes = true,
+                    _ => {}
+                }
+                if let Some((_, Some(k), rule, inv)) = self
+                    .must_complete
+                    .iter()
+                    .find(|(o, _, _, _)| *o == id)
+                    .copied()
+                {
+                    if k != e.kind() {
+                        self.flag(
+                            inv,
+                            rule,
+                            format!("{id} failed with {} instead of {k}", e.kind()),
+                        );
+                    }
+                }
+            }
+        }
+        if result.is_ok() {
+            if let Some((_, Some(k), rule, inv)) = self
+                .must_complete
+                .iter()
+                .find(|(o, _, _, _)| *o == id)
+                .copied()
+            {
+                self.flag(
+                    inv,
+                    rule,
+                    format!("{id} succeeded instead of failing with {k}"),
+                );
+            }
+        }
+    }
+
+    fn on_event(&mut self, e: Event) {
+        let now = self.now;
+        if self.terminal == Some(State::Closed) {
+            self.flag(6, "event_after_closed", format!("{e} after closed"));
+        } else if self.terminal == Some(State::Failed) && e != Event::Closed {
+            self.flag(
+                6,
+                "output_after_terminal",
+                format!("{e} after reconnect_failed"),
+            );
+        }
+        match e {
+            Event::Connected { conn, endpoint } | Event::Reconnected { conn, endpoint } => {
+                let re = matches!(e, Event::Reconnected { .. });
+                if re != self.ever_connected {
+                    self.flag(
+                        0,
+                        "unexpected_event",
+                        format!("{e} (ever connected before: {})", self.ever_connected),
+                    );
+                }
+                if self.attempt != Some((conn, endpoint)) {
+                    self.flag(
+                        2,
+                        "connect_mismatch",
+                        format!("{e} but the pending attempt is {:?}", self.attempt),
+                    );
+                }
+                if let Some((c, _)) = self.current {
+                    self.flag(2, "connect_while_connected", format!("{e} while {c} is up"));
+                }
+                self.attempt = None;
+                self.current = Some((conn, endpoint));
+                self.ever_connected = true;
+                self.attempt_no = 0;
+                self.last_seq = None;
+            }
+            Event::Disconnected {
+                conn,
+                endpoint,
+                reason,
+            } => {
+                let ended = if self.current.is_some_and(|(c, _)| c == conn) {
+                    self.current.take()
+                } else if self.just_closed.is_some_and(|(c, _)| c == conn) {
+                    self.just_closed.take()
+                } else {
+                    None
+                };
+                match ended {
+                    None => self.flag(
+                        2,
+                        "unexpected_event",
+                        format!("{e} but {conn} is not the current connection"),
+                    ),
+                    Some((_, ep)) if ep != endpoint => self.flag(
+                        2,
+                        "unexpected_event",
+                        format!("{e} but {conn} is on endpoint {ep}"),
+                    ),
+                    Some(_) => {}
+                }
+                let on_conn: Vec<OpId> = self
+                    .open
+                    .iter()
+                    .filter(|(_, t)| t.in_flight == Some(conn))
+                    .map(|(id, _)| *id)
+                    .collect();
+                match reason {
+                    DisconnectReason::Idle if self.cfg.socket_timeout().is_none() => self.flag(
+                        0,
+                        "unexpected_event",
+                        format!("{e} but no socket timeout is configured"),
+                    ),
+                    DisconnectReason::Idle if !on_conn.is_empty() => self.flag(
+                        0,
+                        "unexpected_event",
+                        format!("{e} with {} ops in flight", on_conn.len()),
+                    ),
+                    DisconnectReason::Unresponsive
+                        if self.cfg.heartbeat().is_none()
+                            && self.cfg.response_timeout().is_none() =>
+                    {
+                        self.flag(
+                            0,
+                            "unexpected_event",
+                            format!("{e} but neither heartbeat nor response timeout is configured"),
+                        )
+                    }
+                    _ => {}
+                }
+                for id in on_conn {
+                    if let Some(t) = self.open.get_mut(&id) {
+                        t.in_flight = None;
+                        if reason == DisconnectReason::WrongServer {
+                            t.redirects += 1;
+                        }
+                    }
+                    self.step_lost.push(Lost {
+                        op: id,
+                        conn,
+                        reason,
+                    });
+                }
+                self.attempt_no = 0;
+                self.last_seq = None;
+                if !self.cfg.auto_reconnect() {
+                    self.down = true;
+                }
+            }
+            Event::Reconnecting {
+                attempt,
+                delay,
+                endpoint,
+            } => {
+                if self.down {
+                    self.flag(
+                        6,
+                        "reconnect_disabled",
+                        format!("{e} after a loss with auto-reconnect off"),
+                    );
+                }
+                if attempt != self.attempt_no + 1 {
+                    self.flag(
+                        7,
+                        "reconnect_attempt",
+                        format!("{e} but the previous attempt was {}", self.attempt_no),
+                    );
+                }
+                if let Tries::Limited(n) = self.cfg.reconnect_tries() {
+                    if attempt > n {
+                        self.flag(
+                            7,
+                            "reconnect_attempt",
+                            format!("{e} beyond reconnect_tries {n}"),
+                        );
+                    }
+                }
+                let (lo, hi) = self.cfg.reconnect_delay_bounds(attempt);
+                if delay < lo || delay > hi {
+                    self.flag(
+                        7,
+                        "reconnect_delay",
+                        format!("{e}: delay {delay:?} outside [{lo:?}, {hi:?}]"),
+                    );
+                }
+                if endpoint >= self.cfg.endpoints() {
+                    self.flag(0, "connect_mismatch", format!("{e}: no such endpoint"));
+                }
+                if self.current.is_some() {
+                    self.flag(2, "unexpected_event", format!("{e} while connected"));
+                }
+                self.attempt_no = attempt;
+                self.pending_reconnect = Some((now + delay, endpoint));
+            }
+            Event::ReconnectFailed { attempts } => {
+                if self.terminal == Some(State::Failed) {
+                    self.flag(
+                        6,
+                        "terminal_event_twice",
+                        "reconnect_failed emitted twice".into(),
+                    );
+                }
+                if attempts != self.attempt_no {
+                    self.flag(
+                        7,
+                        "reconnect_attempt",
+                        format!("{e} but {} attempts were announced", self.attempt_no),
+                    );
+                }
+                let initial_fail_fast = attempts == 0
+                    && !self.ever_connected
+                    && self.cfg.initial_connect() == InitialConnect::FailFast;
+                let budget_spent = match self.cfg.reconnect_tries() {
+                    Tries::Limited(n) => attempts == n,
+                    Tries::Unlimited => false,
+                };
+                if !(initial_fail_fast || budget_spent) {
+                    self.flag(
+                        7,
+                        "reconnect_attempt",
+                        format!(
+                            "{e} with reconnect_tries {:?}, initial connect {:?}",
+                            self.cfg.reconnect_tries(),
+                            self.cfg.initial_connect()
+                        ),
+                    );
+                }
+                if self.current.is_some() {
+                    self.flag(2, "unexpected_event", format!("{e} while connected"));
+                }
+                if self.terminal.is_none() {
+                    self.terminal = Some(State::Failed);
+                }
+                self.pending_reconnect = None;
+                self.attempt = None;
+            }
+            Event::Closed => {
+                if self.terminal == Some(State::Closed) {
+                    self.flag(6, "terminal_event_twice", "closed emitted twice".into());
+                }
+                self.terminal = Some(State::Closed);
+                self.current = None;
+                self.just_closed = None;
+                self.attempt = None;
+                self.pending_reconnect = None;
+                // Ops in flight on the closed connection fail with `closed`
+                // in this same step; anything left is caught by after_step.
+                for t in self.open.values_mut() {
+                    t.in_flight = None;
+                }
+            }
+            Event::BufferOverflow { failed } => {
+                if !matches!(self.cfg.buffer(), BufferPolicy::Bounded { .. }) {
+                    self.flag(
+                        0,
+                        "unexpected_event",
+                        format!("{e} but the buffer is not bounded"),
+                    );
+                }
+                self.overflow_announced += failed;
+            }
+            Event::Unresponsive { conn } => {
+                if self.current.is_none_or(|(c, _)| c != conn) {
+                    self.flag(
+                        2,
+                        "unexpected_event",
+                        format!("{e} but {conn} is not the current connection"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Backoff, Jitter};
+    use crate::op::{Completion, Done, OpError, OpResult};
+    use crate::time::Instant;
+    use core::time::Duration;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn cfg() -> Config {
+        Config::mongodb_legacy()
+            .to_builder()
+            .reconnect_interval(ms(100))
+            .reconnect_tries(Tries::Limited(3))
+            .build()
+            .unwrap()
+    }
+
+    fn kinds(c: &Checker) -> Vec<&'static str> {
+        c.violations().iter().map(|v| v.kind).collect()
+    }
+
+    fn err(kind: ErrorKind, maybe: bool, attempts: u32) -> Result<Done, OpError> {
+        Err(OpError {
+            kind,
+            maybe_executed: maybe,
+            attempts,
+            reconnect: None,
+        })
+    }
+
+    fn complete(id: OpId, result: Result<Done, OpError>) -> Output<()> {
+        Output::Complete(Completion {
+            id,
+            payload: (),
+            result,
+        })
+    }
+
+    /// A real machine, connected, with the checker attached and clean.
+    fn connected(config: Config) -> (Checker, Machine<()>, ConnId) {
+        let mut c = Checker::new(&config);
+        let mut m = Machine::new(config, 3, Instant::ZERO);
+        let outs = c.drain(&mut m);
+        let Some(Output::Connect { conn, .. }) = outs.first().cloned() else {
+            panic!("{outs:?}")
+        };
+        m.handle_connected(Instant::ZERO, conn);
+        c.drain(&mut m);
+        assert!(c.is_ok(), "{:?}", c.violations());
+        (c, m, conn)
+    }
+
+    #[test]
+    fn a_real_run_is_clean() {
+        let (mut c, mut m, conn) = connected(cfg());
+        let a = c.submit(&mut m, Instant::ZERO, (), OpOptions::new());
+        c.drain(&mut m);
+        m.handle_op_result(Instant::from_millis(1), a, conn, OpResult::Ok);
+        c.drain(&mut m);
+        m.handle_connection_lost(Instant::from_millis(2), conn, crate::LossKind::Reset);
+        c.drain(&mut m);
+        let b = c.submit(&mut m, Instant::from_millis(3), (), OpOptions::new());
+        c.drain(&mut m);
+        m.handle_timeout(Instant::from_millis(102));
+        c.drain(&mut m);
+        m.close(Instant::from_millis(103));
+        c.drain(&mut m);
+        c.finish();
+        c.assert_ok();
+        assert_eq!(c.submitted(), 2);
+        assert_eq!(c.open_ops(), 0);
+        let _ = b;
+    }
+
+    #[test]
+    fn flags_double_and_unknown_and_missing_outcomes() {
+        let (mut c, mut m, _) = connected(cfg());
+        let a = c.submit(&mut m, Instant::ZERO, (), OpOptions::new());
+        c.drain(&mut m);
+        let now = Instant::ZERO;
+        c.on_output(now, &complete(a, err(ErrorKind::Cancelled, true, 1)));
+        c.on_output(now, &complete(a, err(ErrorKind::Cancelled, true, 1)));
+        c.on_output(
+            now,
+            &complete(OpId::from_raw(999), err(ErrorKind::Cancelled, false, 0)),
+        );
+        assert_eq!(kinds(&c), ["double_outcome", "unknown_outcome"]);
+        // The machine still holds `a`: counts disagree.
+        c.after_step(&m);
+        assert!(kinds(&c).contains(&"outstanding_mismatch"));
+
+        let mut c = Checker::new(&cfg());
+        c.on_submit(now, OpId::from_raw(1), &OpOptions::new(), State::Connecting);
+        c.finish();
+        assert_eq!(kinds(&c), ["missing_outcome"]);
+        assert_eq!(c.violations()[0].invariant, 1);
+    }
+
+    #[test]
+    fn flags_dispatch_when_not_connected_or_on_the_wrong_connection() {
+        let mut c = Checker::new(&cfg());
+        let now = Instant::ZERO;
+        let a = OpId::from_raw(1);
+        c.on_submit(now, a, &OpOptions::new(), State::Connecting);
+        c.on_output::<()>(
+            now,
+            &Output::Dispatch {
+                op: a,
+                conn: ConnId(1),
+                endpoint: 0,
+            },
+        );
+        assert_eq!(kinds(&c), ["dispatch_not_connected"]);
+
+        let (mut c, mut m, conn) = connected(cfg());
+        let a = c.submit(&mut m, now, (), OpOptions::new());
+        c.on_output::<()>(
+            now,
+            &Output::Dispatch {
+                op: a,
+                conn: ConnId(conn.0 + 7),
+                endpoint: 0,
+            },
+        );
+        assert_eq!(kinds(&c), ["dispatch_wrong_conn"]);
+        c.on_output::<()>(
+            now,
+            &Output::Dispatch {
+                op: a,
+                conn,
+                endpoint: 0,
+            },
+        );
+        assert!(kinds(&c).contains(&"double_dispatch"));
+        c.on_output::<()>(
+            now,
+            &Output::Dispatch {
+                op: OpId::from_raw(4242),
+                conn,
+                endpoint: 0,
+            },
+        );
+        assert!(kinds(&c).contains(&"dispatch_unknown_op"));
+    }
+
+    #[test]
+    fn flags_a_non_retryable_op_sent_twice() {
+        let (mut c, mut m, conn) = connected(cfg());
+        let now = Instant::ZERO;
+        let a = c.submit(&mut m, now, (), OpOptions::new());
+        c.drain(&mut m);
+        // A lying machine: the connection drops and the op is re-sent on
+        // the next connection.
+        let ev = |e| Output::<()>::Event(e);
+        c.on_output(
+            now,
+            &ev(Event::Disconnected {
+                conn,
+                endpoint: 0,
+                reason: DisconnectReason::Lost(crate::LossKind::Reset),
+            }),
+        );
+        c.on_output(
+            now,
+            &ev(Event::Reconnecting {
+                attempt: 1,
+                delay: ms(100),
+                endpoint: 0,
+            }),
+        );
+        let k = kinds(&c);
+        assert!(k.is_empty(), "{k:?}");
+        c.step_lost.clear(); // look only at the dispatch rule here
+        let c2 = ConnId(conn.0 + 1);
+        let later = Instant::from_millis(100);
+        c.on_output::<()>(
+            later,
+            &Output::Connect {
+                conn: c2,
+                endpoint: 0,
+                timeout: cfg().connect_timeout(),
+            },
+        );
+        c.on_output(
+            later,
+            &ev(Event::Reconnected {
+                conn: c2,
+                endpoint: 0,
+            }),
+        );
+        c.on_output::<()>(
+            later,
+            &Output::Dispatch {
+                op: a,
+                conn: c2,
+                endpoint: 0,
+            },
+        );
+        assert_eq!(kinds(&c), ["too_many_dispatches"]);
+        assert_eq!(c.violations()[0].invariant, 4);
+    }
+
+    #[test]
+    fn flags_a_lost_non_retryable_op_that_is_kept() {
+        let (mut c, mut m, conn) = connected(cfg());
+        let now = Instant::ZERO;
+        let a = c.submit(&mut m, now, (), OpOptions::new());
+        c.drain(&mut m);
+        c.on_output::<()>(
+            now,
+            &Output::Event(Event::Disconnected {
+                conn,
+                endpoint: 0,
+                reason: DisconnectReason::Lost(crate::LossKind::Closed),
+            }),
+        );
+        // Not completed within the step.
+        c.after_step(&m);
+        assert!(kinds(&c).contains(&"resent_after_loss"), "{:?}", kinds(&c));
+        let _ = a;
+    }
+
+    #[test]
+    fn flags_out_of_order_dispatch() {
+        let (mut c, mut m, conn) = connected(cfg());
+        let now = Instant::ZERO;
+        let a = OpId::from_raw(100);
+        let b = OpId::from_raw(101);
+        c.on_submit(now, a, &OpOptions::new(), State::Backoff);
+        c.on_submit(now, b, &OpOptions::new(), State::Backoff);
+        c.on_output::<()>(
+            now,
+            &Output::Dispatch {
+                op: b,
+                conn,
+                endpoint: 0,
+            },
+        );
+        c.on_output::<()>(
+            now,
+            &Output::Dispatch {
+                op: a,
+                conn,
+                endpoint: 0,
+            },
+        );
+        assert_eq!(kinds(&c), ["dispatch_order"]);
+        assert_eq!(c.violations()[0].invariant, 5);
+        let _ = m.poll_output();
+    }
+
+    #[test]
+    fn flags_buffer_beyond_its_bound_and_unflushed() {
+        let config = cfg().to_builder().buffer_max_entries(2).build().unwrap();
+        let mut c = Checker::new(&config);
+        let mut m: Machine<()> = Machine::new(config.clone(), 1, Instant::ZERO);
+        c.drain(&mut m);
+        for _ in 0..2 {
+            c.submit(&mut m, Instant::ZERO, (), OpOptions::new());
+            c.drain(&mut m);
+        }
+        assert!(c.is_ok(), "{:?}", c.violations());
+        // Check the same machine against a tighter bound: it must be flagged.
+        let tight = cfg().to_builder().buffer_max_entries(1).build().unwrap();
+        let mut c1 = Checker::new(&tight);
+        c1.open = c.open.clone();
+        c1.after_step(&m);
+        assert!(kinds(&c1).contains(&"buffer_bound"), "{:?}", kinds(&c1));
+    }
+
+    #[test]
+    fn flags_connect_after_terminal_and_non_terminal_outcomes() {
+        let mut c = Checker::new(&cfg());
+        let now = Instant::ZERO;
+        c.on_output::<()>(
+            now,
+            &Output::Connect {
+                conn: ConnId(1),
+                endpoint: 0,
+                timeout: cfg().connect_timeout(),
+            },
+        );
+        c.on_output::<()>(now, &Output::Event(Event::Closed));
+        c.on_output::<()>(
+            now,
+            &Output::Connect {
+                conn: ConnId(2),
+                endpoint: 0,
+                timeout: cfg().connect_timeout(),
+            },
+        );
+        assert!(
+            kinds(&c).contains(&"connect_after_terminal"),
+            "{:?}",
+            kinds(&c)
+        );
+
+        // An op submitted after close that fails with the wrong kind, and
+        // one that is not failed at all.
+        let mut c = Checker::new(&cfg());
+        let a = OpId::from_raw(1);
+        let b = OpId::from_raw(2);
+        c.on_output::<()>(now, &Output::Event(Event::Closed));
+        c.on_submit(now, a, &OpOptions::new(), State::Closed);
+        c.on_submit(now, b, &OpOptions::new(), State::Closed);
+        c.on_output(now, &complete(a, err(ErrorKind::NoConnection, false, 0)));
+        let m: Machine<()> = Machine::new(cfg(), 1, Instant::ZERO);
+        c.after_step(&m);
+        let k = kinds(&c);
+        assert!(k.contains(&"terminal_outcome"), "{k:?}");
+        assert!(k.contains(&"terminal_with_outstanding") || k.contains(&"state_mismatch"));
+    }
+
+    #[test]
+    fn flags_reconnect_delay_outside_bounds_and_early_connects() {
+        let config = cfg()
+            .to_builder()
+            .backoff(Backoff::Exponential {
+                initial: ms(100),
+                multiplier: 2.0,
+                max: ms(1000),
+            })
+            .jitter(Jitter::Equal)
+            .build()
+            .unwrap();
+        let mut c = Checker::new(&config);
+        let now = Instant::ZERO;
+        c.on_output::<()>(
+            now,
+            &Output::Connect {
+                conn: ConnId(1),
+                endpoint: 0,
+                timeout: config.connect_timeout(),
+            },
+        );
+        // Attempt 1 nominal is 100 ms: equal jitter allows [50, 100].
+        c.on_output::<()>(
+            now,
+            &Output::Event(Event::Reconnecting {
+                attempt: 1,
+                delay: ms(40),
+                endpoint: 0,
+            }),
+        );
+        assert_eq!(kinds(&c), ["reconnect_delay"]);
+        c.on_output::<()>(
+            Instant::from_millis(10),
+            &Output::Connect {
+                conn: ConnId(2),
+                endpoint: 0,
+                timeout: config.connect_timeout(),
+            },
+        );
+        assert_eq!(kinds(&c), ["reconnect_delay", "reconnect_early"]);
+        c.on_output::<()>(
+            Instant::from_millis(10),
+            &Output::Event(Event::Reconnecting {
+                attempt: 3,
+                delay: ms(300),
+                endpoint: 0,
+            }),
+        );
+        assert_eq!(kinds(&c)[2], "reconnect_attempt");
+        // A connect with no reconnecting event before it.
+        let mut c = Checker::new(&config);
+        for id in [1, 2] {
+            c.on_output::<()>(
+                now,
+                &Output::Connect {
+                    conn: ConnId(id),
+                    endpoint: 0,
+                    timeout: config.connect_timeout(),
+                },
+            );
+        }
+        assert_eq!(kinds(&c), ["connect_without_reconnecting"]);
+    }
+
+    #[test]
+    fn flags_maybe_executed_lies() {
+        let (mut c, mut m, conn) = connected(cfg());
+        let now = Instant::ZERO;
+        let a = OpId::from_raw(77);
+        c.on_submit(now, a, &OpOptions::new(), State::Backoff);
+        c.on_output(now, &complete(a, err(ErrorKind::BufferTimeout, true, 0)));
+        assert!(kinds(&c).contains(&"maybe_executed"));
+        let b = c.submit(&mut m, now, (), OpOptions::new());
+        c.drain(&mut m);
+        let mut c2 = c.clone();
+        c2.violations.clear();
+        c2.on_output(now, &complete(b, err(ErrorKind::Cancelled, false, 1)));
+        assert_eq!(kinds(&c2), ["maybe_executed"]);
+        let mut c3 = c.clone();
+        c3.violations.clear();
+        c3.on_output(now, &complete(b, err(ErrorKind::Cancelled, true, 2)));
+        assert_eq!(kinds(&c3), ["attempts_mismatch"]);
+        let _ = conn;
+    }
+
+    #[test]
+    fn flags_fail_fast_breaches_and_overflow_miscounts() {
+        let config = cfg().to_builder().buffer_max_entries(0).build().unwrap();
+        let mut c = Checker::new(&config);
+        let m: Machine<()> = Machine::new(config, 1, Instant::ZERO);
+        c.on_submit(
+            Instant::ZERO,
+            OpId::from_raw(5),
+            &OpOptions::new(),
+            State::Connecting,
+        );
+        c.after_step(&m);
+        assert!(kinds(&c).contains(&"not_failed_fast"), "{:?}", kinds(&c));
+
+        let config = cfg().to_builder().buffer_max_entries(1).build().unwrap();
+        let mut c = Checker::new(&config);
+        c.on_output::<()>(
+            Instant::ZERO,
+            &Output::Event(Event::BufferOverflow { failed: 2 }),
+        );
+        let m: Machine<()> = Machine::new(config, 1, Instant::ZERO);
+        c.after_step(&m);
+        assert!(kinds(&c).contains(&"overflow_count"), "{:?}", kinds(&c));
+    }
+
+    #[test]
+    fn violations_display_their_invariant_and_kind() {
+        let mut c = Checker::new(&cfg());
+        c.on_output(
+            Instant::from_millis(1),
+            &complete(OpId::from_raw(3), err(ErrorKind::Closed, false, 0)),
+        );
+        let text = format!("{}", c.violations()[0]);
+        assert_eq!(
+            text,
+            "[invariant 1 unknown_outcome at 0.001000s] op#3 completed but was never submitted"
+        );
+    }
+}
