@@ -1,0 +1,260 @@
+//! A driver that feeds decoded [`Step`]s to a [`Machine`], drains every
+//! output, and keeps the bookkeeping the fuzz targets need: which connect
+//! attempts were issued, which ops are in flight where, and how many
+//! outcomes each submitted op got.
+
+use redial_core::{ConnId, Duration, Instant, Machine, OpId, Output};
+
+use crate::input::{ConnRef, Jump, OpRef, Step, ms};
+
+/// The machine plus what its outputs said so far. Op payloads are the
+/// submission index, so a completion can be matched to its submission.
+pub struct Harness {
+    /// The machine under test.
+    pub m: Machine<u32>,
+    /// The caller's clock (may run backwards; the machine must cope).
+    pub now: Instant,
+    /// Every connect attempt the machine asked for, in order.
+    pub conns: Vec<ConnId>,
+    /// Ops dispatched and not completed, with the connection they went to.
+    pub dispatched: Vec<(OpId, ConnId)>,
+    /// Submitted op ids, by submission index.
+    pub ops: Vec<OpId>,
+    /// Outcomes seen, by submission index.
+    pub outcomes: Vec<u32>,
+    /// Every output in order (for the determinism check).
+    pub log: Vec<Output<u32>>,
+}
+
+/// What one step did, resolved to concrete ids (for the reference model).
+#[derive(Clone, Copy, Debug)]
+pub enum Applied {
+    /// Nothing was fed (e.g. a reference to an op when none exists).
+    Nothing,
+    /// A connection input about the attempt with this index into
+    /// [`Harness::conns`] (or beyond it: an id not issued yet).
+    Conn(usize),
+    /// A submission with this index.
+    Submit(usize),
+    /// An input about the op with this submission index on the attempt
+    /// with this index.
+    OpOnConn(usize, usize),
+    /// An input about the op with this submission index.
+    Op(usize),
+    /// Close, or time passing: no ids involved.
+    Plain,
+}
+
+impl Harness {
+    /// A fresh machine at time zero.
+    pub fn new(m: Machine<u32>) -> Self {
+        let mut h = Harness {
+            m,
+            now: Instant::ZERO,
+            conns: Vec::new(),
+            dispatched: Vec::new(),
+            ops: Vec::new(),
+            outcomes: Vec::new(),
+            log: Vec::new(),
+        };
+        h.drain(|_| {});
+        h
+    }
+
+    /// Drains every output, updating the bookkeeping, and hands each to `f`.
+    pub fn drain(&mut self, mut f: impl FnMut(&Output<u32>)) {
+        while let Some(out) = self.m.poll_output() {
+            match &out {
+                Output::Connect { conn, .. } => self.conns.push(*conn),
+                Output::Dispatch { op, conn, .. } => {
+                    self.dispatched.retain(|(o, _)| o != op);
+                    self.dispatched.push((*op, *conn));
+                }
+                Output::Complete(c) => {
+                    let i = c.payload as usize;
+                    assert!(
+                        self.ops.get(i) == Some(&c.id),
+                        "completion of {} hands back payload {i}, which belongs to {:?}",
+                        c.id,
+                        self.ops.get(i)
+                    );
+                    self.outcomes[i] += 1;
+                    assert!(
+                        self.outcomes[i] == 1,
+                        "{} got a second outcome: {:?}",
+                        c.id,
+                        c.result
+                    );
+                    self.dispatched.retain(|(o, _)| *o != c.id);
+                }
+                _ => {}
+            }
+            f(&out);
+            self.log.push(out);
+        }
+    }
+
+    /// Index into [`Harness::conns`] a reference points at (an index at or
+    /// beyond the end is an id not issued yet), or the raw id.
+    fn conn_index(&self, r: ConnRef) -> Result<usize, ConnId> {
+        let len = self.conns.len();
+        match r {
+            ConnRef::Latest => Ok(len.saturating_sub(1)),
+            ConnRef::Older(n) => Ok(len.saturating_sub(2 + usize::from(n))),
+            ConnRef::Future(n) => Ok(len + usize::from(n)),
+            ConnRef::Raw(x) => Err(ConnId::from_raw(x)),
+        }
+    }
+
+    /// The id of the attempt with index `i` (beyond the end: ids not issued yet).
+    pub fn conn_id(&self, i: usize) -> ConnId {
+        match self.conns.get(i) {
+            Some(c) => *c,
+            None => {
+                let last = self.conns.last().map_or(0, |c| c.get());
+                ConnId::from_raw(last + 1 + (i - self.conns.len()) as u64)
+            }
+        }
+    }
+
+    fn conn(&self, r: ConnRef) -> (ConnId, Option<usize>) {
+        match self.conn_index(r) {
+            Ok(i) => (self.conn_id(i), Some(i)),
+            // A raw id may name an issued attempt, or one not issued yet.
+            Err(raw) => {
+                let last = self.conns.last().map_or(0, |c| c.get());
+                let i = match self.index_of_conn(raw) {
+                    Some(i) => Some(i),
+                    None if raw.get() > last => usize::try_from(raw.get() - last - 1)
+                        .ok()
+                        .and_then(|k| self.conns.len().checked_add(k)),
+                    None => None,
+                };
+                (raw, i)
+            }
+        }
+    }
+
+    fn op(&self, r: OpRef) -> Option<(OpId, Option<ConnId>)> {
+        match r {
+            OpRef::InFlight(n) if !self.dispatched.is_empty() => {
+                let (op, conn) = self.dispatched[usize::from(n) % self.dispatched.len()];
+                Some((op, Some(conn)))
+            }
+            OpRef::InFlight(_) => None,
+            OpRef::Submitted(n) if !self.ops.is_empty() => {
+                let len = self.ops.len();
+                Some((self.ops[len - 1 - usize::from(n) % len], None))
+            }
+            OpRef::Submitted(_) => None,
+            OpRef::Raw(x) => Some((OpId::from_raw(x), None)),
+        }
+    }
+
+    fn index_of(&self, op: OpId) -> Option<usize> {
+        self.ops.iter().position(|o| *o == op)
+    }
+
+    fn index_of_conn(&self, conn: ConnId) -> Option<usize> {
+        self.conns.iter().position(|c| *c == conn)
+    }
+
+    /// Where the clock goes for a jump.
+    pub fn jump_target(&self, j: Jump) -> Instant {
+        match j {
+            Jump::Zero => self.now,
+            Jump::Forward(d) => self.now + ms(d),
+            Jump::Back(d) => Instant::from_micros(
+                self.now
+                    .as_micros()
+                    .saturating_sub(ms(d).as_micros() as u64),
+            ),
+            Jump::NextTimer => self
+                .m
+                .poll_timeout()
+                .map_or(self.now, |(at, _)| at.max(self.now)),
+            Jump::Far(min) => self.now + Duration::from_secs(60 * u64::from(min)),
+        }
+    }
+
+    /// Feeds one step to the machine (without draining) and says what it
+    /// was about. `on_submit` sees each submission before it happens.
+    pub fn apply(&mut self, step: Step, mut on_submit: impl FnMut(&Self, usize)) -> Applied {
+        let now = self.now;
+        match step {
+            Step::Connected(r) => {
+                let (c, i) = self.conn(r);
+                self.m.handle_connected(now, c);
+                i.map_or(Applied::Nothing, Applied::Conn)
+            }
+            Step::ConnectFailed(r) => {
+                let (c, i) = self.conn(r);
+                self.m.handle_connect_failed(now, c);
+                i.map_or(Applied::Nothing, Applied::Conn)
+            }
+            Step::Lost(r, kind) => {
+                let (c, i) = self.conn(r);
+                self.m.handle_connection_lost(now, c, kind.into());
+                i.map_or(Applied::Nothing, Applied::Conn)
+            }
+            Step::Submit(o) => {
+                let i = self.ops.len();
+                on_submit(self, i);
+                // Recorded before the call: the outcome may come at once.
+                self.ops.push(OpId::from_raw(u64::MAX));
+                self.outcomes.push(0);
+                let id = self.m.submit(now, i as u32, o.options());
+                assert!(
+                    !self.ops.contains(&id),
+                    "op id {id} issued twice (submissions {:?} and {i})",
+                    self.index_of(id)
+                );
+                self.ops[i] = id;
+                Applied::Submit(i)
+            }
+            Step::Answer(r, result) => match self.op(r) {
+                Some((op, conn)) => {
+                    let c = conn.unwrap_or_else(|| self.conn_id(self.conns.len().saturating_sub(1)));
+                    self.m.handle_op_result(now, op, c, result.into());
+                    match (self.index_of(op), self.index_of_conn(c)) {
+                        (Some(i), Some(k)) => Applied::OpOnConn(i, k),
+                        _ => Applied::Nothing,
+                    }
+                }
+                None => Applied::Nothing,
+            },
+            Step::AnswerOn(r, cr, result) => match self.op(r) {
+                Some((op, _)) => {
+                    let (c, k) = self.conn(cr);
+                    self.m.handle_op_result(now, op, c, result.into());
+                    match (self.index_of(op), k) {
+                        (Some(i), Some(k)) => Applied::OpOnConn(i, k),
+                        _ => Applied::Nothing,
+                    }
+                }
+                None => Applied::Nothing,
+            },
+            Step::HeartbeatOk(r) => {
+                let (c, i) = self.conn(r);
+                self.m.handle_heartbeat_ok(now, c);
+                i.map_or(Applied::Nothing, Applied::Conn)
+            }
+            Step::Cancel(r) => match self.op(r) {
+                Some((op, _)) => {
+                    self.m.cancel(now, op);
+                    self.index_of(op).map_or(Applied::Nothing, Applied::Op)
+                }
+                None => Applied::Nothing,
+            },
+            Step::Close => {
+                self.m.close(now);
+                Applied::Plain
+            }
+            Step::Wait(j) => {
+                self.now = self.jump_target(j);
+                self.m.handle_timeout(self.now);
+                Applied::Plain
+            }
+        }
+    }
+}
