@@ -149,7 +149,7 @@ pub fn run(tl: &Timeline, opts: &RunOptions, sink: impl FnMut(&Line)) -> Summary
         ops: BTreeMap::new(),
         by_id: BTreeMap::new(),
         next_op: 1,
-        rng: StdRng::seed_from_u64(seed ^ 0x5EED_0F_5111),
+        rng: StdRng::seed_from_u64(seed ^ 0x005E_ED0F_5111),
         check: Checker::new(&tl.config),
         summary: Summary::default(),
         sink,

@@ -1,0 +1,145 @@
+//! The command line: exit codes and error positions for bad timelines.
+
+use std::process::Command;
+
+fn sim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_redial-sim"))
+}
+
+/// Writes `text` to a temp file, replays it, returns (exit code, stderr, path).
+fn replay(name: &str, text: &str) -> (i32, String, String) {
+    let dir = std::env::temp_dir().join(format!("redial-sim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("temp file");
+    let out = sim()
+        .args(["replay", path.to_str().expect("utf-8 path")])
+        .output()
+        .expect("runs");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+        path.display().to_string(),
+    )
+}
+
+fn assert_bad(name: &str, text: &str, line: usize, col: usize, words: &str) {
+    let (code, stderr, path) = replay(name, text);
+    assert_eq!(code, 2, "{name}: {stderr}");
+    let at = format!("{path}:{line}:{col}: ");
+    assert!(stderr.contains(&at), "{name}: expected `{at}` in {stderr}");
+    assert!(
+        stderr.contains(words),
+        "{name}: expected `{words}` in {stderr}"
+    );
+}
+
+#[test]
+fn syntax_error() {
+    assert_bad(
+        "syntax.toml",
+        "seed = 1\n[config\npreset = \"mongoose\"\n",
+        2,
+        8,
+        "",
+    );
+}
+
+#[test]
+fn unknown_key() {
+    assert_bad(
+        "unknown-key.toml",
+        "[config]\npreset = \"mongoose\"\nbuffer_max_entires = 3\n",
+        3,
+        1,
+        "unknown field `buffer_max_entires`",
+    );
+}
+
+#[test]
+fn negative_duration() {
+    assert_bad(
+        "negative.toml",
+        "[[step]]\nat = \"1s\"\nserver = \"down\"\nfor = \"-2s\"\n",
+        4,
+        7,
+        "negative",
+    );
+    assert_bad(
+        "negative-int.toml",
+        "[network]\nlatency = -5\n",
+        2,
+        11,
+        "negative",
+    );
+}
+
+#[test]
+fn unknown_endpoint() {
+    assert_bad(
+        "endpoint.toml",
+        "[[endpoint]]\nname = \"db.0\"\n\n[[step]]\nat = \"1s\"\nserver = \"down\"\nendpoint = \"db.9\"\n",
+        7,
+        12,
+        "unknown endpoint `db.9`",
+    );
+}
+
+#[test]
+fn unknown_preset() {
+    assert_bad(
+        "preset.toml",
+        "[config]\npreset = \"mongo\"\n",
+        2,
+        10,
+        "unknown preset `mongo`",
+    );
+}
+
+#[test]
+fn config_error_names_the_field_and_its_line() {
+    assert_bad(
+        "config.toml",
+        "[config]\npreset = \"mongoose\"\nbuffer_max_entries = -3\n",
+        3,
+        22,
+        "buffer_max_entries",
+    );
+}
+
+#[test]
+fn missing_file_is_bad_input() {
+    let out = sim()
+        .args(["replay", "/nonexistent/redial.toml"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn matrix_prints_six_rows_and_succeeds() {
+    let out = sim().arg("matrix").output().expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows = text
+        .lines()
+        .filter(|l| l.starts_with("true ") || l.starts_with("false "))
+        .count();
+    assert_eq!(rows, 6, "{text}");
+}
+
+#[test]
+fn help_has_examples() {
+    for args in [
+        &["--help"][..],
+        &["replay", "--help"],
+        &["matrix", "--help"],
+    ] {
+        let out = sim().args(args).output().expect("runs");
+        assert!(out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Examples:"),
+            "{args:?}"
+        );
+    }
+}
