@@ -147,7 +147,7 @@ pub type CallResult<C> = Result<<C as Connector>::Output, Error<<C as Connector>
 struct Shared<C: Connector> {
     tx: mpsc::UnboundedSender<Command<C>>,
     next_key: AtomicU64,
-    state: Arc<Mutex<State>>,
+    state: Arc<Mutex<(State, usize)>>,
 }
 
 /// A handle on one logical connection kept alive by the core. Cheap to
@@ -231,7 +231,7 @@ impl<C: Connector> Builder<C> {
         });
         let origin = runtime.now();
         let machine = Machine::new(self.config, seed, crate::core::Instant::ZERO);
-        let state = Arc::new(Mutex::new(machine.state()));
+        let state = Arc::new(Mutex::new((machine.state(), 0)));
         let (tx, rx) = mpsc::unbounded();
         let driver = Driver::new(
             machine,
@@ -306,6 +306,16 @@ impl<C: Connector> Client<C> {
 
     /// The core's state, as of the driver's last step.
     pub fn state(&self) -> State {
+        self.snapshot().0
+    }
+
+    /// Ops submitted and not yet given their outcome (buffered or in
+    /// flight), as of the driver's last step.
+    pub fn outstanding(&self) -> usize {
+        self.snapshot().1
+    }
+
+    fn snapshot(&self) -> (State, usize) {
         *self
             .shared
             .state

@@ -75,7 +75,7 @@ pub(crate) struct Driver<C: Connector> {
     pending: BTreeMap<OpId, (u64, oneshot::Sender<Reply<C>>)>,
     keys: BTreeMap<u64, OpId>,
     subscribers: Vec<mpsc::UnboundedSender<Event>>,
-    state: Arc<Mutex<State>>,
+    state: Arc<Mutex<(State, usize)>>,
     /// The result of the op just reported, so its completion can carry the
     /// output or the connector's error.
     last: Option<(OpId, Result<C::Output, C::Error>)>,
@@ -88,7 +88,7 @@ impl<C: Connector> Driver<C> {
         connector: Arc<C>,
         origin: std::time::Instant,
         commands: mpsc::UnboundedReceiver<Command<C>>,
-        state: Arc<Mutex<State>>,
+        state: Arc<Mutex<(State, usize)>>,
     ) -> Self {
         let (report_tx, reports) = mpsc::unbounded();
         let timer = runtime.new_timer(origin);
@@ -210,6 +210,8 @@ impl<C: Connector> Driver<C> {
 
     /// Carries out every output until the core has nothing more to say.
     fn drain(&mut self) {
+        // Publish the state first: callers woken below must see it.
+        self.publish();
         while let Some(out) = self.machine.poll_output() {
             match out {
                 Output::Connect {
@@ -272,10 +274,15 @@ impl<C: Connector> Driver<C> {
                 Output::Event(e) => self.subscribers.retain(|s| s.unbounded_send(e).is_ok()),
             }
         }
+        self.publish();
+    }
+
+    fn publish(&self) {
         *self
             .state
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = self.machine.state();
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            (self.machine.state(), self.machine.outstanding());
     }
 
     fn complete(&mut self, done: Completion<Arc<C::Op>>) {
