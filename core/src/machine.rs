@@ -681,20 +681,38 @@ impl<P> Machine<P> {
     fn jittered_delay(&mut self, n: u32) -> Duration {
         let backoff = self.cfg.backoff();
         let d = backoff.nominal(n);
-        let micros = |d: Duration| crate::time::duration_micros(d);
         let delay = match self.cfg.jitter() {
             Jitter::None => d,
-            Jitter::Full => Duration::from_micros(self.rng.between(0, micros(d))),
-            Jitter::Equal => Duration::from_micros(self.rng.between(micros(d) / 2, micros(d))),
+            Jitter::Full => self.draw(Duration::ZERO, d),
+            Jitter::Equal => self.draw(d / 2, d),
             Jitter::Decorrelated => {
-                let base = micros(backoff.base());
-                let cap = micros(backoff.cap());
-                let hi = micros(self.prev_delay).saturating_mul(3).min(cap).max(base);
-                Duration::from_micros(self.rng.between(base, hi))
+                let base = backoff.base();
+                let hi = self
+                    .prev_delay
+                    .saturating_mul(3)
+                    .min(backoff.cap())
+                    .max(base);
+                self.draw(base, hi)
             }
         };
         self.prev_delay = delay;
         delay
+    }
+
+    /// A delay drawn uniformly in whole microseconds from `[lo, hi]`
+    /// (`lo <= hi`), so it always lies within
+    /// [`Config::reconnect_delay_bounds`]. Fix: the bounds used to be
+    /// truncated to microseconds first, so equal jitter on an odd number of
+    /// microseconds (nominal 3 µs: bounds [1.5 µs, 3 µs]) could draw 1 µs,
+    /// below its lower bound; the lower end is now rounded up. When no whole
+    /// microsecond lies in the range (sub-microsecond spans), `lo` itself.
+    fn draw(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let lo_us = u64::try_from(lo.as_nanos().div_ceil(1000)).unwrap_or(u64::MAX);
+        let hi_us = crate::time::duration_micros(hi);
+        if lo_us > hi_us {
+            return lo;
+        }
+        Duration::from_micros(self.rng.between(lo_us, hi_us))
     }
 
     fn give_up(&mut self) {

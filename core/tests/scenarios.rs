@@ -1,0 +1,961 @@
+//! One test per seed scenario and per modern knob, driven by the harness
+//! (manual clock, checker on every step). Each checks exact error kinds,
+//! messages, `maybe_executed` flags and event sequences.
+
+mod harness;
+
+use harness::{H, ms};
+use redial_core::{
+    Backoff, BufferPolicy, Config, ConnId, DisconnectReason, Duration, ErrorKind, Event, Heartbeat,
+    InitialConnect, Instant, Jitter, LossKind, OpOptions, OpResult, Output, OverflowPolicy,
+    RetryBudget, State, Tries,
+};
+
+fn mongoose() -> redial_core::ConfigBuilder {
+    Config::mongoose().to_builder()
+}
+
+fn legacy() -> redial_core::ConfigBuilder {
+    Config::mongodb_legacy().to_builder()
+}
+
+fn reconnecting(attempt: u32, delay: Duration, endpoint: usize) -> Event {
+    Event::Reconnecting {
+        attempt,
+        delay,
+        endpoint,
+    }
+}
+
+// ----- seed 002: mongoose when MongoDB goes down -------------------------------
+
+#[test]
+fn seed002_buffers_until_reconnect() {
+    let (mut h, c1) = H::connected(Config::mongoose());
+    h.now += ms(500);
+    h.lose(LossKind::Closed); // server.stop()
+    // "Finished query" won't print until after "connected".
+    let q = h.op();
+    assert!(h.is_open(q));
+    assert_eq!(h.m.buffered(), 1);
+    h.advance(ms(2000)); // 2 s later the server restarts...
+    // ...meanwhile the driver tried every second; make those attempts fail.
+    while h.pending.is_some() && h.now < Instant::from_millis(2500) {
+        h.connect_fail();
+        h.advance(ms(0));
+        if h.pending.is_none() {
+            h.until_connect();
+        }
+        if h.now >= Instant::from_millis(2500) {
+            break;
+        }
+    }
+    let c2 = h.connect_ok(); // server.start()
+    assert_ne!(c1, c2);
+    assert_eq!(h.dispatches().last(), Some(&(q, c2, 0)));
+    h.answer(q, OpResult::Ok);
+    let done = h.outcome(q).unwrap().unwrap();
+    assert_eq!((done.conn, done.attempts), (c2, 1));
+    let names = h.event_names();
+    assert_eq!(names[..3], ["connected", "disconnected", "reconnecting"]);
+    assert_eq!(names.last(), Some(&"reconnected"));
+    assert_eq!(
+        names.iter().filter(|n| **n == "reconnected").count(),
+        1,
+        "{names:?}"
+    );
+    h.finish();
+}
+
+#[test]
+fn seed002_fail_fast_with_buffering_off() {
+    let (mut h, _) = H::connected(Config::fail_fast());
+    h.lose(LossKind::Closed);
+    let q = h.op();
+    let e = h.error(q);
+    assert_eq!(e.kind(), ErrorKind::NoConnection);
+    assert_eq!(e.kind().name(), "no_connection");
+    assert_eq!(e.to_string(), "no connection available for operation");
+    assert!(!e.maybe_executed());
+    assert_eq!(e.attempts(), 0);
+    // It still reconnects (autoReconnect stays on) and ops work again.
+    h.until_connect();
+    h.connect_ok();
+    let r = h.op();
+    assert_eq!(h.dispatches_of(r), 1);
+    h.finish();
+}
+
+#[test]
+fn seed002_reconnect_tries_2_interval_100_then_topology_destroyed() {
+    let config = mongoose()
+        .reconnect_tries(Tries::Limited(2))
+        .reconnect_interval(ms(100))
+        .build()
+        .unwrap();
+    let (mut h, c1) = H::connected(config);
+    h.lose(LossKind::Closed);
+    let during = h.op(); // starts while the driver is trying to reconnect
+    for _ in 0..2 {
+        h.until_connect();
+        h.connect_fail();
+    }
+    assert_eq!(h.state(), State::Failed);
+    let e = h.error(during);
+    assert_eq!(e.kind(), ErrorKind::ReconnectFailed);
+    assert_eq!(
+        e.to_string(),
+        "failed to reconnect after 2 attempts with interval 100 ms"
+    );
+    assert!(!e.maybe_executed());
+    let after = h.op(); // after the driver gave up
+    let e = h.error(after);
+    assert_eq!(e.kind(), ErrorKind::TopologyDestroyed);
+    assert_eq!(e.to_string(), "topology was destroyed");
+    assert!(!e.maybe_executed());
+    // Never again, even if the server restarts.
+    h.advance(Duration::from_secs(3600));
+    let connects = h.connects();
+    assert_eq!(
+        connects.iter().map(|c| c.0.as_millis()).collect::<Vec<_>>(),
+        [0, 100, 200]
+    );
+    assert_eq!(h.m.poll_timeout(), None);
+    assert_eq!(
+        h.events(),
+        [
+            Event::Connected {
+                conn: c1,
+                endpoint: 0
+            },
+            Event::Disconnected {
+                conn: c1,
+                endpoint: 0,
+                reason: DisconnectReason::Lost(LossKind::Closed)
+            },
+            reconnecting(1, ms(100), 0),
+            reconnecting(2, ms(100), 0),
+            Event::ReconnectFailed { attempts: 2 },
+        ]
+    );
+    h.finish();
+    assert_eq!(h.event_names().last(), Some(&"closed"));
+}
+
+#[test]
+fn reconnect_failed_message_names_the_backoff_when_not_constant() {
+    let config = legacy()
+        .reconnect_tries(Tries::Limited(3))
+        .backoff(Backoff::Exponential {
+            initial: ms(100),
+            multiplier: 2.0,
+            max: ms(300),
+        })
+        .build()
+        .unwrap();
+    let (mut h, _) = H::connected(config);
+    h.lose(LossKind::Reset);
+    let q = h.op();
+    for _ in 0..3 {
+        h.until_connect();
+        h.connect_fail();
+    }
+    assert_eq!(
+        h.error(q).to_string(),
+        "failed to reconnect after 3 attempts with backoff from 100 ms up to 300 ms"
+    );
+    assert_eq!(
+        h.connects()
+            .iter()
+            .map(|c| c.0.as_millis())
+            .collect::<Vec<_>>(),
+        [0, 100, 300, 600]
+    );
+    h.finish();
+}
+
+#[test]
+fn reconnect_tries_zero_gives_up_at_once_after_a_loss() {
+    let config = legacy().reconnect_tries(Tries::Limited(0)).build().unwrap();
+    let (mut h, _) = H::connected(config);
+    let t = h.submit(OpOptions::new().retryable(true).max_attempts(3));
+    h.lose(LossKind::Reset);
+    assert_eq!(h.state(), State::Failed);
+    let e = h.error(t);
+    assert_eq!(e.kind(), ErrorKind::ReconnectFailed);
+    assert!(e.maybe_executed(), "it was in flight");
+    assert_eq!(
+        e.to_string(),
+        "failed to reconnect after 0 attempts with interval 1000 ms"
+    );
+    h.finish();
+}
+
+// ----- seed 003: socketTimeoutMS churn --------------------------------------------
+
+#[test]
+fn seed003_low_socket_timeout_closes_idle_connections_again_and_again() {
+    let config = legacy()
+        .socket_timeout(Some(ms(50)))
+        .reconnect_interval(ms(100))
+        .build()
+        .unwrap();
+    let (mut h, _) = H::connected(config);
+    let mut reconnects = 0;
+    while h.now < Instant::from_secs(3) {
+        h.until_connect();
+        h.connect_ok();
+        reconnects += 1;
+    }
+    // Every connection dies 50 ms after it went idle, reconnect 100 ms later.
+    let idle = h
+        .events()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Disconnected {
+                    reason: DisconnectReason::Idle,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(reconnects, 20, "a 150 ms cycle over 3 s");
+    assert_eq!(idle, 20);
+    // The machine closes the idle socket itself.
+    assert_eq!(
+        h.log
+            .iter()
+            .filter(|(_, o)| matches!(o, Output::Close { .. }))
+            .count(),
+        20
+    );
+    // An op in flight longer than the idle timeout keeps the connection.
+    let q = h.op();
+    h.advance(ms(500));
+    assert!(h.is_open(q));
+    assert!(h.m.connection().is_some());
+    h.answer(q, OpResult::Ok);
+    h.advance(ms(49));
+    assert!(h.m.connection().is_some());
+    h.advance(ms(1));
+    assert!(h.m.connection().is_none(), "idle 50 ms after the answer");
+    h.finish();
+}
+
+// ----- seeds 000/001: restart of the master, failover with a seed list -------------
+
+#[test]
+fn seed000_restart_of_db0_reconnects_to_the_same_endpoint() {
+    let (mut h, c1) = H::connected(Config::mongodb_legacy());
+    let in_flight = h.op();
+    h.lose(LossKind::Closed);
+    assert_eq!(h.kind(in_flight), ErrorKind::ConnectionLost);
+    let buffered = h.op();
+    let (c2, ep) = h.until_connect();
+    assert_eq!(ep, 0);
+    assert_eq!(h.now.as_millis(), 1000);
+    h.connect_ok();
+    assert_eq!(h.dispatches().last(), Some(&(buffered, c2, 0)));
+    assert!(c2 > c1);
+    h.finish();
+}
+
+#[test]
+fn seed000_failover_wrong_server_moves_to_the_next_endpoint_and_requeues() {
+    let config = legacy()
+        .endpoints(3)
+        .reconnect_interval(ms(10))
+        .build()
+        .unwrap();
+    let (mut h, c1) = H::connected(config);
+    let a = h.op();
+    let b = h.op();
+    // db.0 was demoted: it answers `a` with READONLY.
+    h.answer(a, OpResult::WrongServer);
+    assert!(h.last.contains(&Output::Close { conn: c1 }));
+    assert!(h.last.contains(&Output::Event(Event::Disconnected {
+        conn: c1,
+        endpoint: 0,
+        reason: DisconnectReason::WrongServer
+    })));
+    assert!(h.last.contains(&Output::Event(reconnecting(1, ms(10), 1))));
+    // `a` certainly did not run: re-queued. `b` may have run: lost.
+    assert!(h.is_open(a));
+    let eb = h.error(b);
+    assert_eq!(eb.kind(), ErrorKind::ConnectionLost);
+    assert!(eb.maybe_executed());
+    // The next endpoint (db.1) also fails; rotate to db.2, the new primary.
+    let (_, ep) = h.until_connect();
+    assert_eq!(ep, 1);
+    h.connect_fail();
+    let (c3, ep) = h.until_connect();
+    assert_eq!(ep, 2);
+    h.connect_ok();
+    assert_eq!(h.dispatches().last(), Some(&(a, c3, 2)));
+    h.answer(a, OpResult::Ok);
+    let done = h.outcome(a).unwrap().unwrap();
+    assert_eq!((done.endpoint, done.attempts), (2, 2));
+    assert_eq!(h.dispatches_of(a), 2, "sent twice, run once");
+    h.finish();
+}
+
+#[test]
+fn wrong_server_with_no_room_fails_the_op_as_not_run() {
+    let config = legacy().buffer_max_entries(0).endpoints(2).build().unwrap();
+    let (mut h, _) = H::connected(config);
+    let a = h.op();
+    h.answer(a, OpResult::WrongServer);
+    let e = h.error(a);
+    assert_eq!(e.kind(), ErrorKind::NoConnection);
+    assert!(
+        !e.maybe_executed(),
+        "answered wrong-server: certainly not run"
+    );
+    assert_eq!(e.attempts(), 1);
+    h.finish();
+}
+
+// ----- seed 004: clean close, reset, silent loss; retrying transactions -------------
+
+#[test]
+fn seed004_clean_close_and_reset_are_reported_as_such() {
+    for kind in [LossKind::Closed, LossKind::Reset, LossKind::TimedOut] {
+        let (mut h, c1) = H::connected(Config::mongodb_legacy());
+        let q = h.op();
+        h.lose(kind);
+        assert!(h.events().contains(&Event::Disconnected {
+            conn: c1,
+            endpoint: 0,
+            reason: DisconnectReason::Lost(kind)
+        }));
+        let e = h.error(q);
+        assert_eq!(e.kind(), ErrorKind::ConnectionLost);
+        assert_eq!(
+            e.to_string(),
+            "connection lost while the operation was in flight"
+        );
+        assert!(e.maybe_executed());
+        assert_eq!(h.dispatches_of(q), 1, "never re-sent");
+        h.finish();
+    }
+}
+
+#[test]
+fn seed004_silent_loss_is_detected_by_the_heartbeat() {
+    let config = legacy()
+        .heartbeat(Some(Heartbeat {
+            interval: ms(1000),
+            timeout: ms(300),
+        }))
+        .build()
+        .unwrap();
+    let (mut h, c1) = H::connected(config);
+    // Healthy for a while: heartbeats answered.
+    h.advance(ms(5000));
+    assert_eq!(
+        h.log
+            .iter()
+            .filter(|(_, o)| matches!(o, Output::Heartbeat { .. }))
+            .count(),
+        5
+    );
+    assert!(h.m.connection().is_some());
+    // The failover: the server goes silent.
+    h.answer_heartbeats = false;
+    let q = h.op();
+    h.advance(ms(1299));
+    assert!(h.m.connection().is_some(), "not yet");
+    h.advance(ms(1));
+    assert!(h.m.connection().is_none());
+    let n = h.events().len();
+    assert_eq!(
+        h.events()[n - 3..],
+        [
+            Event::Unresponsive { conn: c1 },
+            Event::Disconnected {
+                conn: c1,
+                endpoint: 0,
+                reason: DisconnectReason::Unresponsive
+            },
+            reconnecting(1, ms(1000), 0),
+        ]
+    );
+    assert!(h.log.iter().any(|(_, o)| *o == Output::Close { conn: c1 }));
+    let e = h.error(q);
+    assert_eq!(e.kind(), ErrorKind::ConnectionLost);
+    assert!(e.maybe_executed(), "a silent server may have run it");
+    h.finish();
+}
+
+#[test]
+fn response_timeout_declares_the_connection_dead() {
+    let config = legacy().response_timeout(Some(ms(200))).build().unwrap();
+    let (mut h, c1) = H::connected(config);
+    let q = h.op();
+    h.advance(ms(199));
+    assert!(h.is_open(q));
+    h.advance(ms(1));
+    assert!(h.events().contains(&Event::Unresponsive { conn: c1 }));
+    assert_eq!(h.kind(q), ErrorKind::ConnectionLost);
+    h.finish();
+}
+
+#[test]
+fn seed004_retryable_transaction_is_retried_up_to_5_attempts() {
+    let config = legacy().reconnect_interval(ms(10)).build().unwrap();
+    let (mut h, _) = H::connected(config);
+    let tx = h.submit(OpOptions::new().retryable(true).max_attempts(5));
+    for attempt in 1..=5 {
+        assert_eq!(h.dispatches_of(tx), attempt);
+        h.lose(LossKind::Reset);
+        if attempt < 5 {
+            assert!(h.is_open(tx), "re-queued after attempt {attempt}");
+            h.until_connect();
+            h.connect_ok();
+        }
+    }
+    let e = h.error(tx);
+    assert_eq!(e.kind(), ErrorKind::ConnectionLost);
+    assert!(e.maybe_executed());
+    assert_eq!(e.attempts(), 5);
+    h.finish();
+}
+
+#[test]
+fn retryable_op_succeeds_on_its_third_attempt_and_keeps_its_place() {
+    let config = legacy().reconnect_interval(ms(10)).build().unwrap();
+    let (mut h, _) = H::connected(config);
+    let tx = h.submit(OpOptions::new().retryable(true).max_attempts(5));
+    let plain = h.op();
+    h.lose(LossKind::Closed);
+    assert_eq!(h.kind(plain), ErrorKind::ConnectionLost);
+    let later = h.op();
+    h.until_connect();
+    let c2 = h.connect_ok();
+    // Re-queued at the front: tx before the op submitted later.
+    let on_c2: Vec<_> = h
+        .dispatches()
+        .iter()
+        .filter(|d| d.1 == c2)
+        .map(|d| d.0)
+        .collect();
+    assert_eq!(on_c2, [tx, later]);
+    h.lose(LossKind::Closed);
+    h.until_connect();
+    h.connect_ok();
+    h.answer(tx, OpResult::Ok);
+    assert_eq!(h.outcome(tx).unwrap().unwrap().attempts, 3);
+    h.finish();
+}
+
+#[test]
+fn server_errors_are_final_and_not_retried() {
+    let (mut h, _) = H::connected(Config::mongodb_legacy());
+    let tx = h.submit(OpOptions::new().retryable(true).max_attempts(5));
+    h.answer(tx, OpResult::ServerError);
+    let e = h.error(tx);
+    assert_eq!(e.kind(), ErrorKind::ServerError);
+    assert_eq!(e.to_string(), "server returned an error");
+    assert!(e.maybe_executed());
+    assert_eq!(h.dispatches_of(tx), 1);
+    h.finish();
+}
+
+#[test]
+fn op_result_connection_lost_drops_the_connection() {
+    let (mut h, c1) = H::connected(Config::mongodb_legacy());
+    let a = h.op();
+    let b = h.submit(OpOptions::new().retryable(true).max_attempts(2));
+    h.answer(a, OpResult::ConnectionLost);
+    assert!(h.events().contains(&Event::Disconnected {
+        conn: c1,
+        endpoint: 0,
+        reason: DisconnectReason::Lost(LossKind::Reset)
+    }));
+    assert_eq!(h.kind(a), ErrorKind::ConnectionLost);
+    assert!(h.is_open(b));
+    h.finish();
+}
+
+#[test]
+fn retry_budget_exhaustion_stops_the_retry_storm() {
+    let config = legacy()
+        .reconnect_interval(ms(10))
+        .retry_budget(Some(RetryBudget {
+            max_tokens: 4,
+            token_ratio: 1.0,
+        }))
+        .build()
+        .unwrap();
+    let (mut h, _) = H::connected(config);
+    assert_eq!(h.m.retry_tokens(), Some(4));
+    let opts = OpOptions::new().retryable(true).max_attempts(10);
+    let a = h.submit(opts);
+    h.lose(LossKind::Reset); // 4 -> 3 tokens: 3 > 4/2, retry
+    assert!(h.is_open(a));
+    assert_eq!(h.m.retry_tokens(), Some(3));
+    h.until_connect();
+    h.connect_ok();
+    h.lose(LossKind::Reset); // 3 -> 2 tokens: 2 is not above half: refused
+    let e = h.error(a);
+    assert_eq!(e.kind(), ErrorKind::RetryBudgetExhausted);
+    assert_eq!(
+        e.to_string(),
+        "connection lost and the retry budget is exhausted"
+    );
+    assert!(e.maybe_executed());
+    assert_eq!(e.attempts(), 2);
+    // Successes refill the bucket (ratio 1.0 per success, capped at 4).
+    h.until_connect();
+    h.connect_ok();
+    for _ in 0..5 {
+        let q = h.op();
+        h.answer(q, OpResult::Ok);
+    }
+    assert_eq!(h.m.retry_tokens(), Some(4));
+    let b = h.submit(opts);
+    h.lose(LossKind::Reset);
+    assert!(h.is_open(b), "budget refilled: retried again");
+    h.finish();
+}
+
+// ----- timeouts, deadlines, cancel, close --------------------------------------------
+
+#[test]
+fn buffer_timeout_fails_a_buffered_op_after_exactly_the_wait() {
+    // mongoose's bufferTimeoutMS (10 s), with no reconnect so nothing else happens.
+    let config = mongoose().auto_reconnect(false).build().unwrap();
+    let (mut h, _) = H::connected(config);
+    h.lose(LossKind::Closed);
+    h.now += ms(123);
+    let q = h.op();
+    h.advance(ms(9_999));
+    assert!(h.is_open(q));
+    h.advance(ms(1));
+    let e = h.error(q);
+    assert_eq!(e.kind(), ErrorKind::BufferTimeout);
+    assert_eq!(
+        e.to_string(),
+        "operation timed out while buffered waiting for a connection"
+    );
+    assert!(!e.maybe_executed());
+    let at = h
+        .log
+        .iter()
+        .find(|(_, o)| matches!(o, Output::Complete(c) if c.id == q))
+        .unwrap()
+        .0;
+    assert_eq!(at.as_millis(), 10_123);
+    h.finish();
+}
+
+#[test]
+fn deadlines_fail_buffered_and_in_flight_ops_and_late_answers_are_ignored() {
+    let (mut h, c1) = H::connected(Config::mongodb_legacy());
+    let in_flight = h.submit(OpOptions::new().deadline(ms(300)));
+    h.advance(ms(299));
+    assert!(h.is_open(in_flight));
+    h.advance(ms(1));
+    let e = h.error(in_flight);
+    assert_eq!(e.kind(), ErrorKind::DeadlineExceeded);
+    assert_eq!(e.to_string(), "operation deadline exceeded");
+    assert!(e.maybe_executed(), "it was sent");
+    // The late answer is stale: nothing happens.
+    h.m.handle_op_result(h.now, in_flight, c1, OpResult::Ok);
+    assert!(h.drain().is_empty());
+
+    h.lose(LossKind::Closed);
+    let buffered = h.submit(OpOptions::new().deadline(ms(50)));
+    h.advance(ms(50));
+    let e = h.error(buffered);
+    assert_eq!(e.kind(), ErrorKind::DeadlineExceeded);
+    assert!(!e.maybe_executed());
+    // The config's default deadline applies to ops without one.
+    let config = legacy().op_deadline(Some(ms(70))).build().unwrap();
+    let (mut h2, _) = H::connected(config);
+    let q = h2.op();
+    h2.advance(ms(70));
+    assert_eq!(h2.kind(q), ErrorKind::DeadlineExceeded);
+    h2.finish();
+    h.finish();
+}
+
+#[test]
+fn cancel_reports_whether_the_op_may_have_run() {
+    let (mut h, _) = H::connected(Config::mongodb_legacy());
+    let sent = h.op();
+    h.cancel(sent);
+    let e = h.error(sent);
+    assert_eq!(e.kind(), ErrorKind::Cancelled);
+    assert_eq!(e.to_string(), "operation cancelled");
+    assert!(e.maybe_executed());
+    h.lose(LossKind::Closed);
+    let waiting = h.op();
+    h.cancel(waiting);
+    assert!(!h.error(waiting).maybe_executed());
+    // Cancelling twice, or an id never issued, does nothing.
+    h.m.cancel(h.now, waiting);
+    h.m.cancel(h.now, redial_core::OpId::from_raw(12_345));
+    assert!(h.drain().is_empty());
+    h.finish();
+}
+
+#[test]
+fn close_fails_everything_once_and_is_terminal() {
+    let (mut h, c1) = H::connected(Config::mongodb_legacy());
+    let sent = h.op();
+    h.close();
+    assert_eq!(h.last.first(), Some(&Output::Close { conn: c1 }));
+    assert_eq!(h.last.last(), Some(&Output::Event(Event::Closed)));
+    let e = h.error(sent);
+    assert_eq!(e.kind(), ErrorKind::Closed);
+    assert_eq!(e.to_string(), "client closed");
+    assert!(e.maybe_executed());
+    let late = h.op();
+    assert_eq!(h.kind(late), ErrorKind::Closed);
+    assert!(!h.error(late).maybe_executed());
+    h.close();
+    assert!(h.last.is_empty(), "idempotent");
+    h.advance(Duration::from_secs(3600));
+    assert_eq!(h.connects().len(), 1);
+    assert_eq!(
+        h.event_names().iter().filter(|n| **n == "closed").count(),
+        1
+    );
+
+    // Closing while buffered ops wait: they fail as not run.
+    let (mut h, _) = H::connected(Config::mongodb_legacy());
+    h.lose(LossKind::Reset);
+    let b = h.op();
+    let (attempt, _) = h.until_connect();
+    h.close();
+    assert!(h.last.contains(&Output::Close { conn: attempt }));
+    assert!(!h.error(b).maybe_executed());
+    // A connect that completes after close is closed and revives nothing.
+    assert_eq!(
+        h.connected_report(attempt),
+        [Output::Close { conn: attempt }]
+    );
+    assert_eq!(h.state(), State::Closed);
+    h.finish();
+}
+
+#[test]
+fn stale_ids_are_ignored_and_a_late_connect_is_closed() {
+    let config = legacy()
+        .connect_timeout(Some(ms(100)))
+        .reconnect_interval(ms(50))
+        .build()
+        .unwrap();
+    let (mut h, c1) = H::connected(config);
+    let q = h.op();
+    h.lose(LossKind::Reset);
+    let b = h.op();
+    let (c2, _) = h.until_connect();
+    // The attempt times out.
+    h.advance(ms(100));
+    assert!(h.last.contains(&Output::Close { conn: c2 }));
+    assert!(h.last.contains(&Output::Event(reconnecting(2, ms(50), 0))));
+    assert_eq!(h.state(), State::Backoff);
+    // A late "connected" for it must not revive anything.
+    assert_eq!(h.connected_report(c2), [Output::Close { conn: c2 }]);
+    assert_eq!(h.state(), State::Backoff);
+    assert!(h.is_open(b));
+    // Stale reports about the old connection and attempt: nothing at all.
+    h.m.handle_connection_lost(h.now, c1, LossKind::Closed);
+    h.m.handle_connect_failed(h.now, c2);
+    h.m.handle_op_result(h.now, q, c1, OpResult::Ok);
+    h.m.handle_heartbeat_ok(h.now, c1);
+    assert!(h.drain().is_empty());
+    // An id the machine never issued is not even closed.
+    assert!(h.connected_report(ConnId::from_raw(999)).is_empty());
+    let (c3, _) = h.until_connect();
+    assert!(c3 > c2);
+    h.connect_ok();
+    assert_eq!(h.dispatches().last().map(|d| d.0), Some(b));
+    h.finish();
+}
+
+// ----- overflow policies ---------------------------------------------------------------
+
+fn bounded(max: usize, overflow: OverflowPolicy) -> Config {
+    legacy()
+        .buffer(BufferPolicy::Bounded { max, overflow })
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn overflow_reject_new_keeps_the_buffer() {
+    let (mut h, _) = H::connected(bounded(2, OverflowPolicy::RejectNew));
+    h.lose(LossKind::Closed);
+    let a = h.op();
+    let b = h.op();
+    let c = h.op();
+    assert_eq!(h.kind(c), ErrorKind::BufferOverflow);
+    assert!(
+        h.last
+            .contains(&Output::Event(Event::BufferOverflow { failed: 1 }))
+    );
+    assert!(h.is_open(a) && h.is_open(b));
+    h.until_connect();
+    let conn = h.connect_ok();
+    let replayed: Vec<_> = h
+        .dispatches()
+        .iter()
+        .filter(|d| d.1 == conn)
+        .map(|d| d.0)
+        .collect();
+    assert_eq!(replayed, [a, b]);
+    h.finish();
+}
+
+#[test]
+fn overflow_drop_oldest_keeps_the_newest() {
+    let (mut h, _) = H::connected(bounded(2, OverflowPolicy::DropOldest));
+    h.lose(LossKind::Closed);
+    let a = h.op();
+    let b = h.op();
+    let c = h.op();
+    let e = h.error(a);
+    assert_eq!(e.kind(), ErrorKind::BufferOverflow);
+    assert!(!e.maybe_executed());
+    assert!(
+        h.last
+            .contains(&Output::Event(Event::BufferOverflow { failed: 1 }))
+    );
+    assert_eq!(h.m.buffered(), 2);
+    h.until_connect();
+    let conn = h.connect_ok();
+    let replayed: Vec<_> = h
+        .dispatches()
+        .iter()
+        .filter(|d| d.1 == conn)
+        .map(|d| d.0)
+        .collect();
+    assert_eq!(replayed, [b, c]);
+    h.finish();
+}
+
+// ----- backoff and jitter --------------------------------------------------------------
+
+/// Loses the connection, then fails `n` reconnect attempts; returns the
+/// announced delays and checks each connect came exactly that long after.
+fn delays(config: Config, seed: u64, n: usize) -> (Vec<Duration>, String) {
+    let mut h = H::with_seed(config, seed);
+    h.connect_ok();
+    h.lose(LossKind::Reset);
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let (announced_at, delay) = h
+            .log
+            .iter()
+            .rev()
+            .find_map(|(t, o)| match o {
+                Output::Event(Event::Reconnecting { delay, .. }) => Some((*t, *delay)),
+                _ => None,
+            })
+            .unwrap();
+        h.until_connect();
+        assert_eq!(h.now, announced_at + delay, "connect exactly `delay` after");
+        out.push(delay);
+        h.connect_fail();
+    }
+    h.finish();
+    (out, h.transcript())
+}
+
+#[test]
+fn backoff_without_jitter_follows_the_policy_exactly() {
+    let exp = legacy()
+        .reconnect_tries(Tries::Unlimited)
+        .backoff(Backoff::Exponential {
+            initial: ms(100),
+            multiplier: 2.0,
+            max: ms(1000),
+        })
+        .build()
+        .unwrap();
+    assert_eq!(
+        delays(exp, 1, 7).0,
+        [100, 200, 400, 800, 1000, 1000, 1000].map(ms)
+    );
+    let lin = legacy()
+        .backoff(Backoff::Linear {
+            initial: ms(100),
+            step: ms(50),
+            max: ms(220),
+        })
+        .build()
+        .unwrap();
+    assert_eq!(delays(lin, 1, 5).0, [100, 150, 200, 220, 220].map(ms));
+}
+
+#[test]
+fn jitter_stays_within_bounds_and_is_deterministic_per_seed() {
+    let base = legacy()
+        .reconnect_tries(Tries::Unlimited)
+        .backoff(Backoff::Exponential {
+            initial: ms(100),
+            multiplier: 2.0,
+            max: ms(2000),
+        });
+    for jitter in [Jitter::Full, Jitter::Equal, Jitter::Decorrelated] {
+        let config = base.clone().jitter(jitter).build().unwrap();
+        let mut distinct = std::collections::BTreeSet::new();
+        for seed in 0..20 {
+            // The checker (inside the harness) flags any delay outside
+            // `reconnect_delay_bounds`; check it here too.
+            let (ds, transcript) = delays(config.clone(), seed, 12);
+            for (i, d) in ds.iter().enumerate() {
+                let (lo, hi) = config.reconnect_delay_bounds(i as u32 + 1);
+                assert!(lo <= *d && *d <= hi, "{jitter:?} attempt {}: {d:?}", i + 1);
+            }
+            // Same seed, same everything.
+            assert_eq!(delays(config.clone(), seed, 12).1, transcript);
+            distinct.insert(ds);
+        }
+        assert!(distinct.len() > 15, "{jitter:?}: seeds must matter");
+    }
+}
+
+#[test]
+fn equal_jitter_respects_the_lower_bound_at_odd_microseconds() {
+    // Nominal 3 µs: equal jitter must stay in [1.5 µs, 3 µs]. The machine
+    // works in whole microseconds, so only 2 or 3 µs are valid draws.
+    let config = legacy()
+        .reconnect_tries(Tries::Limited(50))
+        .reconnect_interval(Duration::from_micros(3))
+        .jitter(Jitter::Equal)
+        .build()
+        .unwrap();
+    for seed in 0..10 {
+        let (ds, _) = delays(config.clone(), seed, 50);
+        for d in ds {
+            assert!(
+                d >= Duration::from_nanos(1500) && d <= Duration::from_micros(3),
+                "{d:?}"
+            );
+        }
+    }
+}
+
+// ----- initial connect ------------------------------------------------------------------
+
+#[test]
+fn initial_connect_fail_fast_gives_up_at_once() {
+    let config = legacy()
+        .initial_connect(InitialConnect::FailFast)
+        .build()
+        .unwrap();
+    let mut h = H::new(config);
+    let q = h.op(); // buffered while connecting
+    assert!(h.is_open(q));
+    h.connect_fail();
+    assert_eq!(h.state(), State::Failed);
+    assert_eq!(h.events(), [Event::ReconnectFailed { attempts: 0 }]);
+    let e = h.error(q);
+    assert_eq!(e.kind(), ErrorKind::ReconnectFailed);
+    assert_eq!(
+        e.to_string(),
+        "failed to connect: the initial connection attempt failed"
+    );
+    let later = h.op();
+    assert_eq!(h.kind(later), ErrorKind::TopologyDestroyed);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.connects().len(), 1);
+    h.finish();
+}
+
+#[test]
+fn initial_connect_retry_backs_off_and_then_says_connected() {
+    let config = legacy()
+        .initial_connect(InitialConnect::Retry)
+        .reconnect_interval(ms(250))
+        .endpoints(2)
+        .build()
+        .unwrap();
+    let mut h = H::new(config);
+    let q = h.op();
+    h.connect_fail();
+    assert_eq!(h.events(), [reconnecting(1, ms(250), 1)]);
+    let (_, ep) = h.until_connect();
+    assert_eq!((h.now.as_millis(), ep), (250, 1));
+    h.connect_fail();
+    let (_, ep) = h.until_connect();
+    assert_eq!((h.now.as_millis(), ep), (500, 0));
+    let c = h.connect_ok();
+    assert_eq!(
+        h.events().last(),
+        Some(&Event::Connected {
+            conn: c,
+            endpoint: 0
+        }),
+        "the first connection is `connected`, not `reconnected`"
+    );
+    assert_eq!(h.dispatches_of(q), 1);
+    h.finish();
+}
+
+#[test]
+fn initial_connect_timeout_counts_as_a_failed_attempt() {
+    let config = legacy()
+        .initial_connect(InitialConnect::Retry)
+        .connect_timeout(Some(ms(100)))
+        .reconnect_tries(Tries::Limited(1))
+        .reconnect_interval(ms(10))
+        .build()
+        .unwrap();
+    let mut h = H::new(config);
+    let (c1, _) = h.pending.unwrap();
+    h.advance(ms(100));
+    assert!(h.last.contains(&Output::Close { conn: c1 }));
+    h.until_connect();
+    h.advance(ms(100));
+    assert_eq!(h.state(), State::Failed);
+    assert_eq!(
+        h.events().last(),
+        Some(&Event::ReconnectFailed { attempts: 1 })
+    );
+    h.finish();
+}
+
+// ----- determinism -----------------------------------------------------------------------
+
+fn scripted(seed: u64) -> String {
+    let config = Config::recommended()
+        .to_builder()
+        .endpoints(3)
+        .socket_timeout(Some(ms(700)))
+        .build()
+        .unwrap();
+    let mut h = H::with_seed(config, seed);
+    h.connect_fail();
+    h.until_connect();
+    h.connect_ok();
+    let a = h.submit(OpOptions::new().retryable(true));
+    let b = h.op();
+    h.answer(b, OpResult::WrongServer);
+    for _ in 0..3 {
+        h.until_connect();
+        h.connect_fail();
+    }
+    h.until_connect();
+    h.connect_ok();
+    h.answer(a, OpResult::Ok);
+    h.advance(Duration::from_secs(20));
+    h.finish();
+    h.transcript()
+}
+
+#[test]
+fn same_seed_and_inputs_give_the_same_outputs() {
+    assert_eq!(scripted(42), scripted(42));
+    assert_ne!(
+        scripted(42),
+        scripted(43),
+        "full jitter depends on the seed"
+    );
+}
