@@ -117,6 +117,7 @@ impl Proxy {
     /// Resets every open connection (RST: linger 0).
     pub fn reset(&self) {
         let conns = std::mem::take(&mut lock(&self.inner).conns);
+        let _enter = self.bg.handle().enter();
         for (s, t) in conns {
             t.abort();
             if let Ok(t) = TcpStream::from_std(s) {
