@@ -30,7 +30,9 @@
 pub use redial_core as core;
 
 mod check;
+pub mod compare;
 mod duration;
+pub mod explore;
 pub mod matrix;
 mod output;
 mod run;

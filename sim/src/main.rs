@@ -3,14 +3,15 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use redial_sim::{Format, RunOptions, Timeline, matrix, run_formatted};
+use redial_sim::core::Preset;
+use redial_sim::{Format, RunOptions, Timeline, compare, explore, matrix, run_formatted};
 
 #[derive(Parser)]
 #[command(
     name = "redial-sim",
     version,
     about = "Replay failure timelines against redial-core on a virtual clock",
-    after_help = "Examples:\n  redial-sim matrix\n  redial-sim replay sim/timelines/mongoose-buffer-until-reconnect.toml\n  redial-sim replay sim/timelines/mongoose-reconnect-failed.toml --format json\n\nExit codes: 0 every invariant held, 1 an invariant was violated, 2 bad input."
+    after_help = "Examples:\n  redial-sim matrix\n  redial-sim explore --runs 100000\n  redial-sim compare sim/timelines/restart-db0.toml --presets mongodb-legacy,recommended\n  redial-sim replay sim/timelines/mongoose-buffer-until-reconnect.toml\n  redial-sim replay sim/timelines/mongoose-reconnect-failed.toml --format json\n\nExit codes: 0 every invariant held, 1 an invariant was violated, 2 bad input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -60,25 +61,129 @@ enum Cmd {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i64).range(1..))]
         max_entries: i64,
     },
+    /// Replay one timeline under several presets, side by side.
+    #[command(
+        after_help = "Examples:\n  redial-sim compare sim/timelines/restart-db0.toml --presets mongodb-legacy,fail-fast,recommended\n  redial-sim compare sim/timelines/pg-silent-loss.toml --presets mongoose,recommended --format json"
+    )]
+    Compare {
+        /// The timeline (TOML).
+        file: String,
+        /// Comma-separated presets: mongodb-legacy, mongoose, fail-fast, recommended.
+        #[arg(long, value_delimiter = ',', required = true)]
+        presets: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Fmt,
+    },
+    /// Run random timelines against the invariants; shrink and save a failure.
+    #[command(
+        after_help = "Examples:\n  redial-sim explore --runs 1000\n  redial-sim explore --runs 100000 --seed 7 --out failure.toml\n\nRun i uses seed S+i; a failure prints its seed and writes a shrunk timeline that `redial-sim replay` reproduces."
+    )]
+    Explore {
+        /// How many random timelines.
+        #[arg(long, default_value_t = 1000)]
+        runs: u64,
+        /// The first run's seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to write the shrunk failing timeline.
+        #[arg(long, default_value = "explore-failure.toml")]
+        out: String,
+    },
+}
+
+fn read_timeline(file: &str) -> Result<Timeline, ExitCode> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        eprintln!("{file}: cannot read: {e}");
+        ExitCode::from(2)
+    })?;
+    Timeline::parse(&text, file).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Replay { file, format, seed } => {
-            let text = match std::fs::read_to_string(&file) {
+        Cmd::Compare {
+            file,
+            presets,
+            format,
+        } => {
+            let tl = match read_timeline(&file) {
                 Ok(t) => t,
-                Err(e) => {
-                    eprintln!("{file}: cannot read: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
-            let tl = match Timeline::parse(&text, &file) {
-                Ok(t) => t,
+            let mut ps = Vec::new();
+            for p in &presets {
+                match p.trim().parse::<Preset>() {
+                    Ok(p) => ps.push(p),
+                    Err(e) => {
+                        eprintln!("error: --presets: `{p}`: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            let cols = match compare::compare(&tl, &ps, &RunOptions::default()) {
+                Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
+            };
+            match format {
+                Fmt::Text => print!("{}", compare::render_text(&cols)),
+                Fmt::Json => {
+                    for c in &cols {
+                        println!(
+                            "{}",
+                            serde_json::to_string(c).expect("plain data serializes")
+                        );
+                    }
+                }
+            }
+            if cols.iter().all(|c| c.violations.is_empty()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Cmd::Explore { runs, seed, out } => {
+            let started = std::time::Instant::now();
+            let e = explore::explore(runs, seed, |n| {
+                eprintln!("explore: {n} timelines, no violation so far");
+            });
+            let secs = started.elapsed().as_secs_f64();
+            match e.failures.first() {
+                None => {
+                    println!(
+                        "explore: {} random timelines (seeds {seed}..{}), {} skipped as invalid configs, no invariant violated ({secs:.1} s)",
+                        e.runs,
+                        seed.wrapping_add(e.runs),
+                        e.skipped
+                    );
+                    ExitCode::SUCCESS
+                }
+                Some((s, violations, toml)) => {
+                    println!("explore: run with seed {s} violated an invariant:");
+                    for v in violations {
+                        println!("  {v}");
+                    }
+                    if let Err(err) = std::fs::write(&out, toml) {
+                        eprintln!("{out}: cannot write: {err}");
+                    }
+                    println!(
+                        "shrunk timeline written to {out}; reproduce with: redial-sim replay {out}  (or: redial-sim explore --runs 1 --seed {s})"
+                    );
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Cmd::Replay { file, format, seed } => {
+            let tl = match read_timeline(&file) {
+                Ok(t) => t,
+                Err(code) => return code,
             };
             let opts = RunOptions {
                 seed,

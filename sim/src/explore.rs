@@ -1,0 +1,353 @@
+//! Random timelines checked against the invariants, with shrinking.
+//!
+//! Each run `i` draws a scenario from `StdRng::seed_from_u64(seed + i)`,
+//! renders it as timeline TOML, parses it like any file and replays it
+//! (every 16th run twice, to check determinism). A failing scenario is
+//! shrunk — steps, workloads and config keys removed one at a time while it
+//! still fails — and handed back as TOML that `redial-sim replay`
+//! reproduces.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::output::Format;
+use crate::run::{RunOptions, run, run_formatted};
+use crate::timeline::Timeline;
+
+/// A random scenario, kept as TOML fragments so it can be shrunk and printed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scenario {
+    /// The run seed it was drawn from.
+    pub seed: u64,
+    /// `[network]` and top-level lines.
+    pub header: Vec<String>,
+    /// `[config]` lines (`key = value`).
+    pub config: Vec<String>,
+    /// `[[endpoint]]` bodies.
+    pub endpoints: Vec<String>,
+    /// `[[step]]` bodies.
+    pub steps: Vec<String>,
+    /// `[[workload]]` bodies.
+    pub workloads: Vec<String>,
+}
+
+impl Scenario {
+    /// Draws a scenario from `seed`.
+    pub fn random(seed: u64) -> Scenario {
+        let mut r = StdRng::seed_from_u64(seed);
+        let mut header = vec![
+            format!("name = \"explore seed {seed}\""),
+            format!("seed = {}", r.random_range(0..1000u32)),
+            format!("until = \"{}ms\"", r.random_range(15_000..40_000u32)),
+        ];
+        header.push(String::new());
+        header.push("[network]".into());
+        header.push(format!("latency = \"{}ms\"", r.random_range(0..20u32)));
+        header.push(format!(
+            "service_time = \"{}ms\"",
+            r.random_range(0..300u32)
+        ));
+        header.push(format!("jitter = \"{}ms\"", r.random_range(0..5u32)));
+
+        let presets = ["mongodb-legacy", "mongoose", "fail-fast", "recommended"];
+        let mut config = vec![format!(
+            "preset = \"{}\"",
+            presets[r.random_range(0..presets.len())]
+        )];
+        let mut maybe = |r: &mut StdRng, line: String| {
+            if r.random_bool(0.35) {
+                config.push(line);
+            }
+        };
+        let b = r.random_bool(0.5);
+        maybe(&mut r, format!("auto_reconnect = {b}"));
+        let n = r.random_range(-1..6i64);
+        maybe(&mut r, format!("buffer_max_entries = {n}"));
+        let tries = r.random_range(0..6u32);
+        let unlimited = r.random_bool(0.3);
+        let interval = r.random_range(1..800u32);
+        // Keep the pair valid: an unlimited budget needs a non-zero delay.
+        maybe(
+            &mut r,
+            if unlimited {
+                format!("reconnect_tries = \"unlimited\"\nreconnect_interval = \"{interval}ms\"")
+            } else {
+                format!(
+                    "reconnect_tries = {tries}\nreconnect_interval = \"{}ms\"",
+                    interval - 1
+                )
+            },
+        );
+        let jitters = ["none", "full", "equal", "decorrelated"];
+        let j = jitters[r.random_range(0..4)];
+        maybe(&mut r, format!("jitter = \"{j}\""));
+        let init = r.random_range(10..300u32);
+        let cap = init + r.random_range(0..3000u32);
+        let shape = r.random_range(0..2u32);
+        let mult = r.random_range(1..3u32);
+        let step = r.random_range(0..200u32);
+        maybe(
+            &mut r,
+            if shape == 0 {
+                format!(
+                    "backoff = \"exponential\"\nbackoff_initial = \"{init}ms\"\nbackoff_max = \"{cap}ms\"\nbackoff_multiplier = {mult}.5"
+                )
+            } else {
+                format!(
+                    "backoff = \"linear\"\nbackoff_initial = \"{init}ms\"\nbackoff_step = \"{step}ms\"\nbackoff_max = \"{cap}ms\""
+                )
+            },
+        );
+        let ic = if r.random_bool(0.5) {
+            "retry"
+        } else {
+            "fail-fast"
+        };
+        maybe(&mut r, format!("initial_connect = \"{ic}\""));
+        for key in [
+            "connect_timeout",
+            "socket_timeout",
+            "heartbeat_interval",
+            "heartbeat_timeout",
+            "response_timeout",
+            "buffer_timeout",
+            "op_deadline",
+        ] {
+            let v = r.random_range(0..3000u32);
+            maybe(&mut r, format!("{key} = \"{v}ms\""));
+        }
+        let a = r.random_range(1..6u32);
+        maybe(&mut r, format!("max_op_attempts = {a}"));
+        let t = r.random_range(0..8u32);
+        maybe(&mut r, format!("retry_budget_tokens = {t}"));
+
+        let n_endpoints = r.random_range(1..4usize);
+        let mut endpoints = Vec::new();
+        for i in 0..n_endpoints {
+            let role = if i == 0 || r.random_bool(0.2) {
+                "primary"
+            } else {
+                "secondary"
+            };
+            let listed = i == 0 || r.random_bool(0.7);
+            let up = i == 0 || r.random_bool(0.9);
+            endpoints.push(format!(
+                "name = \"db.{i}\"\nrole = \"{role}\"\nlisted = {listed}\nup = {up}"
+            ));
+        }
+
+        let mut steps = Vec::new();
+        for _ in 0..r.random_range(0..40u32) {
+            let at = r.random_range(0..15_000u32);
+            let step = match r.random_range(0..10u32) {
+                0..=3 => {
+                    let actions = ["up", "down", "crash", "blackhole", "promote", "demote"];
+                    let a = actions[r.random_range(0..actions.len())];
+                    let mut s = format!(
+                        "at = \"{at}ms\"\nserver = \"{a}\"\nendpoint = \"db.{}\"",
+                        r.random_range(0..n_endpoints)
+                    );
+                    if r.random_bool(0.6) {
+                        s.push_str(&format!("\nfor = \"{}ms\"", r.random_range(0..8000u32)));
+                    }
+                    s
+                }
+                4..=8 => {
+                    let mut s = format!("at = \"{at}ms\"\nsubmit = \"op\"");
+                    if r.random_bool(0.4) {
+                        s.push_str("\nretryable = true");
+                    }
+                    if r.random_bool(0.2) {
+                        s.push_str(&format!(
+                            "\ndeadline = \"{}ms\"",
+                            r.random_range(1..5000u32)
+                        ));
+                    }
+                    if r.random_bool(0.2) {
+                        s.push_str(&format!("\nmax_attempts = {}", r.random_range(1..6u32)));
+                    }
+                    if r.random_bool(0.3) {
+                        s.push_str(&format!("\ncount = {}", r.random_range(1..8u32)));
+                    }
+                    if r.random_bool(0.1) {
+                        s.push_str("\nserver_error = true");
+                    }
+                    if r.random_bool(0.1) {
+                        s.push_str("\nthen = \"followup\"");
+                    }
+                    s
+                }
+                _ => format!("at = \"{at}ms\"\nclient = \"close\""),
+            };
+            steps.push(step);
+        }
+        let mut workloads = Vec::new();
+        if r.random_bool(0.5) {
+            let from = r.random_range(0..5000u32);
+            workloads.push(format!(
+                "submit = \"tick\"\nevery = \"{}ms\"\nfrom = \"{from}ms\"\nuntil = \"{}ms\"{}",
+                r.random_range(20..1000u32),
+                from + r.random_range(0..20_000u32),
+                if r.random_bool(0.3) {
+                    "\nretryable = true"
+                } else {
+                    ""
+                }
+            ));
+        }
+        Scenario {
+            seed,
+            header,
+            config,
+            endpoints,
+            steps,
+            workloads,
+        }
+    }
+
+    /// The timeline TOML.
+    pub fn to_toml(&self) -> String {
+        let mut s = self.header.join("\n");
+        s.push_str("\n\n[config]\n");
+        for c in &self.config {
+            s.push_str(c);
+            s.push('\n');
+        }
+        for (table, items) in [
+            ("endpoint", &self.endpoints),
+            ("step", &self.steps),
+            ("workload", &self.workloads),
+        ] {
+            for i in items {
+                s.push_str(&format!("\n[[{table}]]\n{i}\n"));
+            }
+        }
+        s
+    }
+}
+
+/// What a scenario did: `None` if its config was refused (not a bug:
+/// some random combinations are invalid), else the violations.
+pub fn check(text: &str) -> Option<Vec<String>> {
+    let tl = Timeline::parse(text, "<explore>").ok()?;
+    Some(run(&tl, &RunOptions::default(), |_| {}).violations)
+}
+
+fn check_determinism(text: &str) -> Option<Vec<String>> {
+    let tl = Timeline::parse(text, "<explore>").ok()?;
+    let (a, s) = run_formatted(&tl, &RunOptions::default(), Format::Json);
+    let (b, _) = run_formatted(&tl, &RunOptions::default(), Format::Json);
+    let mut v = s.violations;
+    if a != b {
+        v.push("invariant 8: the same timeline and seed gave different outputs".into());
+    }
+    Some(v)
+}
+
+/// Shrinks a failing scenario: drops steps, workloads and config keys one
+/// at a time while it still fails.
+pub fn shrink(mut s: Scenario) -> Scenario {
+    let fails = |s: &Scenario| check(&s.to_toml()).is_some_and(|v| !v.is_empty());
+    loop {
+        let mut progressed = false;
+        for field in 0..3 {
+            let mut i = 0;
+            loop {
+                let len = match field {
+                    0 => s.steps.len(),
+                    1 => s.workloads.len(),
+                    _ => s.config.len(),
+                };
+                if i >= len {
+                    break;
+                }
+                let mut t = s.clone();
+                match field {
+                    0 => {
+                        t.steps.remove(i);
+                    }
+                    1 => {
+                        t.workloads.remove(i);
+                    }
+                    _ => {
+                        t.config.remove(i);
+                    }
+                }
+                if fails(&t) {
+                    s = t;
+                    progressed = true;
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        if !progressed {
+            return s;
+        }
+    }
+}
+
+/// The result of an exploration.
+#[derive(Clone, Debug, Default)]
+pub struct Exploration {
+    /// Scenarios run.
+    pub runs: u64,
+    /// Scenarios skipped because their random config was invalid.
+    pub skipped: u64,
+    /// Failing scenarios: (run seed, violations, shrunk TOML).
+    pub failures: Vec<(u64, Vec<String>, String)>,
+}
+
+/// Runs `runs` random scenarios with seeds `seed, seed + 1, …`; stops at
+/// the first failure (shrunk).
+pub fn explore(runs: u64, seed: u64, mut progress: impl FnMut(u64)) -> Exploration {
+    let mut e = Exploration::default();
+    for i in 0..runs {
+        let s = Scenario::random(seed.wrapping_add(i));
+        let text = s.to_toml();
+        let result = if i % 16 == 0 {
+            check_determinism(&text)
+        } else {
+            check(&text)
+        };
+        e.runs += 1;
+        match result {
+            None => e.skipped += 1,
+            Some(v) if v.is_empty() => {}
+            Some(v) => {
+                let small = shrink(s);
+                e.failures.push((seed.wrapping_add(i), v, small.to_toml()));
+                return e;
+            }
+        }
+        if (i + 1) % 10_000 == 0 {
+            progress(i + 1);
+        }
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenarios_parse_and_run() {
+        let mut parsed = 0;
+        for seed in 0..200 {
+            let text = Scenario::random(seed).to_toml();
+            if let Ok(tl) = Timeline::parse(&text, "x") {
+                parsed += 1;
+                let s = run(&tl, &RunOptions::default(), |_| {});
+                assert!(s.violations.is_empty(), "{text}\n{:?}", s.violations);
+            }
+        }
+        assert!(parsed > 150, "only {parsed} of 200 random timelines parsed");
+        if std::env::var_os("REDIAL_SHOW").is_some() {
+            let text = Scenario::random(3).to_toml();
+            println!("{text}");
+            let tl = Timeline::parse(&text, "x").expect("valid");
+            println!("{}", crate::run_to_string(&tl, &RunOptions::default()).0);
+        }
+    }
+}
