@@ -29,7 +29,6 @@
 
 pub use redial_core as core;
 
-mod check;
 pub mod compare;
 mod duration;
 pub mod explore;

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng};
+use redial_core::check::Checker;
 use redial_core::{
     ConnId, DisconnectReason, Event, Instant, LossKind, Machine, OpId, OpOptions, OpResult, Output,
 };
 
-use crate::check::Checker;
 use crate::output::{Field, Format, Line, OpLine, Summary, write_line};
 use crate::timeline::{ClientAction, Role, ServerAction, StepAction, Submit, Timeline};
 
@@ -209,7 +209,16 @@ impl<F: FnMut(&Line)> World<'_, F> {
             self.drain();
         }
         self.summary.pending = self.m.outstanding() as u64;
-        self.summary.violations = self.check.violations().to_vec();
+        if self.m.state() == redial_core::State::Closed {
+            // Closed: every op must have had its outcome.
+            self.check.finish();
+        }
+        self.summary.violations = self
+            .check
+            .violations()
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
         self.summary
     }
 
@@ -335,9 +344,6 @@ impl<F: FnMut(&Line)> World<'_, F> {
             Ev::Lost { conn, kind } => self.m.handle_connection_lost(now, conn, kind),
             Ev::Answer { op, conn, result } => {
                 if self.deliverable(conn) {
-                    if result == OpResult::WrongServer {
-                        self.check.on_wrong_server(op);
-                    }
                     self.m.handle_op_result(now, op, conn, result);
                 }
             }
@@ -425,7 +431,7 @@ impl<F: FnMut(&Line)> World<'_, F> {
             let before = self.m.state();
             let id = self.m.submit(self.now, seq, opts);
             self.by_id.insert(id, seq);
-            self.check.on_submit(id, seq, &opts, before);
+            self.check.on_submit(self.m.now(), id, &opts, before);
             self.drain();
         }
     }
@@ -433,7 +439,7 @@ impl<F: FnMut(&Line)> World<'_, F> {
     fn drain(&mut self) {
         let now = self.now;
         while let Some(out) = self.m.poll_output() {
-            self.check.on_output(now, &out);
+            self.check.on_output(self.m.now(), &out);
             match out {
                 Output::Connect { conn, endpoint, .. } => {
                     self.summary.connect_attempts += 1;
@@ -553,7 +559,7 @@ impl<F: FnMut(&Line)> World<'_, F> {
             }
         }
         self.summary.max_buffered = self.summary.max_buffered.max(self.m.buffered() as u64);
-        self.check.after_step(now, &self.m);
+        self.check.after_step(&self.m);
     }
 
     fn event_line(&self, e: &Event) -> Line {
