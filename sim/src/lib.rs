@@ -44,3 +44,26 @@ pub use timeline::{
     ClientAction, Endpoint, Network, Role, ServerAction, Step, StepAction, Submit, Timeline,
     TimelineError, Workload,
 };
+
+/// A long synthetic timeline for benchmarks: `hours` of virtual time,
+/// `ops` ops spread evenly (one workload), and `outages` clean server stops
+/// of 5 s each, evenly spaced, under the `mongodb-legacy` preset (buffer
+/// everything, reconnect every second).
+pub fn soak_timeline(hours: u64, ops: u64, outages: u64) -> String {
+    use std::fmt::Write as _;
+    let total_ms = hours * 3_600_000;
+    let every_us = (total_ms * 1000 / ops.max(1)).max(1);
+    let mut s = format!(
+        "name = \"soak: {hours} h, {ops} ops, {outages} outages\"\nuntil = \"{}ms\"\n\n[config]\npreset = \"mongodb-legacy\"\n\n[[workload]]\nsubmit = \"op\"\nevery = \"{every_us}us\"\nfrom = \"0ms\"\nuntil = \"{total_ms}ms\"\n",
+        total_ms + 60_000
+    );
+    let gap = total_ms / outages.max(1);
+    for i in 0..outages {
+        let _ = write!(
+            s,
+            "\n[[step]]\nat = \"{}ms\"\nserver = \"down\"\nfor = \"5s\"\n",
+            i * gap + gap / 2
+        );
+    }
+    s
+}

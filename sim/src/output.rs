@@ -90,6 +90,10 @@ pub struct Summary {
     pub connect_attempts: u64,
     /// Invariant violations (empty when all held).
     pub violations: Vec<String>,
+    /// Simulated events processed (world messages, scripted steps and
+    /// machine timer wake-ups); not printed.
+    #[serde(skip)]
+    pub events: u64,
 }
 
 fn ms(us: u64) -> String {

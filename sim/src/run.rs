@@ -21,6 +21,10 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Stop here when the timeline has no `until` (default one hour).
     pub max_time: Duration,
+    /// Check the invariants on the fly (default `true`). The checker
+    /// remembers every finished op id, so its memory grows with the number
+    /// of ops; turn it off to measure the simulator alone.
+    pub check: bool,
 }
 
 impl Default for RunOptions {
@@ -28,6 +32,7 @@ impl Default for RunOptions {
         RunOptions {
             seed: None,
             max_time: Duration::from_secs(3600),
+            check: true,
         }
     }
 }
@@ -113,7 +118,7 @@ struct World<'a, F: FnMut(&Line)> {
     by_id: BTreeMap<OpId, u64>,
     next_op: u64,
     rng: StdRng,
-    check: Checker,
+    check: Option<Checker>,
     summary: Summary,
     sink: F,
 }
@@ -150,7 +155,7 @@ pub fn run(tl: &Timeline, opts: &RunOptions, sink: impl FnMut(&Line)) -> Summary
         by_id: BTreeMap::new(),
         next_op: 1,
         rng: StdRng::seed_from_u64(seed ^ 0x005E_ED0F_5111),
-        check: Checker::new(&tl.config),
+        check: opts.check.then(|| Checker::new(&tl.config)),
         summary: Summary::default(),
         sink,
     };
@@ -197,6 +202,7 @@ impl<F: FnMut(&Line)> World<'_, F> {
                 break;
             }
             self.now = self.now.max(t);
+            self.summary.events += 1;
             if next_ev == Some(t) {
                 let (_, ev) = self.queue.pop_first().expect("peeked above");
                 if ev.scripted() {
@@ -209,16 +215,13 @@ impl<F: FnMut(&Line)> World<'_, F> {
             self.drain();
         }
         self.summary.pending = self.m.outstanding() as u64;
-        if self.m.state() == redial_core::State::Closed {
-            // Closed: every op must have had its outcome.
-            self.check.finish();
+        if let Some(check) = self.check.as_mut() {
+            if self.m.state() == redial_core::State::Closed {
+                // Closed: every op must have had its outcome.
+                check.finish();
+            }
+            self.summary.violations = check.violations().iter().map(|v| v.to_string()).collect();
         }
-        self.summary.violations = self
-            .check
-            .violations()
-            .iter()
-            .map(|v| v.to_string())
-            .collect();
         self.summary
     }
 
@@ -431,7 +434,9 @@ impl<F: FnMut(&Line)> World<'_, F> {
             let before = self.m.state();
             let id = self.m.submit(self.now, seq, opts);
             self.by_id.insert(id, seq);
-            self.check.on_submit(self.m.now(), id, &opts, before);
+            if let Some(check) = self.check.as_mut() {
+                check.on_submit(self.m.now(), id, &opts, before);
+            }
             self.drain();
         }
     }
@@ -439,7 +444,9 @@ impl<F: FnMut(&Line)> World<'_, F> {
     fn drain(&mut self) {
         let now = self.now;
         while let Some(out) = self.m.poll_output() {
-            self.check.on_output(self.m.now(), &out);
+            if let Some(check) = self.check.as_mut() {
+                check.on_output(self.m.now(), &out);
+            }
             match out {
                 Output::Connect { conn, endpoint, .. } => {
                     self.summary.connect_attempts += 1;
@@ -559,7 +566,9 @@ impl<F: FnMut(&Line)> World<'_, F> {
             }
         }
         self.summary.max_buffered = self.summary.max_buffered.max(self.m.buffered() as u64);
-        self.check.after_step(&self.m);
+        if let Some(check) = self.check.as_mut() {
+            check.after_step(&self.m);
+        }
     }
 
     fn event_line(&self, e: &Event) -> Line {
