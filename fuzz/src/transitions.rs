@@ -4,7 +4,7 @@
 use arbitrary::{Arbitrary, Unstructured};
 use redial_core::{Machine, Output};
 
-use crate::harness::Harness;
+use crate::harness::{Applied, Harness};
 use crate::input::{FuzzConfig, MAX_STEPS, Step};
 use crate::invariants::Invariants;
 
@@ -46,17 +46,20 @@ fn run_once(config: &redial_core::Config, seed: u64, steps: &[Step]) -> Vec<Outp
     let mut h = Harness::new(Machine::new(config.clone(), seed, redial_core::Instant::ZERO));
     let mut inv = Invariants::new(config, &h);
     for (n, step) in steps.iter().enumerate() {
-        let state = h.m.state();
-        h.apply(*step, |h, i| inv.on_submit(h, i, step, state));
-        let now = h.now;
+        let before = h.m.state();
+        let applied = h.apply(*step, |_, _| {});
+        if let (Step::Submit(o), Applied::Submit(i)) = (step, applied) {
+            inv.on_submit(&h, i, &o.options(), before);
+        }
+        let now = h.m.now();
         h.drain(|out| inv.on_output(now, out));
-        inv.after_step(&h, n, step);
+        inv.after_step(&h, n, Some(step));
     }
     // Close and drain: every op gets exactly one outcome.
     h.m.close(h.now);
-    let now = h.now;
+    let now = h.m.now();
     h.drain(|out| inv.on_output(now, out));
-    inv.after_step(&h, steps.len(), &Step::Close);
+    inv.after_step(&h, steps.len(), Some(&Step::Close));
     inv.finish(&h);
     for (i, n) in h.outcomes.iter().enumerate() {
         assert!(*n == 1, "op {i} ({}) got {n} outcomes after close", h.ops[i]);
