@@ -246,8 +246,12 @@ fn check_determinism(text: &str) -> Option<Vec<String>> {
 
 /// Shrinks a failing scenario: drops steps, workloads and config keys one
 /// at a time while it still fails.
-pub fn shrink(mut s: Scenario) -> Scenario {
-    let fails = |s: &Scenario| check(&s.to_toml()).is_some_and(|v| !v.is_empty());
+pub fn shrink(s: Scenario) -> Scenario {
+    shrink_by(s, |s| check(&s.to_toml()).is_some_and(|v| !v.is_empty()))
+}
+
+/// Shrinks `s` while `fails` holds (see [`shrink`]).
+pub fn shrink_by(mut s: Scenario, fails: impl Fn(&Scenario) -> bool) -> Scenario {
     loop {
         let mut progressed = false;
         for field in 0..3 {
@@ -343,6 +347,17 @@ mod tests {
             }
         }
         assert!(parsed > 150, "only {parsed} of 200 random timelines parsed");
+        // Shrinking keeps only what the failure needs.
+        let big = (0..)
+            .map(Scenario::random)
+            .find(|s| s.steps.len() > 10 && s.steps.iter().any(|x| x.contains("client")))
+            .expect("some scenario closes the client");
+        let small = shrink_by(big, |s| {
+            s.steps.iter().any(|x| x.contains("client = \"close\""))
+        });
+        assert_eq!(small.steps.len(), 1);
+        assert!(small.workloads.is_empty() && small.config.is_empty());
+        assert!(Timeline::parse(&small.to_toml(), "small").is_ok());
         if std::env::var_os("REDIAL_SHOW").is_some() {
             let text = Scenario::random(3).to_toml();
             println!("{text}");

@@ -41,8 +41,8 @@ pub use duration::parse_duration;
 pub use output::{Field, Format, Line, OpLine, Summary, write_line};
 pub use run::{RunOptions, run, run_formatted, run_to_string};
 pub use timeline::{
-    ClientAction, Endpoint, Network, Role, ServerAction, Step, StepAction, Submit, Timeline,
-    TimelineError, Workload,
+    ClientAction, Endpoint, MAX_COUNT, Network, Role, ServerAction, Step, StepAction, Submit,
+    Timeline, TimelineError, Workload,
 };
 
 /// A long synthetic timeline for benchmarks: `hours` of virtual time,

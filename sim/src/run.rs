@@ -301,8 +301,11 @@ impl<F: FnMut(&Line)> World<'_, F> {
             Ev::Tick(i, n) => {
                 let wl = &self.tl.workloads[i];
                 let s = wl.submit.clone();
-                let next = wl.from + wl.every * (n as u32 + 1);
-                if next < wl.until && n < u64::from(u32::MAX) {
+                let next = u32::try_from(n + 1)
+                    .ok()
+                    .and_then(|k| wl.every.checked_mul(k))
+                    .and_then(|d| wl.from.checked_add(d));
+                if let Some(next) = next.filter(|t| *t < wl.until) {
                     self.schedule_at(Instant::ZERO + next, Ev::Tick(i, n + 1));
                 }
                 self.submit(&s);

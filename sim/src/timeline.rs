@@ -623,6 +623,9 @@ impl Timeline {
     }
 }
 
+/// The most ops one step may submit at once.
+pub const MAX_COUNT: u32 = 1_000_000;
+
 #[allow(clippy::too_many_arguments)]
 fn submit(
     cx: &Ctx<'_>,
@@ -635,8 +638,11 @@ fn submit(
     then: &Option<String>,
 ) -> Result<Submit, TimelineError> {
     if let Some(c) = count {
-        if *c.get_ref() == 0 {
-            return Err(cx.err(c.span(), "`count` must be at least 1"));
+        if *c.get_ref() == 0 || *c.get_ref() > MAX_COUNT {
+            return Err(cx.err(
+                c.span(),
+                format!("`count` must be between 1 and {MAX_COUNT}"),
+            ));
         }
     }
     if let Some(m) = max_attempts {

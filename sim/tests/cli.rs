@@ -143,3 +143,57 @@ fn help_has_examples() {
         );
     }
 }
+
+#[test]
+fn compare_and_explore_run() {
+    let tl = concat!(env!("CARGO_MANIFEST_DIR"), "/timelines/restart-db0.toml");
+    let out = sim()
+        .args([
+            "compare",
+            tl,
+            "--presets",
+            "mongodb-legacy,fail-fast,recommended",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("no_connection") && text.contains("time to recovery"),
+        "{text}"
+    );
+    let out = sim()
+        .args(["compare", tl, "--presets", "nope"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let out = sim()
+        .args(["explore", "--runs", "300", "--seed", "11"])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn json_replay_ends_with_the_summary() {
+    let tl = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/timelines/mongoose-fail-fast.toml"
+    );
+    let out = sim()
+        .args(["replay", tl, "--format", "json", "--seed", "3"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().expect("a summary line");
+    assert!(last.starts_with("{\"type\":\"summary\",\"submitted\":2,\"ok\":1,\"failed\":1,\"pending\":0,\"errors\":{\"no_connection\":1}"), "{last}");
+    for line in text.lines() {
+        assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+    }
+}
