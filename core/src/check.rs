@@ -1452,7 +1452,7 @@ mod tests {
     }
 
     #[test]
-    fn flags_buffer_beyond_its_bound_and_unflushed() {
+    fn flags_buffer_beyond_its_bound() {
         let config = cfg().to_builder().buffer_max_entries(2).build().unwrap();
         let mut c = Checker::new(&config);
         let mut m: Machine<()> = Machine::new(config.clone(), 1, Instant::ZERO);
@@ -1622,6 +1622,88 @@ mod tests {
         let m: Machine<()> = Machine::new(config, 1, Instant::ZERO);
         c.after_step(&m);
         assert!(kinds(&c).contains(&"overflow_count"), "{:?}", kinds(&c));
+    }
+
+    #[test]
+    fn flags_reconnect_with_auto_reconnect_off_and_missing_timers() {
+        let config = cfg().to_builder().auto_reconnect(false).build().unwrap();
+        let (mut c, m, conn) = connected(config.clone());
+        let now = Instant::ZERO;
+        c.on_output::<()>(
+            now,
+            &Output::Event(Event::Disconnected {
+                conn,
+                endpoint: 0,
+                reason: DisconnectReason::Lost(crate::LossKind::Closed),
+            }),
+        );
+        c.on_output::<()>(
+            now,
+            &Output::Event(Event::Reconnecting {
+                attempt: 1,
+                delay: ms(100),
+                endpoint: 0,
+            }),
+        );
+        c.on_output::<()>(
+            Instant::from_millis(100),
+            &Output::Connect {
+                conn: ConnId(conn.0 + 1),
+                endpoint: 0,
+                timeout: config.connect_timeout(),
+            },
+        );
+        assert_eq!(kinds(&c), ["reconnect_disabled", "reconnect_disabled"]);
+
+        // A reconnect announced but no timer armed in the machine (a
+        // connected legacy machine has none).
+        let (mut c, _, _) = connected(cfg());
+        c.current = None;
+        c.pending_reconnect = Some((Instant::from_millis(100), 0));
+        c.after_step(&m);
+        assert!(kinds(&c).contains(&"timer_missing"), "{:?}", kinds(&c));
+    }
+
+    #[test]
+    fn flags_ops_not_dispatched_while_connected_and_early_deadlines() {
+        let (mut c, m, _) = connected(cfg());
+        let now = Instant::ZERO;
+        let a = OpId::from_raw(500);
+        c.on_submit(now, a, &OpOptions::new(), State::Connected);
+        c.after_step(&m);
+        assert!(kinds(&c).contains(&"not_dispatched"), "{:?}", kinds(&c));
+
+        let mut c = Checker::new(&cfg());
+        let b = OpId::from_raw(501);
+        c.on_submit(now, b, &OpOptions::new().deadline(ms(100)), State::Backoff);
+        c.on_output(
+            Instant::from_millis(50),
+            &complete(b, err(ErrorKind::DeadlineExceeded, false, 0)),
+        );
+        assert_eq!(kinds(&c), ["early_deadline"]);
+    }
+
+    #[test]
+    fn flags_terminal_events_twice_and_state_mismatch() {
+        let (mut c, m, _) = connected(cfg());
+        let now = Instant::ZERO;
+        c.on_output::<()>(now, &Output::Event(Event::Closed));
+        c.on_output::<()>(now, &Output::Event(Event::Closed));
+        assert!(kinds(&c).contains(&"terminal_event_twice"));
+        c.after_step(&m); // the machine is not closed
+        assert!(kinds(&c).contains(&"state_mismatch"), "{:?}", kinds(&c));
+
+        // reconnect_failed with budget left.
+        let mut c = Checker::new(&cfg());
+        c.ever_connected = true;
+        c.attempt_no = 1;
+        c.on_output::<()>(now, &Output::Event(Event::ReconnectFailed { attempts: 1 }));
+        assert_eq!(kinds(&c), ["reconnect_attempt"]);
+        // After it, a new op must fail with topology_destroyed at once.
+        let late = OpId::from_raw(9);
+        c.on_submit(now, late, &OpOptions::new(), State::Failed);
+        c.on_output(now, &complete(late, err(ErrorKind::NoConnection, false, 0)));
+        assert!(kinds(&c).contains(&"terminal_outcome"), "{:?}", kinds(&c));
     }
 
     #[test]
