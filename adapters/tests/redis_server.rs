@@ -1,0 +1,421 @@
+//! Scenarios against private redis-servers (tokio).
+//!
+//! `cargo test -p redial --features redis --test redis_server -- --nocapture --test-threads 1`
+
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use redial::core::{
+    Backoff, BufferPolicy, Config, ConfigBuilder, ErrorKind, Heartbeat, Jitter, State, Tries,
+};
+use redial::redis::RedisConnector;
+use redial::{CallOptions, Client, Events};
+use redis::{Value, cmd};
+use support::RedisServer;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn run<F: Future<Output = ()>>(f: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(async {
+            tokio::time::timeout(LIMIT, f)
+                .await
+                .expect("test exceeded its time bound")
+        });
+}
+
+fn base() -> ConfigBuilder {
+    Config::builder()
+        .backoff(Backoff::Constant(Duration::from_millis(100)))
+        .jitter(Jitter::None)
+        .reconnect_tries(Tries::Unlimited)
+        .buffer(BufferPolicy::Unbounded)
+        .buffer_timeout(None)
+        .retry_budget(None)
+        .connect_timeout(Some(Duration::from_millis(500)))
+        .heartbeat(Some(Heartbeat {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(200),
+        }))
+}
+
+fn client(b: ConfigBuilder, urls: &[String]) -> Client<RedisConnector> {
+    let conn = RedisConnector::new(urls.iter().map(String::as_str)).expect("urls");
+    Client::builder(conn)
+        .config(b.endpoints(urls.len()).build().expect("config"))
+        .seed(4)
+        .build()
+}
+
+async fn wait_event(ev: &mut Events, name: &str) {
+    while let Some(e) = ev.next().await {
+        if e.name() == name {
+            return;
+        }
+    }
+    panic!("event stream ended before {name}");
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(n) => *n,
+        Value::BulkString(b) => String::from_utf8_lossy(b).parse().expect("number"),
+        other => panic!("not an int: {other:?}"),
+    }
+}
+
+fn incr() -> redis::Cmd {
+    cmd("INCR").arg("counter").clone()
+}
+
+#[derive(Debug)]
+struct Outcome {
+    done: Instant,
+    result: Result<i64, (ErrorKind, bool)>,
+}
+
+/// Issues INCR every `every` until `stop`, each call in its own task.
+async fn workload(
+    c: Client<RedisConnector>,
+    every: Duration,
+    stop: Instant,
+) -> Vec<(Instant, Outcome)> {
+    let mut tasks = Vec::new();
+    while Instant::now() < stop {
+        let c = c.clone();
+        let issued = Instant::now();
+        tasks.push(tokio::spawn(async move {
+            let r = c.call(incr()).await;
+            (
+                issued,
+                Outcome {
+                    done: Instant::now(),
+                    result: r
+                        .map(|v| int(&v))
+                        .map_err(|e| (e.kind(), e.maybe_executed())),
+                },
+            )
+        }));
+        tokio::time::sleep(every).await;
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("call task"));
+    }
+    out
+}
+
+#[test]
+fn kill_and_restart_under_buffering() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    run(async move {
+        let c = client(base(), &[server.url()]);
+        let mut ev = c.events();
+        wait_event(&mut ev, "connected").await;
+        let start = Instant::now();
+        let load = tokio::spawn(workload(
+            c.clone(),
+            Duration::from_millis(5),
+            start + Duration::from_millis(1500),
+        ));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let killed = Instant::now();
+        server.kill();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        server.restart();
+        let restarted = Instant::now();
+        eprintln!("restarted");
+        let results = load.await.expect("workload");
+        eprintln!("workload done");
+        // Every call resolved (we got here); account for each.
+        let after: Vec<_> = results
+            .iter()
+            .filter(|(_, o)| o.done >= restarted)
+            .collect();
+        let oks_after: Vec<i64> = after.iter().filter_map(|(_, o)| o.result.ok()).collect();
+        let maybe = results
+            .iter()
+            .filter(|(_, o)| matches!(o.result, Err((_, true))))
+            .count();
+        let certainly_not = results
+            .iter()
+            .filter(|(_, o)| matches!(o.result, Err((_, false))))
+            .count();
+        let during: Vec<_> = results
+            .iter()
+            .filter(|(i, _)| *i >= killed && *i < restarted)
+            .collect();
+        let during_ok = during.iter().filter(|(_, o)| o.result.is_ok()).count();
+        let first_ok = after
+            .iter()
+            .filter(|(_, o)| o.result.is_ok())
+            .map(|(_, o)| o.done)
+            .min();
+        let counter = int(&c
+            .call(cmd("GET").arg("counter").clone())
+            .await
+            .expect("get"));
+        eprintln!(
+            "redis kill+restart (buffering): {} calls, {} issued during the outage ({} completed ok after the restart), \
+             {} ok after restart, {} may-have-run, {} certainly-not-run; counter after restart {}; \
+             first ok {:?} after the restart",
+            results.len(),
+            during.len(),
+            during_ok,
+            oks_after.len(),
+            maybe,
+            certainly_not,
+            counter,
+            first_ok.map(|t| t - restarted)
+        );
+        let mut sorted = oks_after.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), oks_after.len(), "no value handed out twice");
+        assert!(counter >= oks_after.len() as i64, "nothing lost");
+        assert!(
+            counter <= (oks_after.len() + maybe) as i64,
+            "nothing duplicated"
+        );
+        assert!(
+            during_ok > 0,
+            "ops issued during the outage complete after the restart"
+        );
+        for (i, o) in &during {
+            if let Err((k, _)) = o.result {
+                // Only ops dispatched before the loss was seen may fail.
+                assert_eq!(k, ErrorKind::ConnectionLost, "{i:?} {o:?}");
+            }
+        }
+        assert_eq!(c.outstanding(), 0);
+    });
+}
+
+#[test]
+fn fail_fast_during_outage() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    run(async move {
+        let c = client(base().buffer(BufferPolicy::Disabled), &[server.url()]);
+        let mut ev = c.events();
+        wait_event(&mut ev, "connected").await;
+        assert_eq!(int(&c.call(incr()).await.expect("warm")), 1);
+        server.kill();
+        wait_event(&mut ev, "disconnected").await;
+        let mut worst = Duration::ZERO;
+        for _ in 0..20 {
+            let t = Instant::now();
+            let e = c.call(incr()).await.expect_err("fails fast");
+            worst = worst.max(t.elapsed());
+            assert_eq!(e.kind(), ErrorKind::NoConnection);
+            assert!(!e.maybe_executed());
+        }
+        eprintln!(
+            "redis fail-fast: 20 calls during the outage failed with no_connection, slowest {worst:?}"
+        );
+        server.restart();
+        let back = Instant::now();
+        wait_event(&mut ev, "reconnected").await;
+        eprintln!(
+            "redis fail-fast: reconnected {:?} after the restart",
+            back.elapsed()
+        );
+        assert_eq!(int(&c.call(incr()).await.expect("ok again")), 1);
+    });
+}
+
+#[test]
+fn reconnect_budget_exhausted() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let port = server.port;
+    run(async move {
+        let c = client(base().reconnect_tries(Tries::Limited(2)), &[server.url()]);
+        let mut ev = c.events();
+        wait_event(&mut ev, "connected").await;
+        server.kill();
+        wait_event(&mut ev, "disconnected").await;
+        let pending: Vec<_> = (0..3).map(|_| c.call(incr())).collect();
+        let mut failed_events = 0;
+        let mut names = Vec::new();
+        let collect = async {
+            while let Some(e) = ev.next().await {
+                names.push(e.name());
+                if e.name() == "reconnect_failed" {
+                    failed_events += 1;
+                    break;
+                }
+            }
+        };
+        collect.await;
+        for r in futures::future::join_all(pending).await {
+            let e = r.expect_err("budget spent");
+            assert_eq!(e.kind(), ErrorKind::ReconnectFailed);
+            assert_eq!(
+                e.message(),
+                "failed to reconnect after 2 attempts with interval 100 ms"
+            );
+        }
+        let t = Instant::now();
+        let e = c.call(incr()).await.expect_err("topology destroyed");
+        eprintln!(
+            "redis budget: events {names:?}; later op failed in {:?}: {}",
+            t.elapsed(),
+            e.message()
+        );
+        assert_eq!(e.kind(), ErrorKind::TopologyDestroyed);
+        assert_eq!(e.message(), "topology was destroyed");
+        assert_eq!(c.state(), State::Failed);
+        server.restart();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let info = server.admin(&["INFO", "clients"]);
+        let clients: u64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("clients");
+        assert_eq!(
+            clients, 1,
+            "only our admin connection: no reconnect after the budget"
+        );
+        assert_eq!(failed_events, 1);
+        let extra = tokio::time::timeout(Duration::from_millis(100), ev.next()).await;
+        assert!(
+            !matches!(extra, Ok(Some(_))),
+            "no event after reconnect_failed: {extra:?}"
+        );
+        let _ = port;
+    });
+}
+
+#[test]
+fn silent_loss_sigstop() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    run(async move {
+        let hb = Heartbeat {
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_millis(300),
+        };
+        let c = client(base().heartbeat(Some(hb)), &[server.url()]);
+        let mut ev = c.events();
+        wait_event(&mut ev, "connected").await;
+        assert_eq!(int(&c.call(incr()).await.expect("warm")), 1);
+        server.pause();
+        let t = Instant::now();
+        wait_event(&mut ev, "unresponsive").await;
+        let detected = t.elapsed();
+        eprintln!(
+            "redis SIGSTOP: declared unresponsive after {detected:?} (interval 200 ms + timeout 300 ms)"
+        );
+        assert!(
+            detected < Duration::from_secs(3),
+            "detection took {detected:?}"
+        );
+        let buffered = c.call_with(incr(), CallOptions::default());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.resume();
+        let t = Instant::now();
+        let v = int(&buffered.await.expect("recovers after SIGCONT"));
+        eprintln!(
+            "redis SIGSTOP: op buffered during the pause completed {:?} after SIGCONT",
+            t.elapsed()
+        );
+        assert_eq!(v, 2);
+    });
+}
+
+#[test]
+fn failover_with_replicaof() {
+    let Some(a) = RedisServer::start() else {
+        return;
+    };
+    let Some(b) = RedisServer::start() else {
+        return;
+    };
+    run(async move {
+        let ap = a.port.to_string();
+        let bp = b.port.to_string();
+        assert!(b.admin(&["REPLICAOF", "127.0.0.1", &ap]).starts_with("+OK"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !b
+            .admin(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(Instant::now() < deadline, "replica did not sync");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let c = client(base(), &[a.url(), b.url()]);
+        let mut ev = c.events();
+        wait_event(&mut ev, "connected").await;
+        let start = Instant::now();
+        let load = tokio::spawn(workload(
+            c.clone(),
+            Duration::from_millis(5),
+            start + Duration::from_millis(1500),
+        ));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Manual failover: hold writes on A, let B catch up, swap roles.
+        let t = Instant::now();
+        assert!(
+            a.admin(&["CLIENT", "PAUSE", "5000", "WRITE"])
+                .starts_with("+OK")
+        );
+        let offset = |s: &RedisServer, key: &str| -> u64 {
+            s.admin(&["INFO", "replication"])
+                .lines()
+                .find_map(|l| l.strip_prefix(key).map(|v| v.trim().parse().unwrap_or(0)))
+                .unwrap_or(0)
+        };
+        let target = offset(&a, "master_repl_offset:");
+        while offset(&b, "master_repl_offset:") < target {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(b.admin(&["REPLICAOF", "NO", "ONE"]).starts_with("+OK"));
+        assert!(a.admin(&["REPLICAOF", "127.0.0.1", &bp]).starts_with("+OK"));
+        assert!(a.admin(&["CLIENT", "UNPAUSE"]).starts_with("+OK"));
+        let swapped = t.elapsed();
+        let results = load.await.expect("workload");
+        let oks: Vec<i64> = results.iter().filter_map(|(_, o)| o.result.ok()).collect();
+        let errs: Vec<_> = results.iter().filter_map(|(_, o)| o.result.err()).collect();
+        let counter = int(&redis::Value::Int(
+            b.admin(&["GET", "counter"])
+                .lines()
+                .last()
+                .and_then(|l| l.parse().ok())
+                .expect("counter"),
+        ));
+        let mut sorted = oks.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        eprintln!(
+            "redis failover: roles swapped in {swapped:?}; {} calls, {} ok, errors {:?}; counter on the new primary {}",
+            results.len(),
+            oks.len(),
+            errs,
+            counter
+        );
+        assert!(
+            errs.is_empty(),
+            "READONLY writes are re-routed, none fails: {errs:?}"
+        );
+        assert_eq!(sorted.len(), oks.len(), "no value twice");
+        assert_eq!(counter, oks.len() as i64, "none lost, none doubled");
+        let _ = Arc::new(());
+    });
+}
