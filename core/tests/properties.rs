@@ -178,6 +178,9 @@ enum Input {
     Jump(u16),
     /// A spurious `handle_timeout` at the current time.
     Spurious,
+    /// A `handle_timeout` with a time in the past (clocks may disagree):
+    /// treated as the latest time already seen.
+    Past(u16),
     Close,
 }
 
@@ -219,6 +222,7 @@ fn input() -> impl Strategy<Value = Input> {
         6 => (0u16..=3000).prop_map(Input::Punctual),
         6 => (0u16..=3000).prop_map(Input::Jump),
         3 => Just(Input::Spurious),
+        2 => (0u16..=3000).prop_map(Input::Past),
         1 => Just(Input::Close),
     ]
 }
@@ -408,6 +412,11 @@ impl Run {
                 self.m.handle_timeout(self.now);
             }
             Input::Spurious => self.m.handle_timeout(now),
+            Input::Past(d) => {
+                let then =
+                    Instant::from_micros(now.as_micros().saturating_sub(u64::from(d) * 1000));
+                self.m.handle_timeout(then);
+            }
             Input::Close => self.m.close(now),
         }
         self.drain();
