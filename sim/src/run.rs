@@ -25,6 +25,9 @@ pub struct RunOptions {
     /// remembers every finished op id, so its memory grows with the number
     /// of ops; turn it off to measure the simulator alone.
     pub check: bool,
+    /// Stop after this many simulated events, whatever the timeline says
+    /// (for fuzzers that must bound the work per input). `None`: no bound.
+    pub max_events: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -33,6 +36,7 @@ impl Default for RunOptions {
             seed: None,
             max_time: Duration::from_secs(3600),
             check: true,
+            max_events: None,
         }
     }
 }
@@ -198,7 +202,7 @@ impl<F: FnMut(&Line)> World<'_, F> {
                 (Some(a), None) | (None, Some(a)) => a,
                 (Some(a), Some(b)) => a.min(b),
             };
-            if t > end {
+            if t > end || opts.max_events.is_some_and(|m| self.summary.events >= m) {
                 break;
             }
             self.now = self.now.max(t);
