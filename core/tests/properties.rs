@@ -246,6 +246,11 @@ struct Run {
     next_payload: u32,
     /// Answer heartbeats as soon as they are sent (a healthy server).
     answer_heartbeats: bool,
+    /// When the announced reconnect is due (invariant 7: the connect comes
+    /// exactly `delay` after `reconnecting` when the driver is punctual).
+    reconnect_due: Option<Instant>,
+    /// Timers are being fired at their exact instants.
+    punctual: bool,
 }
 
 impl Run {
@@ -265,6 +270,8 @@ impl Run {
             in_flight: BTreeMap::new(),
             next_payload: 0,
             answer_heartbeats: false,
+            reconnect_due: None,
+            punctual: false,
         };
         r.drain();
         r
@@ -281,6 +288,20 @@ impl Run {
                 Output::Connect { conn, .. } => {
                     self.pending = Some(*conn);
                     self.max_conn = self.max_conn.max(conn.get());
+                    if let Some(due) = self.reconnect_due.take() {
+                        let at = self.m.now();
+                        if self.punctual {
+                            assert_eq!(at, due, "connect {conn} not exactly at its announced time");
+                        } else {
+                            assert!(at >= due, "connect {conn} at {at}, before {due}");
+                        }
+                    }
+                }
+                Output::Event(Event::Reconnecting { delay, .. }) => {
+                    self.reconnect_due = Some(self.m.now() + *delay);
+                }
+                Output::Event(Event::Closed | Event::ReconnectFailed { .. }) => {
+                    self.reconnect_due = None;
                 }
                 Output::Close { conn } if self.pending == Some(*conn) => self.pending = None,
                 Output::Event(Event::Connected { conn, .. } | Event::Reconnected { conn, .. })
@@ -395,6 +416,7 @@ impl Run {
             }
             Input::Punctual(d) => {
                 let target = now + ms(u64::from(d));
+                self.punctual = true;
                 while let Some((at, _)) = self.m.poll_timeout() {
                     if at > target {
                         break;
@@ -404,6 +426,7 @@ impl Run {
                     self.drain();
                     self.verify_step();
                 }
+                self.punctual = false;
                 self.now = target;
                 return;
             }
