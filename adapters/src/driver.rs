@@ -21,6 +21,8 @@ use crate::runtime::{AsyncTimer, Runtime, sleep_until};
 
 pub(crate) type Reply<C> = CallResult<C>;
 
+type RunResult<C> = Result<<C as Connector>::Output, <C as Connector>::Error>;
+
 /// From the client handles.
 pub(crate) enum Command<C: Connector> {
     Submit {
@@ -43,7 +45,7 @@ pub(crate) enum Command<C: Connector> {
 /// From the tasks the driver spawned.
 enum Report<C: Connector> {
     Connected(ConnId, Option<C::Conn>),
-    OpDone(OpId, ConnId, Result<C::Output, C::Error>),
+    OpDone(OpId, ConnId, RunResult<C>),
     Heartbeat(ConnId, Result<(), C::Error>),
     PeerClosed(ConnId),
 }
@@ -78,7 +80,7 @@ pub(crate) struct Driver<C: Connector> {
     state: Arc<Mutex<(State, usize)>>,
     /// The result of the op just reported, so its completion can carry the
     /// output or the connector's error.
-    last: Option<(OpId, Result<C::Output, C::Error>)>,
+    last: Option<(OpId, RunResult<C>)>,
 }
 
 impl<C: Connector> Driver<C> {
