@@ -220,6 +220,7 @@ async fn close_resolves_all(rt: Arc<dyn Runtime>) {
     assert!(c.state().is_terminal());
 }
 
+#[cfg(feature = "tokio")]
 fn run_tokio<F: Future<Output = ()>>(f: impl FnOnce(Arc<dyn Runtime>) -> F) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -268,6 +269,7 @@ macro_rules! all {
     };
 }
 
+#[cfg(feature = "tokio")]
 all!(run_tokio, tokio_rt);
 #[cfg(feature = "smol")]
 all!(run_smol, smol_rt);
