@@ -17,6 +17,9 @@
 //! 2. call [`Checker::on_output`] for every drained output, in order;
 //! 3. call [`Checker::after_step`] once the machine is drained (or use
 //!    [`Checker::drain`], which does 2 and 3);
+//! 4. optionally, call [`Checker::on_timeout`] right before
+//!    [`Machine::handle_timeout`], so the checker also knows that nothing
+//!    due may be left behind after that step;
 //!
 //! and at the very end, after [`Machine::close`] and a last drain, call
 //! [`Checker::finish`]. Then [`Checker::violations`] is empty if and only if
@@ -69,13 +72,16 @@
 //!    [`Config::reconnect_delay_bounds`]), `reconnect_early` (the connect
 //!    came before the announced delay), `reconnect_attempt` (numbering and
 //!    the `reconnect_tries` budget), `connect_without_reconnecting`,
-//!    `timer_missing` (no timer armed for a due reconnect or deadline);
+//!    `timer_missing` (no timer armed for a due reconnect or deadline),
+//!    `reconnect_late` (with [`Checker::on_timeout`]: a timer step left a
+//!    due reconnect unstarted);
 //! 8. determinism is a property of whole runs: tests compare two runs'
 //!    output logs; the checker does not see it.
 //!
 //! Policy contract (0): `not_dispatched` (submitted while connected but not
 //! dispatched at once), `not_failed_fast` (buffering disabled but the op was
-//! kept), `overflow_count`, `early_deadline`, `unexpected_outcome`,
+//! kept), `overflow_count`, `early_deadline`, `deadline_late` (with
+//! [`Checker::on_timeout`]), `unexpected_outcome`,
 //! `unexpected_event`, `connect_mismatch`.
 
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -183,6 +189,8 @@ pub struct Checker {
     overflow_announced: usize,
     overflow_failed: usize,
     closed_outcomes: bool,
+    /// This step is a `handle_timeout` (see [`Checker::on_timeout`]).
+    timeout_step: bool,
 }
 
 impl Checker {
@@ -213,6 +221,7 @@ impl Checker {
             overflow_announced: 0,
             overflow_failed: 0,
             closed_outcomes: false,
+            timeout_step: false,
         }
     }
 
@@ -333,6 +342,17 @@ impl Checker {
                 }
             }
         }
+    }
+
+    /// Optional: call right before [`Machine::handle_timeout`] (with the same
+    /// `now`). The step is then known to be a timer step, and
+    /// [`after_step`](Self::after_step) also checks that every timer due by
+    /// the machine's time fired in it: no announced reconnect
+    /// (`reconnect_late`, invariant 7) and no op deadline (`deadline_late`)
+    /// is left overdue.
+    pub fn on_timeout(&mut self, now: Instant) {
+        self.tick(now);
+        self.timeout_step = true;
     }
 
     /// Records one drained output, at the machine time `now`.
@@ -580,6 +600,31 @@ impl Checker {
         self.overflow_announced = 0;
         self.overflow_failed = 0;
         self.closed_outcomes = false;
+
+        // 7. after a timer step nothing due is left behind.
+        if core::mem::take(&mut self.timeout_step) {
+            let t = m.now();
+            if let Some((due, _)) = self.pending_reconnect.filter(|(due, _)| *due <= t) {
+                self.flag(
+                    7,
+                    "reconnect_late",
+                    format!("reconnect due at {due} has not started by {t}"),
+                );
+            }
+            let late: Vec<OpId> = self
+                .open
+                .iter()
+                .filter(|(_, tr)| tr.deadline.is_some_and(|d| d <= t))
+                .map(|(id, _)| *id)
+                .collect();
+            if !late.is_empty() {
+                self.flag(
+                    0,
+                    "deadline_late",
+                    format!("{late:?} still open at {t}, past their deadlines"),
+                );
+            }
+        }
 
         // 7. timers armed for what is due.
         let next = m.poll_timeout().map(|(at, _)| at);
@@ -1704,6 +1749,32 @@ mod tests {
         c.on_submit(now, late, &OpOptions::new(), State::Failed);
         c.on_output(now, &complete(late, err(ErrorKind::NoConnection, false, 0)));
         assert!(kinds(&c).contains(&"terminal_outcome"), "{:?}", kinds(&c));
+    }
+
+    #[test]
+    fn flags_timer_steps_that_leave_due_work_behind() {
+        let (mut c, mut m, _) = connected(cfg());
+        let a = c.submit(&mut m, Instant::ZERO, (), OpOptions::new().deadline(ms(10)));
+        c.drain(&mut m);
+        // A correct timer step: the deadline fires.
+        let mut ok = c.clone();
+        ok.on_timeout(Instant::from_millis(10));
+        m.handle_timeout(Instant::from_millis(10));
+        ok.drain(&mut m);
+        assert!(ok.is_ok(), "{:?}", ok.violations());
+        // The same step, but the machine "forgot" to fire: feed the checker
+        // no outputs for it.
+        c.on_timeout(Instant::from_millis(10));
+        c.after_step(&m);
+        assert!(kinds(&c).contains(&"deadline_late"), "{:?}", kinds(&c));
+        let _ = a;
+
+        let mut c = Checker::new(&cfg());
+        let m: Machine<()> = Machine::new(cfg(), 1, Instant::ZERO);
+        c.pending_reconnect = Some((Instant::ZERO, 0));
+        c.on_timeout(Instant::ZERO);
+        c.after_step(&m);
+        assert!(kinds(&c).contains(&"reconnect_late"), "{:?}", kinds(&c));
     }
 
     #[test]

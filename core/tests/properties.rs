@@ -422,6 +422,7 @@ impl Run {
                         break;
                     }
                     self.now = self.now.max(at);
+                    self.checker.on_timeout(self.now);
                     self.m.handle_timeout(self.now);
                     self.drain();
                     self.verify_step();
@@ -432,12 +433,17 @@ impl Run {
             }
             Input::Jump(d) => {
                 self.now = now + ms(u64::from(d));
+                self.checker.on_timeout(self.now);
                 self.m.handle_timeout(self.now);
             }
-            Input::Spurious => self.m.handle_timeout(now),
+            Input::Spurious => {
+                self.checker.on_timeout(now);
+                self.m.handle_timeout(now);
+            }
             Input::Past(d) => {
                 let then =
                     Instant::from_micros(now.as_micros().saturating_sub(u64::from(d) * 1000));
+                self.checker.on_timeout(then);
                 self.m.handle_timeout(then);
             }
             Input::Close => self.m.close(now),

@@ -178,6 +178,7 @@ impl H {
             if at > self.now {
                 self.now = at;
             }
+            self.checker.on_timeout(self.now);
             self.m.handle_timeout(self.now);
             self.drain();
         }
