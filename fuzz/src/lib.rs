@@ -8,6 +8,8 @@
 //! - [`model`]: the same inputs fed to the core and to a small reference
 //!   model ([`reference`]) over the configurations it covers; the
 //!   observable outcomes must agree.
+//! - [`timeline`]: any bytes as a simulator timeline file; when they parse,
+//!   a bounded replay. Never a panic: bad input is an error value.
 
 use arbitrary::{Arbitrary, Unstructured};
 
@@ -17,6 +19,9 @@ pub mod invariants;
 pub mod model;
 pub mod reference;
 pub mod transitions;
+
+/// Most simulated events one `timeline` input may cause.
+pub const TIMELINE_MAX_EVENTS: u64 = 20_000;
 
 /// The `transitions` target: decodes `data` and runs it.
 pub fn transitions(data: &[u8]) {
@@ -30,4 +35,22 @@ pub fn model(data: &[u8]) {
     if let Ok(input) = model::ModelInput::arbitrary(&mut Unstructured::new(data)) {
         model::run(&input);
     }
+}
+
+/// The `timeline` target: `data` as the text of a timeline file; when it
+/// parses, a replay bounded to [`TIMELINE_MAX_EVENTS`] events, rendered as
+/// JSON lines (which walks the output code too).
+pub fn timeline(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(tl) = redial_sim::Timeline::parse(text, "fuzz.toml") else {
+        return;
+    };
+    let opts = redial_sim::RunOptions {
+        max_events: Some(TIMELINE_MAX_EVENTS),
+        max_time: redial_core::Duration::from_secs(600),
+        ..redial_sim::RunOptions::default()
+    };
+    let _ = redial_sim::run_formatted(&tl, &opts, redial_sim::Format::Json);
 }

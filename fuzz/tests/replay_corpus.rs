@@ -10,6 +10,7 @@ type Target = fn(&[u8]);
 const TARGETS: &[(&str, Target)] = &[
     ("transitions", redial_fuzz::transitions),
     ("model", redial_fuzz::model),
+    ("timeline", redial_fuzz::timeline),
 ];
 
 fn replay(name: &str, target: Target) -> usize {
