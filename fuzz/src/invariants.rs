@@ -38,6 +38,11 @@ impl Invariants {
         self.checker.on_submit(h.m.now(), h.ops[i], opts, before);
     }
 
+    /// A `handle_timeout(now)` is about to be fed.
+    pub fn on_timeout(&mut self, now: Instant) {
+        self.checker.on_timeout(now);
+    }
+
     /// One output, in order.
     pub fn on_output(&mut self, now: Instant, out: &Output<u32>) {
         self.checker.on_output(now, out);

@@ -47,6 +47,9 @@ fn run_once(config: &redial_core::Config, seed: u64, steps: &[Step]) -> Vec<Outp
     let mut inv = Invariants::new(config, &h);
     for (n, step) in steps.iter().enumerate() {
         let before = h.m.state();
+        if let Step::Wait(j) = step {
+            inv.on_timeout(h.jump_target(*j));
+        }
         let applied = h.apply(*step, |_, _| {});
         if let (Step::Submit(o), Applied::Submit(i)) = (step, applied) {
             inv.on_submit(&h, i, &o.options(), before);
