@@ -159,6 +159,10 @@ impl<C: Connector> Driver<C> {
 
     fn on_report(&mut self, report: Report<C>) {
         let now = self.now();
+        // A connection or attempt the connector saw die: once the core has
+        // heard of it, nothing more is expected about it, so its resources
+        // go (the core only sends `Close` for what it drops itself).
+        let mut dead = None;
         match report {
             Report::Connected(id, Some(conn)) => {
                 let Some(slot) = self.slots.get_mut(&id) else {
@@ -176,6 +180,7 @@ impl<C: Connector> Driver<C> {
             Report::Connected(id, None) => {
                 if self.slots.contains_key(&id) {
                     self.machine.handle_connect_failed(now, id);
+                    dead = Some(id);
                 }
             }
             Report::OpDone(op, conn, result) => {
@@ -189,12 +194,16 @@ impl<C: Connector> Driver<C> {
                 };
                 self.last = Some((op, result));
                 self.machine.handle_op_result(now, op, conn, observed);
+                if observed == OpResult::ConnectionLost {
+                    dead = Some(conn);
+                }
             }
             Report::Heartbeat(conn, Ok(())) => self.machine.handle_heartbeat_ok(now, conn),
             Report::Heartbeat(conn, Err(e)) => match self.connector.classify(&e) {
                 Failure::ConnectionLost => {
                     self.machine
-                        .handle_connection_lost(now, conn, LossKind::Reset)
+                        .handle_connection_lost(now, conn, LossKind::Reset);
+                    dead = Some(conn);
                 }
                 // The server answered: the connection is alive.
                 Failure::WrongServer | Failure::ServerError => {
@@ -203,11 +212,15 @@ impl<C: Connector> Driver<C> {
             },
             Report::PeerClosed(conn) => {
                 self.machine
-                    .handle_connection_lost(now, conn, LossKind::Closed)
+                    .handle_connection_lost(now, conn, LossKind::Closed);
+                dead = Some(conn);
             }
         }
         self.drain();
         self.last = None;
+        if let Some(id) = dead {
+            self.slots.remove(&id);
+        }
     }
 
     /// Carries out every output until the core has nothing more to say.
