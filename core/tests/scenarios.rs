@@ -959,3 +959,63 @@ fn same_seed_and_inputs_give_the_same_outputs() {
         "full jitter depends on the seed"
     );
 }
+
+// ----- small contracts --------------------------------------------------------------------
+
+#[test]
+fn a_heartbeat_answer_after_its_timeout_is_stale() {
+    let config = legacy()
+        .heartbeat(Some(Heartbeat {
+            interval: ms(100),
+            timeout: ms(50),
+        }))
+        .build()
+        .unwrap();
+    let (mut h, c1) = H::connected(config);
+    h.answer_heartbeats = false;
+    h.advance(ms(150));
+    assert!(h.events().contains(&Event::Unresponsive { conn: c1 }));
+    // The answer finally arrives: too late, nothing is revived.
+    h.m.handle_heartbeat_ok(h.now, c1);
+    assert!(h.drain().is_empty());
+    assert_eq!(h.m.connection(), None);
+    assert_eq!(h.state(), State::Backoff);
+    h.finish();
+}
+
+#[test]
+fn time_that_goes_backwards_counts_as_the_latest_time_seen() {
+    let (mut h, _) = H::connected(Config::mongodb_legacy());
+    h.now = Instant::from_millis(500);
+    h.m.handle_timeout(h.now);
+    h.drain();
+    // A clock that disagrees: an input stamped 400 ms earlier.
+    h.now = Instant::from_millis(100);
+    let q = h.submit(OpOptions::new().deadline(ms(100)));
+    assert_eq!(h.m.now(), Instant::from_millis(500));
+    h.advance_to(Instant::from_millis(599));
+    assert!(h.is_open(q), "the deadline counts from 500 ms, not 100 ms");
+    h.advance_to(Instant::from_millis(600));
+    assert_eq!(h.kind(q), ErrorKind::DeadlineExceeded);
+    h.finish();
+}
+
+#[test]
+fn error_kind_names_are_the_stable_contract() {
+    assert_eq!(
+        ErrorKind::ALL.map(|k| k.name()),
+        [
+            "no_connection",
+            "buffer_overflow",
+            "buffer_timeout",
+            "reconnect_failed",
+            "topology_destroyed",
+            "connection_lost",
+            "deadline_exceeded",
+            "retry_budget_exhausted",
+            "closed",
+            "server_error",
+            "cancelled",
+        ]
+    );
+}
