@@ -214,6 +214,9 @@ impl<F: FnMut(&Line)> World<'_, F> {
                 }
                 self.handle(ev);
             } else {
+                if let Some(check) = self.check.as_mut() {
+                    check.on_timeout(self.now);
+                }
                 self.m.handle_timeout(self.now);
             }
             self.drain();
