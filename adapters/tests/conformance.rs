@@ -207,6 +207,26 @@ async fn wrong_server_reroutes(rt: Arc<dyn Runtime>) {
     assert_eq!(rw.counter.load(Ordering::SeqCst), 3);
 }
 
+async fn deadline_exceeded(rt: Arc<dyn Runtime>) {
+    let s = LineServer::start();
+    let p = Proxy::start(s.port);
+    let c = client(&rt, base(), vec![p.port]);
+    assert_eq!(c.call("INCR").await.expect("warm up"), 1);
+    p.set(Mode::Blackhole);
+    let t = Instant::now();
+    let e = c
+        .call_with(
+            "INCR",
+            CallOptions::default().deadline(Duration::from_millis(150)),
+        )
+        .await
+        .expect_err("deadline");
+    eprintln!("deadline: 150 ms deadline reported after {:?}", t.elapsed());
+    assert_eq!(e.kind(), ErrorKind::DeadlineExceeded);
+    assert!(e.maybe_executed(), "it was in flight");
+    assert_eq!(c.outstanding(), 0);
+}
+
 async fn close_resolves_all(rt: Arc<dyn Runtime>) {
     let p = Proxy::start(support::free_port());
     p.set(Mode::Refuse);
@@ -264,6 +284,7 @@ macro_rules! all {
             fail_fast,
             cancel_is_clean,
             wrong_server_reroutes,
+            deadline_exceeded,
             close_resolves_all
         );
     };
@@ -275,3 +296,12 @@ all!(run_tokio, tokio_rt);
 all!(run_smol, smol_rt);
 #[cfg(feature = "async-std")]
 all!(run_async_std, async_std_rt);
+
+#[test]
+fn handles_are_send_sync_and_cheap_to_clone() {
+    fn check<T: Send + Sync + Clone + 'static>() {}
+    fn send<T: Send + 'static>() {}
+    check::<Client<LineConnector>>();
+    send::<redial::Call<LineConnector>>();
+    send::<redial::Events>();
+}
