@@ -6,7 +6,7 @@
 //! [`core`]; this crate only carries those decisions out on a real async
 //! runtime: one generic driver task per [`Client`], a small [`Runtime`]
 //! seam (tokio, smol, async-std), and a [`Connector`] you implement (or
-//! take ready-made: [`redis`](crate::redis), [`postgres`](crate::postgres)).
+//! take ready-made: modules `redis` and `postgres`, behind features).
 //!
 //! ```no_run
 //! # #[cfg(feature = "redis")]
@@ -20,6 +20,30 @@
 //! client.close().await;
 //! # Ok(()) }
 //! ```
+//!
+//! ## How the driver drives the core
+//!
+//! One task per client owns the [`Machine`](crate::core::Machine). It feeds
+//! it inputs stamped with `now` (the runtime clock as microseconds since the
+//! client was built), drains `poll_output` completely after every input,
+//! and sleeps until `poll_timeout`; it decides a timer expired by comparing
+//! the clock with the deadline, and passes the clock's `now` (never the
+//! deadline) to `handle_timeout`. Each output is carried out as asked:
+//!
+//! - `Connect`: spawn [`Connector::connect`] raced against the connect
+//!   timeout → `handle_connected` / `handle_connect_failed`;
+//! - `Dispatch`: spawn [`Connector::run`], read an error with
+//!   [`Connector::classify`] → `handle_op_result`;
+//! - `Heartbeat`: spawn [`Connector::ping`] → `handle_heartbeat_ok`, or
+//!   `handle_connection_lost` when the ping error reads as connection lost;
+//! - `Close`: drop the connection and abort its tasks;
+//! - `Complete`: resolve the [`Call`] with the output, or an [`Error`]
+//!   carrying the core's kind, `maybe_executed`, message and the
+//!   connector's error of the last attempt;
+//! - `Event`: send to every [`Client::events`] stream.
+//!
+//! Dropping a [`Call`] sends `cancel` to the core. The adapter decides
+//! nothing: where a choice exists, the core makes it.
 //!
 //! ## Features
 //!
