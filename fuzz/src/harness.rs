@@ -178,8 +178,8 @@ impl Harness {
     }
 
     /// Feeds one step to the machine (without draining) and says what it
-    /// was about. `on_submit` sees each submission before it happens.
-    pub fn apply(&mut self, step: Step, mut on_submit: impl FnMut(&Self, usize)) -> Applied {
+    /// was about.
+    pub fn apply(&mut self, step: Step) -> Applied {
         let now = self.now;
         match step {
             Step::Connected(r) => {
@@ -199,7 +199,6 @@ impl Harness {
             }
             Step::Submit(o) => {
                 let i = self.ops.len();
-                on_submit(self, i);
                 // Recorded before the call: the outcome may come at once.
                 self.ops.push(OpId::from_raw(u64::MAX));
                 self.outcomes.push(0);
@@ -214,7 +213,8 @@ impl Harness {
             }
             Step::Answer(r, result) => match self.op(r) {
                 Some((op, conn)) => {
-                    let c = conn.unwrap_or_else(|| self.conn_id(self.conns.len().saturating_sub(1)));
+                    let c =
+                        conn.unwrap_or_else(|| self.conn_id(self.conns.len().saturating_sub(1)));
                     self.m.handle_op_result(now, op, c, result.into());
                     match (self.index_of(op), self.index_of_conn(c)) {
                         (Some(i), Some(k)) => Applied::OpOnConn(i, k),

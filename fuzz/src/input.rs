@@ -132,7 +132,9 @@ pub struct FuzzConfig {
 impl FuzzConfig {
     /// The builder these values describe.
     pub fn builder(&self) -> ConfigBuilder {
-        let b = redial_core::Preset::from(self.preset).builder().auto_reconnect(self.auto_reconnect);
+        let b = redial_core::Preset::from(self.preset)
+            .builder()
+            .auto_reconnect(self.auto_reconnect);
         let b = match self.buffer {
             FuzzBuffer::Unbounded => b.buffer(BufferPolicy::Unbounded),
             FuzzBuffer::Disabled => b.buffer(BufferPolicy::Disabled),

@@ -62,14 +62,33 @@ impl Invariants {
             )
         };
         if !self.checker.is_ok() {
-            let list: Vec<String> = self.checker.violations().iter().map(|v| v.to_string()).collect();
-            panic!("invariant violation(s):\n  {}\n{}", list.join("\n  "), ctx());
+            let list: Vec<String> = self
+                .checker
+                .violations()
+                .iter()
+                .map(|v| v.to_string())
+                .collect();
+            panic!(
+                "invariant violation(s):\n  {}\n{}",
+                list.join("\n  "),
+                ctx()
+            );
         }
         if let Some(max) = self.bound {
-            assert!(h.m.buffered() <= max, "buffer holds {} > {max}; {}", h.m.buffered(), ctx());
+            assert!(
+                h.m.buffered() <= max,
+                "buffer holds {} > {max}; {}",
+                h.m.buffered(),
+                ctx()
+            );
         }
         let open = h.outcomes.iter().filter(|n| **n == 0).count();
-        assert_eq!(h.m.outstanding(), open, "outstanding count is off; {}", ctx());
+        assert_eq!(
+            h.m.outstanding(),
+            open,
+            "outstanding count is off; {}",
+            ctx()
+        );
         self.step_outputs.clear();
     }
 
@@ -77,8 +96,16 @@ impl Invariants {
     pub fn finish(&mut self, h: &Harness) {
         self.checker.finish();
         if !self.checker.is_ok() {
-            let list: Vec<String> = self.checker.violations().iter().map(|v| v.to_string()).collect();
-            panic!("invariant violation(s) at the end:\n  {}", list.join("\n  "));
+            let list: Vec<String> = self
+                .checker
+                .violations()
+                .iter()
+                .map(|v| v.to_string())
+                .collect();
+            panic!(
+                "invariant violation(s) at the end:\n  {}",
+                list.join("\n  ")
+            );
         }
         assert_eq!(h.m.state(), State::Closed);
     }

@@ -124,7 +124,10 @@ fn seen(h: &Harness, out: &Output<u32>) -> Option<Seen> {
     match out {
         Output::Connect { .. } => Some(Seen::Connect),
         Output::Dispatch { op, .. } => Some(Seen::Dispatch(
-            h.ops.iter().position(|o| o == op).expect("dispatched ops were submitted"),
+            h.ops
+                .iter()
+                .position(|o| o == op)
+                .expect("dispatched ops were submitted"),
         )),
         Output::Complete(c) => Some(Seen::Complete(
             c.payload as usize,
@@ -161,13 +164,16 @@ pub fn run(input: &ModelInput) {
     compare(&cfg, usize::MAX, None, &first, &model.take_seen());
     let steps = input.steps.iter().take(MAX_STEPS).map(|s| match *s {
         // Deadlines are outside the model.
-        Step::Submit(o) => Step::Submit(FuzzOpts { deadline: None, ..o }),
+        Step::Submit(o) => Step::Submit(FuzzOpts {
+            deadline: None,
+            ..o
+        }),
         s => s,
     });
     let mut history = Vec::new();
     for (n, step) in steps.enumerate() {
         history.push(step);
-        let applied = h.apply(step, |_, _| {});
+        let applied = h.apply(step);
         let mut core_seen = Vec::new();
         let mut outs = Vec::new();
         h.drain(|o| outs.push(o.clone()));
@@ -196,7 +202,13 @@ pub fn run(input: &ModelInput) {
     let core_seen: Vec<Seen> = outs.iter().filter_map(|o| seen(&h, o)).collect();
     model.close();
     history.push(Step::Close);
-    compare(&cfg, history.len(), Some(&history), &core_seen, &model.take_seen());
+    compare(
+        &cfg,
+        history.len(),
+        Some(&history),
+        &core_seen,
+        &model.take_seen(),
+    );
 }
 
 fn compare(

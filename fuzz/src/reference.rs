@@ -152,7 +152,11 @@ impl Model {
         self.conn = Some(k);
         self.phase = Phase::Connected;
         self.tries = 0;
-        let name = if self.ever_connected { "reconnected" } else { "connected" };
+        let name = if self.ever_connected {
+            "reconnected"
+        } else {
+            "connected"
+        };
         self.ever_connected = true;
         self.seen.push(Seen::Event(name));
         while let Some(i) = self.buffer.pop_front() {

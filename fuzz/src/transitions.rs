@@ -43,14 +43,18 @@ pub fn run(input: &TransitionsInput) {
 }
 
 fn run_once(config: &redial_core::Config, seed: u64, steps: &[Step]) -> Vec<Output<u32>> {
-    let mut h = Harness::new(Machine::new(config.clone(), seed, redial_core::Instant::ZERO));
+    let mut h = Harness::new(Machine::new(
+        config.clone(),
+        seed,
+        redial_core::Instant::ZERO,
+    ));
     let mut inv = Invariants::new(config, &h);
     for (n, step) in steps.iter().enumerate() {
         let before = h.m.state();
         if let Step::Wait(j) = step {
             inv.on_timeout(h.jump_target(*j));
         }
-        let applied = h.apply(*step, |_, _| {});
+        let applied = h.apply(*step);
         if let (Step::Submit(o), Applied::Submit(i)) = (step, applied) {
             inv.on_submit(&h, i, &o.options(), before);
         }
@@ -65,7 +69,11 @@ fn run_once(config: &redial_core::Config, seed: u64, steps: &[Step]) -> Vec<Outp
     inv.after_step(&h, steps.len(), Some(&Step::Close));
     inv.finish(&h);
     for (i, n) in h.outcomes.iter().enumerate() {
-        assert!(*n == 1, "op {i} ({}) got {n} outcomes after close", h.ops[i]);
+        assert!(
+            *n == 1,
+            "op {i} ({}) got {n} outcomes after close",
+            h.ops[i]
+        );
     }
     assert_eq!(h.m.outstanding(), 0, "ops outstanding after close");
     h.log
