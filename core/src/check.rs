@@ -173,6 +173,9 @@ pub struct Checker {
     pending_reconnect: Option<(Instant, usize)>,
     /// Reconnect attempts announced since the last connection or loss.
     attempt_no: u32,
+    /// `attempt_no` when the current connection came up: a wrong-server
+    /// loss resumes counting from it (that connection was a failed attempt).
+    attempt_before_connect: u32,
     /// Submission sequence of the last op dispatched on the current connection.
     last_seq: Option<u64>,
 
@@ -213,6 +216,7 @@ impl Checker {
             terminal: None,
             pending_reconnect: None,
             attempt_no: 0,
+            attempt_before_connect: 0,
             last_seq: None,
             just_closed: None,
             step_lost: Vec::new(),
@@ -1040,6 +1044,7 @@ impl Checker {
                 self.attempt = None;
                 self.current = Some((conn, endpoint));
                 self.ever_connected = true;
+                self.attempt_before_connect = self.attempt_no;
                 self.attempt_no = 0;
                 self.last_seq = None;
             }
@@ -1110,7 +1115,11 @@ impl Checker {
                         reason,
                     });
                 }
-                self.attempt_no = 0;
+                self.attempt_no = if reason == DisconnectReason::WrongServer {
+                    self.attempt_before_connect
+                } else {
+                    0
+                };
                 self.last_seq = None;
                 if !self.cfg.auto_reconnect() {
                     self.down = true;

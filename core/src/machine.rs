@@ -242,6 +242,11 @@ pub struct Machine<P> {
     endpoint: usize,
     /// Reconnect attempts since the last loss (or since start).
     tries: u32,
+    /// `tries` when the current connection came up: a connection that
+    /// turns out to be the wrong server was a failed attempt, and counting
+    /// resumes from here (otherwise a lone non-primary host would be
+    /// redirected to for ever).
+    tries_before_connect: u32,
     ever_connected: bool,
     prev_delay: Duration,
     /// Retry budget tokens, in 1/1000 token.
@@ -274,6 +279,7 @@ impl<P> Machine<P> {
             reconnect_at: None,
             endpoint: 0,
             tries: 0,
+            tries_before_connect: 0,
             ever_connected: false,
             prev_delay,
             tokens,
@@ -393,6 +399,7 @@ impl<P> Machine<P> {
                     heartbeat_deadline: None,
                 });
                 self.state = State::Connected;
+                self.tries_before_connect = self.tries;
                 self.tries = 0;
                 self.prev_delay = self.cfg.backoff().base();
                 let event = if self.ever_connected {
@@ -766,7 +773,11 @@ impl<P> Machine<P> {
             }
         }
         if self.cfg.auto_reconnect() {
-            self.tries = 0;
+            self.tries = if reason == DisconnectReason::WrongServer {
+                self.tries_before_connect
+            } else {
+                0
+            };
             self.retry_or_give_up();
         } else {
             self.state = State::Down;

@@ -1019,3 +1019,39 @@ fn error_kind_names_are_the_stable_contract() {
         ]
     );
 }
+
+#[test]
+fn a_lone_non_primary_host_spends_the_reconnect_budget() {
+    // Seed 000/001 with a single host that comes back as a secondary: every
+    // connect succeeds, every op is answered "not primary". A connection to
+    // the wrong server is a failed attempt, so the budget still runs out
+    // (before the fix the counter reset on each connect and the op bounced
+    // for ever).
+    let config = legacy()
+        .reconnect_tries(Tries::Limited(3))
+        .reconnect_interval(ms(100))
+        .build()
+        .unwrap();
+    let (mut h, _) = H::connected(config);
+    let a = h.op();
+    for _ in 0..3 {
+        h.answer(a, OpResult::WrongServer);
+        assert!(h.is_open(a), "not run: re-queued");
+        h.until_connect();
+        h.connect_ok();
+    }
+    h.answer(a, OpResult::WrongServer);
+    assert_eq!(h.state(), State::Failed);
+    let e = h.error(a);
+    assert_eq!(e.kind(), ErrorKind::ReconnectFailed);
+    assert!(!e.maybe_executed(), "every answer was wrong-server");
+    assert_eq!(e.attempts(), 4);
+    assert_eq!(
+        h.event_names()
+            .iter()
+            .filter(|n| **n == "reconnect_failed")
+            .count(),
+        1
+    );
+    h.finish();
+}
