@@ -50,6 +50,18 @@
 //!    `handle_timeout` early or twice is harmless. Time passed in that goes
 //!    backwards is treated as the latest time already seen.
 //!
+//! Two guarantees drivers rely on:
+//!
+//! - [`Output::Close`] is emitted only for a connection or attempt the
+//!   machine itself decides to drop (idle, unresponsive, wrong server, a
+//!   connect timeout, a stale success, [`close`](Machine::close)). After you
+//!   *report* a failed attempt or a lost connection, free it yourself: no
+//!   `Close` follows.
+//! - An answer fed with [`handle_op_result`](Machine::handle_op_result)
+//!   (`Ok` or `ServerError`) produces that op's [`Output::Complete`] in the
+//!   very next drain, so a driver may hold the op's response aside until
+//!   then. A heartbeat that fails is reported as a lost connection.
+//!
 //! Ids: every connect attempt gets a [`ConnId`], which becomes the
 //! connection's id if it succeeds. Inputs about an id that is not the
 //! current attempt or connection are ignored (a late "connected" after a
