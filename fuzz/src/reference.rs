@@ -99,6 +99,10 @@ pub struct Model {
     reconnect_at: Option<u64>,
     /// Reconnect attempts since the last loss (or since the start).
     tries: u32,
+    /// `tries` when the current connection came up: if it turns out to be
+    /// the wrong server, it was a failed attempt and counting resumes here
+    /// (so a lone non-primary host cannot bounce ops for ever).
+    tries_at_connect: u32,
     ever_connected: bool,
     ops: Vec<Op>,
     buffer: VecDeque<usize>,
@@ -119,6 +123,7 @@ impl Model {
             attempts_started: 0,
             reconnect_at: None,
             tries: 0,
+            tries_at_connect: 0,
             ever_connected: false,
             ops: Vec::new(),
             buffer: VecDeque::new(),
@@ -151,6 +156,7 @@ impl Model {
         self.attempt = None;
         self.conn = Some(k);
         self.phase = Phase::Connected;
+        self.tries_at_connect = self.tries;
         self.tries = 0;
         let name = if self.ever_connected {
             "reconnected"
@@ -175,7 +181,7 @@ impl Model {
     /// Connection (or attempt) `k` was lost.
     pub fn lost(&mut self, k: usize) {
         if self.conn == Some(k) {
-            self.lose();
+            self.lose(false);
         } else {
             self.connect_failed(k);
         }
@@ -217,12 +223,12 @@ impl Model {
                 self.in_flight.retain(|o| *o != i);
                 self.finish(i, Outcome::Err(ErrorKind::ServerError, true));
             }
-            OpResult::ConnectionLost => self.lose(),
+            OpResult::ConnectionLost => self.lose(false),
             OpResult::WrongServer => {
                 // It certainly did not run: take the send back.
                 self.ops[i].runs -= 1;
                 self.ops[i].wrong_server = true;
-                self.lose();
+                self.lose(true);
             }
         }
     }
@@ -293,8 +299,9 @@ impl Model {
         }
     }
 
-    /// The current connection is gone.
-    fn lose(&mut self) {
+    /// The current connection is gone (`wrong_server`: it answered "not
+    /// primary").
+    fn lose(&mut self, wrong_server: bool) {
         self.conn = None;
         self.seen.push(Seen::Event("disconnected"));
         for i in std::mem::take(&mut self.in_flight) {
@@ -310,7 +317,7 @@ impl Model {
             }
         }
         if self.cfg.auto_reconnect {
-            self.tries = 0;
+            self.tries = if wrong_server { self.tries_at_connect } else { 0 };
             self.reconnect_or_give_up();
         } else {
             self.phase = Phase::Down;
