@@ -142,6 +142,9 @@
 #![warn(missing_docs)]
 
 extern crate alloc;
+// `arbitrary`'s derive (fuzzing only) refers to `std`; the default build stays no_std.
+#[cfg(feature = "arbitrary")]
+extern crate std;
 
 pub mod check;
 mod config;
