@@ -43,12 +43,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|_| 0)
         })
     });
-    client.call_with(setup, CallOptions::retryable()).await?;
+    client.call_with(setup, CallOptions::new().retryable(true)).await?;
     for id in 1..=40 {
         // Retryable: the core re-runs it after a connection loss, in order,
         // within its attempt limit and the retry budget.
         match client
-            .call_with(transfer(id), CallOptions::retryable())
+            .call_with(transfer(id), CallOptions::new().retryable(true))
             .await
         {
             Ok(n) => println!("transfer {id}: committed ({n} row)"),

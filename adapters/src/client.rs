@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures::Stream;
 use futures::channel::{mpsc, oneshot};
@@ -17,43 +16,9 @@ use crate::core::{Config, ErrorKind, Event, Machine, OpOptions, State};
 use crate::driver::{Command, Driver, Reply};
 use crate::runtime::{Runtime, default_runtime};
 
-/// Per-call options.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CallOptions {
-    /// May the op be sent again after it was lost in flight? Only for
-    /// idempotent ops or whole transactions: a lost op may have run.
-    pub retryable: bool,
-    /// Give up this long after the call (`None`: the config's op deadline).
-    pub deadline: Option<Duration>,
-    /// Attempts if retryable (`None`: the config's `max_op_attempts`).
-    pub max_attempts: Option<u32>,
-}
-
-impl CallOptions {
-    /// A retryable call.
-    pub fn retryable() -> Self {
-        CallOptions {
-            retryable: true,
-            ..Self::default()
-        }
-    }
-
-    /// Sets the deadline.
-    pub fn deadline(mut self, d: Duration) -> Self {
-        self.deadline = Some(d);
-        self
-    }
-}
-
-impl From<CallOptions> for OpOptions {
-    fn from(o: CallOptions) -> OpOptions {
-        OpOptions {
-            retryable: o.retryable,
-            deadline: o.deadline,
-            max_attempts: o.max_attempts,
-        }
-    }
-}
+/// Per-call options: the core's [`OpOptions`] (retryable, deadline,
+/// attempt limit), e.g. `CallOptions::new().retryable(true)`.
+pub type CallOptions = OpOptions;
 
 /// Why a call failed: the core's verdict plus the connector's error of the
 /// last attempt, when there is one.
@@ -285,7 +250,7 @@ impl<C: Connector> Client<C> {
             .unbounded_send(Command::Submit {
                 key,
                 op: Arc::new(op),
-                options: options.into(),
+                options,
                 reply,
             })
             .is_ok();

@@ -88,7 +88,7 @@ async fn cut_buffers_and_replays(rt: Arc<dyn Runtime>) {
     p.set(Mode::Refuse);
     p.cut();
     let calls: Vec<_> = (0..5)
-        .map(|_| c.call_with("INCR", CallOptions::retryable()))
+        .map(|_| c.call_with("INCR", CallOptions::new().retryable(true)))
         .collect();
     wait_event(&mut ev, "disconnected").await;
     sleep(Duration::from_millis(200)).await;
