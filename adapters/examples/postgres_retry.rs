@@ -43,7 +43,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|_| 0)
         })
     });
-    client.call_with(setup, CallOptions::new().retryable(true)).await?;
+    client
+        .call_with(setup, CallOptions::new().retryable(true))
+        .await?;
     for id in 1..=40 {
         // Retryable: the core re-runs it after a connection loss, in order,
         // within its attempt limit and the retry budget.
