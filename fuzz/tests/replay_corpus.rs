@@ -14,7 +14,9 @@ const TARGETS: &[(&str, Target)] = &[
 ];
 
 fn replay(name: &str, target: Target) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(name);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus directory {}: {e}", dir.display()))
         .map(|e| e.expect("directory entry").path())
@@ -64,7 +66,10 @@ fn pseudo_random_inputs() {
         for seed in 0..2000u64 {
             let data = bytes(seed, 64 + (seed as usize % 1500));
             let run = std::panic::catch_unwind(|| target(&data));
-            assert!(run.is_ok(), "{name}: pseudo-random input {seed} fails: {data:?}");
+            assert!(
+                run.is_ok(),
+                "{name}: pseudo-random input {seed} fails: {data:?}"
+            );
         }
     }
 }
