@@ -317,7 +317,11 @@ impl Model {
             }
         }
         if self.cfg.auto_reconnect {
-            self.tries = if wrong_server { self.tries_at_connect } else { 0 };
+            self.tries = if wrong_server {
+                self.tries_at_connect
+            } else {
+                0
+            };
             self.reconnect_or_give_up();
         } else {
             self.phase = Phase::Down;
