@@ -62,15 +62,9 @@ impl Invariants {
             )
         };
         if !self.checker.is_ok() {
-            let list: Vec<String> = self
-                .checker
-                .violations()
-                .iter()
-                .map(|v| v.to_string())
-                .collect();
             panic!(
                 "invariant violation(s):\n  {}\n{}",
-                list.join("\n  "),
+                violations(&self.checker),
                 ctx()
             );
         }
@@ -96,17 +90,17 @@ impl Invariants {
     pub fn finish(&mut self, h: &Harness) {
         self.checker.finish();
         if !self.checker.is_ok() {
-            let list: Vec<String> = self
-                .checker
-                .violations()
-                .iter()
-                .map(|v| v.to_string())
-                .collect();
             panic!(
                 "invariant violation(s) at the end:\n  {}",
-                list.join("\n  ")
+                violations(&self.checker)
             );
         }
         assert_eq!(h.m.state(), State::Closed);
     }
+}
+
+/// The checker's violations, one per line.
+fn violations(checker: &Checker) -> String {
+    let list: Vec<String> = checker.violations().iter().map(|v| v.to_string()).collect();
+    list.join("\n  ")
 }
