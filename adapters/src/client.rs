@@ -257,7 +257,7 @@ impl<C: Connector> Client<C> {
         Call {
             key,
             rx,
-            tx: self.shared.tx.clone(),
+            shared: self.shared.clone(),
             done: !sent,
         }
     }
@@ -309,7 +309,8 @@ pub struct Call<C: Connector> {
     key: u64,
     #[pin]
     rx: oneshot::Receiver<Reply<C>>,
-    tx: mpsc::UnboundedSender<Command<C>>,
+    // An Arc clone per call is cheaper than a channel-sender clone.
+    shared: Arc<Shared<C>>,
     done: bool,
 }
 
@@ -350,7 +351,10 @@ impl<C: Connector> Future for Call<C> {
 impl<C: Connector> PinnedDrop for Call<C> {
     fn drop(self: Pin<&mut Self>) {
         if !self.done {
-            let _ = self.tx.unbounded_send(Command::Cancel { key: self.key });
+            let _ = self
+                .shared
+                .tx
+                .unbounded_send(Command::Cancel { key: self.key });
         }
     }
 }

@@ -1,5 +1,12 @@
 //! The one generic driver task: it feeds the core and carries out its
 //! outputs. It decides nothing.
+//!
+//! Everything the driver starts for a connection (the connect attempt, the
+//! peer-closed watch, each op's `run`, each heartbeat) is a future in that
+//! connection's slot, polled by the driver task itself: no task is spawned
+//! per op, a finished op leaves nothing behind, and dropping the slot (on
+//! the core's `Close`, or once the core has heard of the loss) cancels all
+//! of it at once.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -9,7 +16,8 @@ use std::task::{Context, Poll};
 
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
-use futures::future::{AbortHandle, Either, abortable, select};
+use futures::future::{Either, select};
+use futures::stream::FuturesUnordered;
 
 use crate::client::{CallResult, Error};
 use crate::connector::{Connector, Failure};
@@ -42,7 +50,7 @@ pub(crate) enum Command<C: Connector> {
     },
 }
 
-/// From the tasks the driver spawned.
+/// What a slot's future reports when it finishes.
 enum Report<C: Connector> {
     Connected(ConnId, Option<C::Conn>),
     OpDone(OpId, ConnId, RunResult<C>),
@@ -50,16 +58,19 @@ enum Report<C: Connector> {
     PeerClosed(ConnId),
 }
 
-/// A connect attempt or a connection, with the tasks working on it.
+type Work<C> = Pin<Box<dyn Future<Output = Report<C>> + Send>>;
+
+/// A connect attempt or a connection, with the work under way on it.
 struct Slot<C: Connector> {
     conn: Option<Arc<C::Conn>>,
-    tasks: Vec<AbortHandle>,
+    work: FuturesUnordered<Work<C>>,
 }
 
-impl<C: Connector> Drop for Slot<C> {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+impl<C: Connector> Slot<C> {
+    fn new() -> Self {
+        Slot {
+            conn: None,
+            work: FuturesUnordered::new(),
         }
     }
 }
@@ -70,9 +81,11 @@ pub(crate) struct Driver<C: Connector> {
     connector: Arc<C>,
     origin: std::time::Instant,
     commands: mpsc::UnboundedReceiver<Command<C>>,
-    reports: mpsc::UnboundedReceiver<Report<C>>,
-    report_tx: mpsc::UnboundedSender<Report<C>>,
     timer: Pin<Box<dyn AsyncTimer>>,
+    /// The instant the timer is armed for: re-arming is skipped when the
+    /// core's deadline has not moved (a reset costs a timer-wheel update on
+    /// tokio and a reactor wake-up on async-io).
+    armed: Option<std::time::Instant>,
     slots: BTreeMap<ConnId, Slot<C>>,
     pending: BTreeMap<OpId, (u64, oneshot::Sender<Reply<C>>)>,
     keys: BTreeMap<u64, OpId>,
@@ -92,7 +105,6 @@ impl<C: Connector> Driver<C> {
         commands: mpsc::UnboundedReceiver<Command<C>>,
         state: Arc<Mutex<(State, usize)>>,
     ) -> Self {
-        let (report_tx, reports) = mpsc::unbounded();
         let timer = runtime.new_timer(origin);
         Driver {
             machine,
@@ -100,9 +112,8 @@ impl<C: Connector> Driver<C> {
             connector,
             origin,
             commands,
-            reports,
-            report_tx,
             timer,
+            armed: None,
             slots: BTreeMap::new(),
             pending: BTreeMap::new(),
             keys: BTreeMap::new(),
@@ -118,15 +129,21 @@ impl<C: Connector> Driver<C> {
         Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
     }
 
-    fn spawn_tracked(&mut self, conn: ConnId, fut: impl Future<Output = ()> + Send + 'static) {
-        let (fut, handle) = abortable(fut);
-        self.runtime.spawn(Box::pin(async move {
-            let _ = fut.await;
-        }));
-        match self.slots.get_mut(&conn) {
-            Some(slot) => slot.tasks.push(handle),
-            None => handle.abort(),
+    /// Adds `fut` to `conn`'s slot (dropped at once when the slot is gone).
+    fn start(&mut self, conn: ConnId, fut: impl Future<Output = Report<C>> + Send + 'static) {
+        if let Some(slot) = self.slots.get_mut(&conn) {
+            slot.work.push(Box::pin(fut));
         }
+    }
+
+    /// The next report from any slot's work, if one is ready.
+    fn poll_work(&mut self, cx: &mut Context<'_>) -> Option<Report<C>> {
+        self.slots
+            .values_mut()
+            .find_map(|slot| match slot.work.poll_next_unpin(cx) {
+                Poll::Ready(Some(report)) => Some(report),
+                _ => None,
+            })
     }
 
     fn on_command(&mut self, cmd: Command<C>) {
@@ -170,10 +187,10 @@ impl<C: Connector> Driver<C> {
                 };
                 let conn = Arc::new(conn);
                 slot.conn = Some(conn.clone());
-                let (connector, tx) = (self.connector.clone(), self.report_tx.clone());
-                self.spawn_tracked(id, async move {
+                let connector = self.connector.clone();
+                self.start(id, async move {
                     connector.closed(&conn).await;
-                    let _ = tx.unbounded_send(Report::PeerClosed(id));
+                    Report::PeerClosed(id)
                 });
                 self.machine.handle_connected(now, id);
             }
@@ -234,20 +251,10 @@ impl<C: Connector> Driver<C> {
                     endpoint,
                     timeout,
                 } => {
-                    self.slots.insert(
-                        conn,
-                        Slot {
-                            conn: None,
-                            tasks: Vec::new(),
-                        },
-                    );
+                    self.slots.insert(conn, Slot::new());
                     let deadline = timeout.and_then(|t| self.runtime.now().checked_add(t));
-                    let (connector, runtime, tx) = (
-                        self.connector.clone(),
-                        self.runtime.clone(),
-                        self.report_tx.clone(),
-                    );
-                    self.spawn_tracked(conn, async move {
+                    let (connector, runtime) = (self.connector.clone(), self.runtime.clone());
+                    self.start(conn, async move {
                         let attempt = pin!(connector.connect(endpoint));
                         let result = match deadline {
                             None => attempt.await.ok(),
@@ -258,30 +265,30 @@ impl<C: Connector> Driver<C> {
                                 }
                             }
                         };
-                        let _ = tx.unbounded_send(Report::Connected(conn, result));
+                        Report::Connected(conn, result)
                     });
                 }
                 Output::Close { conn } => {
-                    // Dropping the slot aborts its tasks and drops the connection.
+                    // Dropping the slot cancels its work and drops the connection.
                     self.slots.remove(&conn);
                 }
                 Output::Dispatch { op, conn, .. } => {
                     let payload = self.machine.payload(op).cloned();
                     let c = self.slots.get(&conn).and_then(|s| s.conn.clone());
                     if let (Some(payload), Some(c)) = (payload, c) {
-                        let (connector, tx) = (self.connector.clone(), self.report_tx.clone());
-                        self.spawn_tracked(conn, async move {
+                        let connector = self.connector.clone();
+                        self.start(conn, async move {
                             let r = connector.run(&c, &payload).await;
-                            let _ = tx.unbounded_send(Report::OpDone(op, conn, r));
+                            Report::OpDone(op, conn, r)
                         });
                     }
                 }
                 Output::Heartbeat { conn } => {
                     if let Some(c) = self.slots.get(&conn).and_then(|s| s.conn.clone()) {
-                        let (connector, tx) = (self.connector.clone(), self.report_tx.clone());
-                        self.spawn_tracked(conn, async move {
+                        let connector = self.connector.clone();
+                        self.start(conn, async move {
                             let r = connector.ping(&c).await;
-                            let _ = tx.unbounded_send(Report::Heartbeat(conn, r));
+                            Report::Heartbeat(conn, r)
                         });
                     }
                 }
@@ -361,7 +368,7 @@ impl<C: Connector> Future for Driver<C> {
                 }
                 Poll::Pending => {}
             }
-            if let Poll::Ready(Some(report)) = this.reports.poll_next_unpin(cx) {
+            if let Some(report) = this.poll_work(cx) {
                 this.on_report(report);
                 continue;
             }
@@ -378,10 +385,16 @@ impl<C: Connector> Future for Driver<C> {
             let Some(at) = this.origin.checked_add(deadline.since_origin()) else {
                 return Poll::Pending; // "never"
             };
-            this.timer.as_mut().reset(at);
+            if this.armed != Some(at) {
+                this.timer.as_mut().reset(at);
+                this.armed = Some(at);
+            }
             if this.timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
+            // Fired (perhaps early): re-arm on the next turn, never spin on
+            // a timer that stays ready.
+            this.armed = None;
         }
         // Yield to the runtime after a long burst of work.
         cx.waker().wake_by_ref();

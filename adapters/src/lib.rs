@@ -23,20 +23,22 @@
 //!
 //! ## How the driver drives the core
 //!
-//! One task per client owns the [`Machine`](crate::core::Machine). It feeds
+//! One task per client owns the [`Machine`](crate::core::Machine) and
+//! polls, itself, every future it starts for a connection (no task is
+//! spawned per op; a connection's futures are dropped with it). It feeds
 //! it inputs stamped with `now` (the runtime clock as microseconds since the
 //! client was built), drains `poll_output` completely after every input,
 //! and sleeps until `poll_timeout`; it decides a timer expired by comparing
 //! the clock with the deadline, and passes the clock's `now` (never the
 //! deadline) to `handle_timeout`. Each output is carried out as asked:
 //!
-//! - `Connect`: spawn [`Connector::connect`] raced against the connect
+//! - `Connect`: start [`Connector::connect`] raced against the connect
 //!   timeout → `handle_connected` / `handle_connect_failed`;
-//! - `Dispatch`: spawn [`Connector::run`], read an error with
+//! - `Dispatch`: start [`Connector::run`], read an error with
 //!   [`Connector::classify`] → `handle_op_result`;
-//! - `Heartbeat`: spawn [`Connector::ping`] → `handle_heartbeat_ok`, or
+//! - `Heartbeat`: start [`Connector::ping`] → `handle_heartbeat_ok`, or
 //!   `handle_connection_lost` when the ping error reads as connection lost;
-//! - `Close`: drop the connection and abort its tasks;
+//! - `Close`: drop the connection and cancel the work under way on it;
 //! - `Complete`: resolve the [`Call`] with the output, or an [`Error`]
 //!   carrying the core's kind, `maybe_executed`, message and the
 //!   connector's error of the last attempt;

@@ -370,6 +370,87 @@ impl fmt::Display for Preset {
     }
 }
 
+/// The error of parsing one of the config's named choices
+/// ([`Jitter`], [`InitialConnect`], [`OverflowPolicy`]) from a string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownName {
+    what: &'static str,
+    expected: &'static str,
+}
+
+impl UnknownName {
+    /// What was being parsed (`jitter`, `initial_connect`, `overflow policy`).
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+
+    /// The accepted names, as a phrase (`none, full, equal or decorrelated`).
+    pub fn expected(&self) -> &'static str {
+        self.expected
+    }
+}
+
+impl fmt::Display for UnknownName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown {}: expected {}", self.what, self.expected)
+    }
+}
+
+impl core::error::Error for UnknownName {}
+
+/// `name()` and `FromStr` (kebab-case; `_` accepted for `-`) for a
+/// fieldless config enum.
+macro_rules! named_choice {
+    ($ty:ident, $what:literal, $expected:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every choice, in a stable order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The kebab-case name, as accepted by `FromStr`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = UnknownName;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $ty::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.name().replace_dash_eq(s))
+                    .ok_or(UnknownName { what: $what, expected: $expected })
+            }
+        }
+    };
+}
+
+named_choice!(Jitter, "jitter", "none, full, equal or decorrelated", {
+    None => "none",
+    Full => "full",
+    Equal => "equal",
+    Decorrelated => "decorrelated",
+});
+
+named_choice!(InitialConnect, "initial_connect", "retry or fail-fast", {
+    Retry => "retry",
+    FailFast => "fail-fast",
+});
+
+named_choice!(OverflowPolicy, "overflow policy", "fail-all, reject-new or drop-oldest", {
+    FailAll => "fail-all",
+    RejectNew => "reject-new",
+    DropOldest => "drop-oldest",
+});
+
 /// The error of parsing a [`Preset`] name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnknownPreset;
@@ -820,6 +901,31 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn named_choices_round_trip_and_name_the_field_on_error() {
+        for j in Jitter::ALL {
+            assert_eq!(j.name().parse::<Jitter>(), Ok(*j));
+        }
+        for i in InitialConnect::ALL {
+            assert_eq!(i.name().parse::<InitialConnect>(), Ok(*i));
+        }
+        for o in OverflowPolicy::ALL {
+            assert_eq!(o.name().parse::<OverflowPolicy>(), Ok(*o));
+        }
+        assert_eq!("fail_fast".parse(), Ok(InitialConnect::FailFast));
+        assert_eq!("drop-oldest".parse(), Ok(OverflowPolicy::DropOldest));
+        let e = "jittery".parse::<Jitter>().unwrap_err();
+        assert_eq!(e.what(), "jitter");
+        assert_eq!(
+            alloc::format!("{e}"),
+            "unknown jitter: expected none, full, equal or decorrelated"
+        );
+        assert!(
+            "Full".parse::<Jitter>().is_err(),
+            "names are case-sensitive"
+        );
     }
 
     #[test]

@@ -78,8 +78,8 @@ impl Scenario {
                 )
             },
         );
-        let jitters = ["none", "full", "equal", "decorrelated"];
-        let j = jitters[r.random_range(0..4)];
+        let jitters = redial_core::Jitter::ALL;
+        let j = jitters[r.random_range(0..jitters.len())];
         maybe(&mut r, format!("jitter = \"{j}\""));
         let init = r.random_range(10..300u32);
         let cap = init + r.random_range(0..3000u32);
@@ -99,9 +99,9 @@ impl Scenario {
             },
         );
         let ic = if r.random_bool(0.5) {
-            "retry"
+            redial_core::InitialConnect::Retry
         } else {
-            "fail-fast"
+            redial_core::InitialConnect::FailFast
         };
         maybe(&mut r, format!("initial_connect = \"{ic}\""));
         for key in [

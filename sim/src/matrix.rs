@@ -142,26 +142,27 @@ pub fn behaviour(r: &Row) -> String {
     });
     if r.failed_fast > 0 && r.replayed_after_restart == 0 && r.failed_by_overflow == 0 {
         parts.push(format!(
-            "does not buffer: {} ops errored at once",
-            r.failed_fast
+            "does not buffer: {} errored at once",
+            ops(r.failed_fast)
         ));
     }
     if r.replayed_after_restart > 0 {
         parts.push(format!(
-            "buffers while down and replays {} ops in order after the restart",
-            r.replayed_after_restart
+            "buffers while down and replays {} in order after the restart",
+            ops(r.replayed_after_restart)
         ));
     }
     if r.failed_by_overflow > 0 {
         parts.push(format!(
-            "buffers up to the bound, then errors out every buffered op ({} ops in {} overflows)",
-            r.failed_by_overflow, r.overflows
+            "buffers up to the bound, then errors out every buffered op ({} in {})",
+            ops(r.failed_by_overflow),
+            plural(r.overflows, "overflow")
         ));
     }
     if r.still_buffered > 0 {
         parts.push(format!(
-            "{} ops still buffered at the end",
-            r.still_buffered
+            "{} still buffered at the end",
+            ops(r.still_buffered)
         ));
     }
     if r.failed_after_server_back > 0 {
@@ -215,4 +216,17 @@ pub fn render_text(rows: &[Row]) -> String {
         }
     }
     out
+}
+
+/// `1 op`, `3 ops`.
+fn ops(n: impl Into<u64>) -> String {
+    plural(n, "op")
+}
+
+/// `1 overflow`, `2 overflows`.
+fn plural(n: impl Into<u64>, what: &str) -> String {
+    match n.into() {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
+    }
 }

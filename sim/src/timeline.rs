@@ -675,6 +675,25 @@ fn off(d: &S<Dur>) -> Option<Option<Duration>> {
     })
 }
 
+/// Parses a named config choice (jitter, initial_connect, overflow), with
+/// the offending text and the accepted names in the error.
+fn parse_name<T>(cx: &Ctx<'_>, v: &Spanned<String>) -> Result<T, TimelineError>
+where
+    T: std::str::FromStr<Err = redial_core::UnknownName>,
+{
+    v.get_ref().parse::<T>().map_err(|e| {
+        cx.err(
+            v.span(),
+            format!(
+                "unknown {} `{}`: expected {}",
+                e.what(),
+                v.get_ref(),
+                e.expected()
+            ),
+        )
+    })
+}
+
 fn build_config(
     cx: &Ctx<'_>,
     c: &RawConfig,
@@ -703,19 +722,7 @@ fn build_config(
         b = b.buffer_max_entries(*v.get_ref());
     }
     if let Some(v) = &c.overflow {
-        let policy = match v.get_ref().as_str() {
-            "fail-all" => OverflowPolicy::FailAll,
-            "reject-new" => OverflowPolicy::RejectNew,
-            "drop-oldest" => OverflowPolicy::DropOldest,
-            other => {
-                return Err(cx.err(
-                    v.span(),
-                    format!(
-                        "unknown overflow policy `{other}`: expected fail-all, reject-new or drop-oldest"
-                    ),
-                ));
-            }
-        };
+        let policy: OverflowPolicy = parse_name(cx, v)?;
         let probe = b
             .clone()
             .build()
@@ -776,32 +783,10 @@ fn build_config(
         b = b.backoff(bk);
     }
     if let Some(v) = &c.jitter {
-        let j = match v.get_ref().as_str() {
-            "none" => Jitter::None,
-            "full" => Jitter::Full,
-            "equal" => Jitter::Equal,
-            "decorrelated" => Jitter::Decorrelated,
-            other => {
-                return Err(cx.err(
-                    v.span(),
-                    format!("unknown jitter `{other}`: expected none, full, equal or decorrelated"),
-                ));
-            }
-        };
-        b = b.jitter(j);
+        b = b.jitter(parse_name::<Jitter>(cx, v)?);
     }
     if let Some(v) = &c.initial_connect {
-        let i = match v.get_ref().as_str() {
-            "retry" => InitialConnect::Retry,
-            "fail-fast" => InitialConnect::FailFast,
-            other => {
-                return Err(cx.err(
-                    v.span(),
-                    format!("unknown initial_connect `{other}`: expected retry or fail-fast"),
-                ));
-            }
-        };
-        b = b.initial_connect(i);
+        b = b.initial_connect(parse_name::<InitialConnect>(cx, v)?);
     }
     if let Some(t) = off(&c.connect_timeout) {
         b = b.connect_timeout(t);
