@@ -7,8 +7,10 @@ use redial_core::{
     Backoff, BufferPolicy, ConfigBuilder, Duration, Heartbeat, OpOptions, RetryBudget, Tries,
 };
 
-/// Mirrors a fieldless core enum with a local `Arbitrary` one (the core's
-/// own `arbitrary` feature does not build in `no_std`).
+/// Mirrors a fieldless core enum with a local `Arbitrary` one, so that the
+/// byte format of the committed corpus is this crate's own: it does not
+/// shift when a core enum gains or reorders a variant (the core's optional
+/// `arbitrary` feature would tie the corpus to the core's layout).
 macro_rules! mirror {
     ($(#[$doc:meta])* $name:ident => $core:ident { $($v:ident),+ $(,)? }) => {
         $(#[$doc])*
