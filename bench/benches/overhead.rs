@@ -141,18 +141,13 @@ fn redis_variants<B: BlockOn>(on: B, rt: &'static str, server: &Redis, out: &mut
     let mux = on
         .block_on(client.get_multiplexed_async_connection())
         .expect("redis connect");
-    let o = on.clone();
-    out.push(Variant {
-        group: "redis",
-        name: format!("{rt}/raw"),
-        baseline: true,
-        run: Box::new(move |n| {
-            o.block_on(run_batch(CALLERS, n, || {
-                let mut c = mux.clone();
-                async move { incr("bench:raw").query_async::<i64>(&mut c).await }
-            }))
-        }),
-    });
+    out.push(redis_crate_variant(
+        on.clone(),
+        format!("{rt}/raw"),
+        true,
+        mux,
+        "bench:raw",
+    ));
 
     let redial = on.block_on(async {
         let c = Client::builder(RedisConnector::new([url.as_str()]).expect("redis url"))
@@ -176,17 +171,39 @@ fn redis_variants<B: BlockOn>(on: B, rt: &'static str, server: &Redis, out: &mut
     let manager = on
         .block_on(client.get_connection_manager())
         .expect("connection manager");
-    out.push(Variant {
+    out.push(redis_crate_variant(
+        on,
+        format!("{rt}/connection-manager"),
+        false,
+        manager,
+        "bench:manager",
+    ));
+}
+
+/// `INCR key` through one of the `redis` crate's own connection types
+/// (the multiplexed connection, or the `ConnectionManager` around one).
+fn redis_crate_variant<B, C>(
+    on: B,
+    name: String,
+    baseline: bool,
+    conn: C,
+    key: &'static str,
+) -> Variant
+where
+    B: BlockOn,
+    C: redis::aio::ConnectionLike + Clone + 'static,
+{
+    Variant {
         group: "redis",
-        name: format!("{rt}/connection-manager"),
-        baseline: false,
+        name,
+        baseline,
         run: Box::new(move |n| {
             on.block_on(run_batch(CALLERS, n, || {
-                let mut c = manager.clone();
-                async move { incr("bench:manager").query_async::<i64>(&mut c).await }
+                let mut c = conn.clone();
+                async move { incr(key).query_async::<i64>(&mut c).await }
             }))
         }),
-    });
+    }
 }
 
 struct Summary {

@@ -281,24 +281,6 @@ pub enum Preset {
 }
 
 impl Preset {
-    /// Every preset, in a stable order.
-    pub const ALL: [Preset; 4] = [
-        Preset::MongodbLegacy,
-        Preset::Mongoose,
-        Preset::FailFast,
-        Preset::Recommended,
-    ];
-
-    /// The kebab-case name (`mongodb-legacy`, `mongoose`, `fail-fast`, `recommended`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Preset::MongodbLegacy => "mongodb-legacy",
-            Preset::Mongoose => "mongoose",
-            Preset::FailFast => "fail-fast",
-            Preset::Recommended => "recommended",
-        }
-    }
-
     /// A builder holding this preset's values.
     pub fn builder(self) -> ConfigBuilder {
         let legacy = ConfigBuilder {
@@ -364,14 +346,9 @@ impl Preset {
     }
 }
 
-impl fmt::Display for Preset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// The error of parsing one of the config's named choices
-/// ([`Jitter`], [`InitialConnect`], [`OverflowPolicy`]) from a string.
+/// ([`Preset`], [`Jitter`], [`InitialConnect`], [`OverflowPolicy`]) from a
+/// string.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnknownName {
     what: &'static str,
@@ -379,7 +356,7 @@ pub struct UnknownName {
 }
 
 impl UnknownName {
-    /// What was being parsed (`jitter`, `initial_connect`, `overflow policy`).
+    /// What was being parsed (`preset`, `jitter`, `initial_connect`, `overflow policy`).
     pub fn what(&self) -> &'static str {
         self.what
     }
@@ -433,6 +410,13 @@ macro_rules! named_choice {
     };
 }
 
+named_choice!(Preset, "preset", "one of mongodb-legacy, mongoose, fail-fast, recommended", {
+    MongodbLegacy => "mongodb-legacy",
+    Mongoose => "mongoose",
+    FailFast => "fail-fast",
+    Recommended => "recommended",
+});
+
 named_choice!(Jitter, "jitter", "none, full, equal or decorrelated", {
     None => "none",
     Full => "full",
@@ -450,30 +434,6 @@ named_choice!(OverflowPolicy, "overflow policy", "fail-all, reject-new or drop-o
     RejectNew => "reject-new",
     DropOldest => "drop-oldest",
 });
-
-/// The error of parsing a [`Preset`] name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UnknownPreset;
-
-impl fmt::Display for UnknownPreset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            "unknown preset: expected one of mongodb-legacy, mongoose, fail-fast, recommended",
-        )
-    }
-}
-
-impl core::error::Error for UnknownPreset {}
-
-impl FromStr for Preset {
-    type Err = UnknownPreset;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Preset::ALL
-            .into_iter()
-            .find(|p| p.name() == s || p.name().replace_dash_eq(s))
-            .ok_or(UnknownPreset)
-    }
-}
 
 trait DashEq {
     fn replace_dash_eq(&self, other: &str) -> bool;
@@ -930,7 +890,7 @@ mod tests {
 
     #[test]
     fn presets_are_valid_and_named() {
-        for p in Preset::ALL {
+        for &p in Preset::ALL {
             assert!(p.builder().build().is_ok(), "{p}");
             assert_eq!(p.name().parse::<Preset>(), Ok(p));
         }
@@ -938,7 +898,11 @@ mod tests {
             "mongodb_legacy".parse::<Preset>(),
             Ok(Preset::MongodbLegacy)
         );
-        assert_eq!("nope".parse::<Preset>(), Err(UnknownPreset));
+        let e = "nope".parse::<Preset>().unwrap_err();
+        assert_eq!(
+            alloc::format!("{e}"),
+            "unknown preset: expected one of mongodb-legacy, mongoose, fail-fast, recommended"
+        );
         let legacy = Config::mongodb_legacy();
         assert!(legacy.auto_reconnect());
         assert_eq!(legacy.buffer(), BufferPolicy::Unbounded);

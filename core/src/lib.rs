@@ -156,7 +156,7 @@ mod time;
 
 pub use config::{
     Backoff, BufferPolicy, Config, ConfigBuilder, ConfigError, ConfigErrorKind, Heartbeat,
-    InitialConnect, Jitter, OverflowPolicy, Preset, RetryBudget, Tries, UnknownName, UnknownPreset,
+    InitialConnect, Jitter, OverflowPolicy, Preset, RetryBudget, Tries, UnknownName,
 };
 pub use event::{DisconnectReason, Event, LossKind};
 pub use machine::{ConnId, Machine, Output, State, TimerKind};

@@ -675,7 +675,7 @@ fn off(d: &S<Dur>) -> Option<Option<Duration>> {
     })
 }
 
-/// Parses a named config choice (jitter, initial_connect, overflow), with
+/// Parses a named config choice (preset, jitter, initial_connect, overflow), with
 /// the offending text and the accepted names in the error.
 fn parse_name<T>(cx: &Ctx<'_>, v: &Spanned<String>) -> Result<T, TimelineError>
 where
@@ -702,15 +702,7 @@ fn build_config(
     let preset = match (preset_override, &c.preset) {
         (Some(p), _) => p,
         (None, None) => Preset::MongodbLegacy,
-        (None, Some(p)) => p.get_ref().parse::<Preset>().map_err(|_| {
-            cx.err(
-                p.span(),
-                format!(
-                    "unknown preset `{}`: expected one of mongodb-legacy, mongoose, fail-fast, recommended",
-                    p.get_ref()
-                ),
-            )
-        })?,
+        (None, Some(p)) => parse_name::<Preset>(cx, p)?,
     };
     let base = preset.builder();
     let start = base.clone().build().expect("presets are valid");
