@@ -1129,7 +1129,15 @@ impl Checker {
                 attempt,
                 delay,
                 endpoint,
+                error,
             } => {
+                if error.is_some_and(|e| !e.is_retried()) {
+                    self.flag(
+                        7,
+                        "reconnect_attempt",
+                        format!("{e} after a connect failure that is never retried"),
+                    );
+                }
                 if self.down {
                     self.flag(
                         6,
@@ -1170,7 +1178,7 @@ impl Checker {
                 self.attempt_no = attempt;
                 self.pending_reconnect = Some((now + delay, endpoint));
             }
-            Event::ReconnectFailed { attempts } => {
+            Event::ReconnectFailed { attempts, error } => {
                 if self.terminal == Some(State::Failed) {
                     self.flag(
                         6,
@@ -1192,7 +1200,8 @@ impl Checker {
                     Tries::Limited(n) => attempts == n,
                     Tries::Unlimited => false,
                 };
-                if !(initial_fail_fast || budget_spent) {
+                let rejected = error.is_some_and(|e| !e.is_retried());
+                if !(initial_fail_fast || budget_spent || rejected) {
                     self.flag(
                         7,
                         "reconnect_attempt",
@@ -1422,6 +1431,7 @@ mod tests {
                 attempt: 1,
                 delay: ms(100),
                 endpoint: 0,
+                error: None,
             }),
         );
         let k = kinds(&c);
@@ -1596,6 +1606,7 @@ mod tests {
                 attempt: 1,
                 delay: ms(40),
                 endpoint: 0,
+                error: None,
             }),
         );
         assert_eq!(kinds(&c), ["reconnect_delay"]);
@@ -1614,6 +1625,7 @@ mod tests {
                 attempt: 3,
                 delay: ms(300),
                 endpoint: 0,
+                error: None,
             }),
         );
         assert_eq!(kinds(&c)[2], "reconnect_attempt");
@@ -1697,6 +1709,7 @@ mod tests {
                 attempt: 1,
                 delay: ms(100),
                 endpoint: 0,
+                error: None,
             }),
         );
         c.on_output::<()>(
@@ -1751,7 +1764,13 @@ mod tests {
         let mut c = Checker::new(&cfg());
         c.ever_connected = true;
         c.attempt_no = 1;
-        c.on_output::<()>(now, &Output::Event(Event::ReconnectFailed { attempts: 1 }));
+        c.on_output::<()>(
+            now,
+            &Output::Event(Event::ReconnectFailed {
+                attempts: 1,
+                error: None,
+            }),
+        );
         assert_eq!(kinds(&c), ["reconnect_attempt"]);
         // After it, a new op must fail with topology_destroyed at once.
         let late = OpId::from_raw(9);

@@ -331,7 +331,7 @@ impl Preset {
                     interval: Duration::from_secs(5),
                     timeout: Duration::from_secs(3),
                 }),
-                response_timeout: None,
+                response_timeout: Some(Duration::from_secs(15)),
                 buffer_timeout: Some(Duration::from_secs(10)),
                 op_deadline: None,
                 max_op_attempts: 3,

@@ -17,6 +17,65 @@ pub enum LossKind {
     TimedOut,
 }
 
+/// Why a connect attempt failed: the driver's reading of the connector's
+/// error, fed to [`Machine::handle_connect_failed`](crate::Machine::handle_connect_failed).
+/// The machine decides what each means (whether to try again) and carries
+/// the last one into [`Event::Reconnecting`], [`Event::ReconnectFailed`],
+/// [`Machine::last_connect_error`](crate::Machine::last_connect_error) and
+/// the error of ops failed by the give-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[non_exhaustive]
+pub enum ConnectFailure {
+    /// Nothing accepted the connection (refused, unreachable, reset during
+    /// the handshake). Retried, within the reconnect budget.
+    Refused,
+    /// The attempt did not finish in time (the machine's own connect
+    /// timeout, or one the connector applied). Retried.
+    TimedOut,
+    /// The server answered that it cannot serve now (starting up, loading,
+    /// too many connections). Retried.
+    Unavailable,
+    /// The server refused this client for a reason that retrying cannot
+    /// fix (authentication, unknown database, permissions, a protocol or
+    /// TLS mismatch), or the connector itself failed (it panicked). Not
+    /// retried: the machine gives up at once (`reconnect_failed`), whatever
+    /// the reconnect budget, so the reason reaches the application instead
+    /// of being retried for ever.
+    Rejected,
+}
+
+impl ConnectFailure {
+    /// Every kind, in declaration order.
+    pub const ALL: &'static [ConnectFailure] = &[
+        ConnectFailure::Refused,
+        ConnectFailure::TimedOut,
+        ConnectFailure::Unavailable,
+        ConnectFailure::Rejected,
+    ];
+
+    /// Stable snake_case name (`refused`, `timed_out`, `unavailable`, `rejected`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectFailure::Refused => "refused",
+            ConnectFailure::TimedOut => "timed_out",
+            ConnectFailure::Unavailable => "unavailable",
+            ConnectFailure::Rejected => "rejected",
+        }
+    }
+
+    /// Whether the machine tries again after this failure (budget allowing).
+    pub fn is_retried(self) -> bool {
+        !matches!(self, ConnectFailure::Rejected)
+    }
+}
+
+impl fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Why the current connection ended, as reported in [`Event::Disconnected`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DisconnectReason {
@@ -73,6 +132,9 @@ pub enum Event {
         delay: Duration,
         /// Endpoint the attempt will go to.
         endpoint: usize,
+        /// Why the previous attempt failed; `None` when this is the first
+        /// attempt after a lost connection.
+        error: Option<ConnectFailure>,
     },
     /// A connection is up again after a loss.
     Reconnected {
@@ -85,6 +147,9 @@ pub enum Event {
     ReconnectFailed {
         /// Attempts made.
         attempts: u32,
+        /// Why the last attempt failed (`Rejected`: the machine gave up at
+        /// once, not because the budget was spent).
+        error: Option<ConnectFailure>,
     },
     /// The client was closed by the application: terminal; emitted once.
     Closed,
@@ -137,16 +202,27 @@ impl fmt::Display for Event {
                 attempt,
                 delay,
                 endpoint,
-            } => write!(
-                f,
-                "reconnecting (attempt {attempt} to endpoint {endpoint} in {} ms)",
-                delay.as_millis()
-            ),
+                error,
+            } => {
+                write!(
+                    f,
+                    "reconnecting (attempt {attempt} to endpoint {endpoint} in {} ms",
+                    delay.as_millis()
+                )?;
+                match error {
+                    Some(e) => write!(f, ", last attempt {e})"),
+                    None => f.write_str(")"),
+                }
+            }
             Event::Reconnected { conn, endpoint } => {
                 write!(f, "reconnected ({conn} to endpoint {endpoint})")
             }
-            Event::ReconnectFailed { attempts } => {
-                write!(f, "reconnect failed after {attempts} attempts")
+            Event::ReconnectFailed { attempts, error } => {
+                write!(f, "reconnect failed after {attempts} attempts")?;
+                match error {
+                    Some(e) => write!(f, " (last attempt {e})"),
+                    None => Ok(()),
+                }
             }
             Event::Closed => f.write_str("closed"),
             Event::BufferOverflow { failed } => {

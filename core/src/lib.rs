@@ -158,7 +158,7 @@ pub use config::{
     Backoff, BufferPolicy, Config, ConfigBuilder, ConfigError, ConfigErrorKind, Heartbeat,
     InitialConnect, Jitter, OverflowPolicy, Preset, RetryBudget, Tries, UnknownName,
 };
-pub use event::{DisconnectReason, Event, LossKind};
+pub use event::{ConnectFailure, DisconnectReason, Event, LossKind};
 pub use machine::{ConnId, Machine, Output, State, TimerKind};
 pub use op::{Completion, Done, ErrorKind, OpError, OpId, OpOptions, OpResult};
 pub use time::Instant;

@@ -7,7 +7,7 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::config::{BufferPolicy, Config, InitialConnect, Jitter, OverflowPolicy, Tries};
-use crate::event::{DisconnectReason, Event, LossKind};
+use crate::event::{ConnectFailure, DisconnectReason, Event, LossKind};
 use crate::op::{Completion, Done, ErrorKind, OpError, OpId, OpOptions, OpResult};
 use crate::rng::Rng;
 use crate::time::Instant;
@@ -109,7 +109,10 @@ pub enum Output<P> {
         timeout: Option<Duration>,
     },
     /// Close this connection or abandon this attempt; nothing more is
-    /// expected about it.
+    /// expected about it. Emitted for every attempt and connection the
+    /// machine forgets, whatever the reason (also after the driver reported
+    /// it failed or lost): a driver frees a connection's resources when, and
+    /// only when, a `Close` names it.
     Close {
         /// The connection or attempt.
         conn: ConnId,
@@ -124,8 +127,11 @@ pub enum Output<P> {
         /// Its endpoint.
         endpoint: usize,
     },
-    /// Send a heartbeat on `conn`; report the answer with
-    /// [`Machine::handle_heartbeat_ok`] (a failure is a lost connection).
+    /// Send a heartbeat on `conn`; report the answer (or the error, read
+    /// like an op's) with [`Machine::handle_heartbeat`]. Heartbeats are sent
+    /// only while no op is in flight on the connection: on the ordered
+    /// protocols redial drives (Redis, PostgreSQL, MySQL) a ping queued
+    /// behind an op would time the op, not the link.
     Heartbeat {
         /// The current connection.
         conn: ConnId,
@@ -248,6 +254,8 @@ pub struct Machine<P> {
     /// redirected to for ever).
     tries_before_connect: u32,
     ever_connected: bool,
+    /// Why the last connect attempt failed (cleared by a success).
+    last_connect_error: Option<ConnectFailure>,
     prev_delay: Duration,
     /// Retry budget tokens, in 1/1000 token.
     tokens: u64,
@@ -281,6 +289,7 @@ impl<P> Machine<P> {
             tries: 0,
             tries_before_connect: 0,
             ever_connected: false,
+            last_connect_error: None,
             prev_delay,
             tokens,
         };
@@ -330,6 +339,13 @@ impl<P> Machine<P> {
         self.now
     }
 
+    /// Why the last connect attempt failed, until one succeeds. In the
+    /// terminal `Failed` state: why the machine gave up (`None` when the
+    /// budget ran out on lost connections alone).
+    pub fn last_connect_error(&self) -> Option<ConnectFailure> {
+        self.last_connect_error
+    }
+
     /// Retry budget tokens left (whole tokens), if a budget is configured.
     pub fn retry_tokens(&self) -> Option<u64> {
         self.cfg.budget_milli.map(|_| self.tokens / 1000)
@@ -360,16 +376,18 @@ impl<P> Machine<P> {
         );
         offer(self.reconnect_at, TimerKind::Reconnect);
         if let Some(c) = self.conn {
-            offer(c.heartbeat_next, TimerKind::HeartbeatSend);
             offer(c.heartbeat_deadline, TimerKind::HeartbeatTimeout);
             if self.inflight.len == 0 {
+                // A ping waits for nothing: sent only while no op is in
+                // flight (a ping queued behind a long op would time the op).
+                offer(c.heartbeat_next, TimerKind::HeartbeatSend);
                 offer(
                     self.cfg.socket_timeout().map(|t| c.idle_since + t),
                     TimerKind::Idle,
                 );
             }
         }
-        if let (Some(t), Some(head)) = (self.cfg.response_timeout(), self.head(self.inflight)) {
+        if let (Some(t), Some(head)) = (self.in_flight_limit(), self.head(self.inflight)) {
             offer(Some(head.since + t), TimerKind::Response);
         }
         if let (Some(t), Some(head)) = (self.cfg.buffer_timeout(), self.head(self.buffer)) {
@@ -380,6 +398,22 @@ impl<P> Machine<P> {
             TimerKind::Deadline,
         );
         best
+    }
+
+    /// How long the oldest op in flight may wait for its answer before the
+    /// connection is declared unresponsive: `response_timeout`, or, when
+    /// only a heartbeat is configured, its `interval + timeout` (the time a
+    /// ping would have had, had it not been held back by the op in flight).
+    /// A connection that serves one op at a time and one that multiplexes
+    /// are treated alike: on both, an answer queued behind an op cannot
+    /// come before it, so a busy connection and a silent one look the same
+    /// until this bound.
+    fn in_flight_limit(&self) -> Option<Duration> {
+        self.cfg.response_timeout().or_else(|| {
+            self.cfg
+                .heartbeat()
+                .map(|h| h.interval.saturating_add(h.timeout))
+        })
     }
 
     // ----- inputs --------------------------------------------------------
@@ -401,6 +435,7 @@ impl<P> Machine<P> {
                 self.state = State::Connected;
                 self.tries_before_connect = self.tries;
                 self.tries = 0;
+                self.last_connect_error = None;
                 self.prev_delay = self.cfg.backoff().base();
                 let event = if self.ever_connected {
                     Event::Reconnected {
@@ -429,25 +464,36 @@ impl<P> Machine<P> {
         self.finish();
     }
 
-    /// The connect attempt `conn` failed (refused, unreachable, handshake error).
-    pub fn handle_connect_failed(&mut self, now: Instant, conn: ConnId) {
+    /// The connect attempt `conn` failed, for the reason `why` (the
+    /// driver's reading of the connector's error). The machine decides
+    /// whether to try again ([`ConnectFailure::is_retried`]) and emits
+    /// [`Output::Close`] for the attempt.
+    pub fn handle_connect_failed(&mut self, now: Instant, conn: ConnId, why: ConnectFailure) {
         self.advance(now);
         if self.attempt.is_some_and(|a| a.conn == conn) {
             self.attempt = None;
-            self.attempt_failed();
+            self.outputs.push_back(Output::Close { conn });
+            self.attempt_failed(why);
         }
         self.finish();
     }
 
     /// The connection `conn` ended (seen by the driver). A loss reported for
-    /// the pending attempt counts as a failed attempt.
+    /// the pending attempt counts as a failed attempt (`refused`, or
+    /// `timed_out` for a [`LossKind::TimedOut`]). [`Output::Close`] follows
+    /// for it.
     pub fn handle_connection_lost(&mut self, now: Instant, conn: ConnId, kind: LossKind) {
         self.advance(now);
         if self.conn.is_some_and(|c| c.id == conn) {
-            self.lose(DisconnectReason::Lost(kind), false);
+            self.lose(DisconnectReason::Lost(kind));
         } else if self.attempt.is_some_and(|a| a.conn == conn) {
             self.attempt = None;
-            self.attempt_failed();
+            self.outputs.push_back(Output::Close { conn });
+            self.attempt_failed(if kind == LossKind::TimedOut {
+                ConnectFailure::TimedOut
+            } else {
+                ConnectFailure::Refused
+            });
         }
         self.finish();
     }
@@ -489,7 +535,7 @@ impl<P> Machine<P> {
                     self.touch_idle();
                 }
                 OpResult::ConnectionLost => {
-                    self.lose(DisconnectReason::Lost(LossKind::Reset), false);
+                    self.lose(DisconnectReason::Lost(LossKind::Reset));
                 }
                 OpResult::WrongServer => {
                     let idx = self.index(op).expect("checked in flight above");
@@ -498,20 +544,33 @@ impl<P> Machine<P> {
                     o.executions -= 1;
                     // Try the next endpoint: this one is not the primary.
                     self.endpoint = (self.endpoint + 1) % self.cfg.endpoints();
-                    self.lose(DisconnectReason::WrongServer, true);
+                    self.lose(DisconnectReason::WrongServer);
                 }
             }
         }
         self.finish();
     }
 
-    /// The heartbeat on `conn` was answered.
+    /// The heartbeat on `conn` was answered: shorthand for
+    /// [`handle_heartbeat`](Self::handle_heartbeat) with [`OpResult::Ok`].
     pub fn handle_heartbeat_ok(&mut self, now: Instant, conn: ConnId) {
+        self.handle_heartbeat(now, conn, OpResult::Ok);
+    }
+
+    /// The heartbeat on `conn` finished with `result`, read like an op's:
+    /// an answer of any kind (`Ok`, `ServerError`, `WrongServer`) proves the
+    /// connection alive; `ConnectionLost` loses it. Ignored unless `conn`
+    /// is current.
+    pub fn handle_heartbeat(&mut self, now: Instant, conn: ConnId, result: OpResult) {
         self.advance(now);
-        if let (Some(c), Some(h)) = (self.conn.as_mut(), self.cfg.heartbeat()) {
-            if c.id == conn && c.heartbeat_deadline.is_some() {
-                c.heartbeat_deadline = None;
-                c.heartbeat_next = Some(self.now + h.interval);
+        if self.conn.is_some_and(|c| c.id == conn) {
+            if result == OpResult::ConnectionLost {
+                self.lose(DisconnectReason::Lost(LossKind::Reset));
+            } else if let (Some(c), Some(h)) = (self.conn.as_mut(), self.cfg.heartbeat()) {
+                if c.heartbeat_deadline.is_some() {
+                    c.heartbeat_deadline = None;
+                    c.heartbeat_next = Some(self.now + h.interval);
+                }
             }
         }
         self.finish();
@@ -654,8 +713,13 @@ impl<P> Machine<P> {
         });
     }
 
-    fn attempt_failed(&mut self) {
+    fn attempt_failed(&mut self, why: ConnectFailure) {
         self.endpoint = (self.endpoint + 1) % self.cfg.endpoints();
+        self.last_connect_error = Some(why);
+        if !why.is_retried() {
+            self.give_up();
+            return;
+        }
         if !self.ever_connected
             && self.tries == 0
             && self.cfg.initial_connect() == InitialConnect::FailFast
@@ -682,6 +746,7 @@ impl<P> Machine<P> {
             attempt: self.tries,
             delay,
             endpoint: self.endpoint,
+            error: self.last_connect_error,
         });
     }
 
@@ -727,20 +792,19 @@ impl<P> Machine<P> {
         self.reconnect_at = None;
         self.emit(Event::ReconnectFailed {
             attempts: self.tries,
+            error: self.last_connect_error,
         });
         self.fail_list(false, ErrorKind::ReconnectFailed);
     }
 
-    /// The current connection is gone. `close` asks the driver to close it
-    /// (the machine decided to drop it).
-    fn lose(&mut self, reason: DisconnectReason, close: bool) {
+    /// The current connection is gone (the driver saw it end, or the
+    /// machine drops it): the driver is told to close it.
+    fn lose(&mut self, reason: DisconnectReason) {
         let c = self
             .conn
             .take()
             .expect("lose() is only called with a connection");
-        if close {
-            self.outputs.push_back(Output::Close { conn: c.id });
-        }
+        self.outputs.push_back(Output::Close { conn: c.id });
         self.emit(Event::Disconnected {
             conn: c.id,
             endpoint: c.endpoint,
@@ -798,7 +862,7 @@ impl<P> Machine<P> {
             TimerKind::ConnectTimeout => {
                 if let Some(a) = self.attempt.take() {
                     self.outputs.push_back(Output::Close { conn: a.conn });
-                    self.attempt_failed();
+                    self.attempt_failed(ConnectFailure::TimedOut);
                 }
             }
             TimerKind::Reconnect => {
@@ -817,12 +881,12 @@ impl<P> Machine<P> {
             TimerKind::HeartbeatTimeout | TimerKind::Response => {
                 if let Some(c) = self.conn {
                     self.emit(Event::Unresponsive { conn: c.id });
-                    self.lose(DisconnectReason::Unresponsive, true);
+                    self.lose(DisconnectReason::Unresponsive);
                 }
             }
             TimerKind::Idle => {
                 if self.conn.is_some() {
-                    self.lose(DisconnectReason::Idle, true);
+                    self.lose(DisconnectReason::Idle);
                 }
             }
             TimerKind::BufferWait => {
@@ -973,10 +1037,15 @@ impl<P> Machine<P> {
     /// Completes an unlinked op with an error.
     fn fail(&mut self, idx: u32, kind: ErrorKind) {
         let o = self.release(idx);
-        let reconnect = (kind == ErrorKind::ReconnectFailed).then_some((
+        let reconnect = matches!(
+            kind,
+            ErrorKind::ReconnectFailed | ErrorKind::TopologyDestroyed
+        )
+        .then_some((
             self.tries,
             self.cfg.backoff(),
             !self.ever_connected,
+            self.last_connect_error,
         ));
         self.outputs.push_back(Output::Complete(Completion {
             id: o.id,

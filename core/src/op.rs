@@ -5,6 +5,7 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::config::Backoff;
+use crate::event::ConnectFailure;
 use crate::machine::ConnId;
 
 /// Identifies a submitted operation. Unique for the life of a machine (a slab
@@ -156,9 +157,10 @@ pub struct OpError {
     pub(crate) kind: ErrorKind,
     pub(crate) maybe_executed: bool,
     pub(crate) attempts: u32,
-    /// For `reconnect_failed`: attempts made, the backoff, and whether the
-    /// client had never connected (initial connect failed).
-    pub(crate) reconnect: Option<(u32, Backoff, bool)>,
+    /// For `reconnect_failed`: attempts made, the backoff, whether the
+    /// client had never connected (initial connect failed), and why the
+    /// last attempt failed.
+    pub(crate) reconnect: Option<(u32, Backoff, bool, Option<ConnectFailure>)>,
 }
 
 impl OpError {
@@ -179,6 +181,12 @@ impl OpError {
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
+
+    /// For `reconnect_failed` and `topology_destroyed`: why the last connect
+    /// attempt failed, when one did.
+    pub fn connect_error(&self) -> Option<ConnectFailure> {
+        self.reconnect.and_then(|r| r.3)
+    }
 }
 
 impl fmt::Display for OpError {
@@ -191,15 +199,18 @@ impl fmt::Display for OpError {
                 f.write_str("operation timed out while buffered waiting for a connection")
             }
             ErrorKind::ReconnectFailed => match self.reconnect {
-                Some((_, _, true)) => {
+                Some((_, _, _, Some(ConnectFailure::Rejected))) => {
+                    f.write_str("failed to connect: the connection was rejected (not retried)")
+                }
+                Some((_, _, true, _)) => {
                     f.write_str("failed to connect: the initial connection attempt failed")
                 }
-                Some((n, Backoff::Constant(d), false)) => write!(
+                Some((n, Backoff::Constant(d), false, _)) => write!(
                     f,
                     "failed to reconnect after {n} attempts with interval {} ms",
                     d.as_millis()
                 ),
-                Some((n, b, false)) => write!(
+                Some((n, b, false, _)) => write!(
                     f,
                     "failed to reconnect after {n} attempts with backoff from {} ms up to {} ms",
                     b.base().as_millis(),

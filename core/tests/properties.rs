@@ -21,9 +21,9 @@ use std::collections::{BTreeMap, VecDeque};
 use proptest::prelude::*;
 use redial_core::check::Checker;
 use redial_core::{
-    Backoff, BufferPolicy, Config, ConnId, Duration, ErrorKind, Event, Heartbeat, InitialConnect,
-    Instant, Jitter, LossKind, Machine, OpId, OpOptions, OpResult, Output, OverflowPolicy,
-    RetryBudget, State, Tries,
+    Backoff, BufferPolicy, Config, ConnId, ConnectFailure, Duration, ErrorKind, Event, Heartbeat,
+    InitialConnect, Instant, Jitter, LossKind, Machine, OpId, OpOptions, OpResult, Output,
+    OverflowPolicy, RetryBudget, State, Tries,
 };
 
 fn ms(n: u64) -> Duration {
@@ -156,7 +156,7 @@ enum Target {
 #[derive(Clone, Debug)]
 enum Input {
     ConnectOk(Target),
-    ConnectFail(Target),
+    ConnectFail(Target, ConnectFailure),
     Lost(Target, LossKind),
     Submit {
         retryable: bool,
@@ -170,7 +170,7 @@ enum Input {
         result: OpResult,
         anywhere: bool,
     },
-    HeartbeatOk(Target),
+    Heartbeat(Target, OpResult),
     Cancel(u8),
     /// Advance the clock, firing timers at their exact instants.
     Punctual(u16),
@@ -205,18 +205,28 @@ fn op_result() -> impl Strategy<Value = OpResult> {
     ]
 }
 
+/// Mostly refused; every kind, `rejected` (never retried) included.
+fn connect_failure() -> impl Strategy<Value = ConnectFailure> {
+    prop_oneof![
+        8 => Just(ConnectFailure::Refused),
+        2 => Just(ConnectFailure::TimedOut),
+        2 => Just(ConnectFailure::Unavailable),
+        1 => Just(ConnectFailure::Rejected),
+    ]
+}
+
 fn input() -> impl Strategy<Value = Input> {
     // Close is rare: most of a run should happen before the client is closed.
     prop_oneof![
         36 => target().prop_map(Input::ConnectOk),
-        15 => target().prop_map(Input::ConnectFail),
+        15 => (target(), connect_failure()).prop_map(|(t, w)| Input::ConnectFail(t, w)),
         12 => (target(), loss()).prop_map(|(t, k)| Input::Lost(t, k)),
         60 => (any::<bool>(), prop::option::of(0u64..=1500), prop::option::of(0u32..=5)).prop_map(
             |(retryable, deadline, max_attempts)| Input::Submit { retryable, deadline, max_attempts }
         ),
         45 => (any::<u8>(), op_result(), prop::bool::weighted(0.1))
             .prop_map(|(pick, result, anywhere)| Input::Answer { pick, result, anywhere }),
-        6 => target().prop_map(Input::HeartbeatOk),
+        6 => (target(), op_result()).prop_map(|(t, r)| Input::Heartbeat(t, r)),
         6 => any::<u8>().prop_map(Input::Cancel),
         18 => (0u16..=1000).prop_map(Input::Punctual),
         6 => (0u16..=3000).prop_map(Input::Punctual),
@@ -352,9 +362,9 @@ impl Run {
                 let c = self.conn_for(t, true);
                 self.m.handle_connected(now, c);
             }
-            Input::ConnectFail(t) => {
+            Input::ConnectFail(t, why) => {
                 let c = self.conn_for(t, true);
-                self.m.handle_connect_failed(now, c);
+                self.m.handle_connect_failed(now, c, why);
                 if self.pending == Some(c) {
                     self.pending = None;
                 }
@@ -402,9 +412,9 @@ impl Run {
                 let (op, conn) = candidates[usize::from(pick) % candidates.len()];
                 self.m.handle_op_result(now, op, conn, result);
             }
-            Input::HeartbeatOk(t) => {
+            Input::Heartbeat(t, result) => {
                 let c = self.conn_for(t, false);
-                self.m.handle_heartbeat_ok(now, c);
+                self.m.handle_heartbeat(now, c, result);
             }
             Input::Cancel(pick) => {
                 let id = if self.open.is_empty() || pick == 255 {
@@ -637,7 +647,7 @@ proptest! {
                     if r.pending.is_none() {
                         continue;
                     }
-                    r.step(&Input::ConnectFail(Target::Current));
+                    r.step(&Input::ConnectFail(Target::Current, ConnectFailure::Refused));
                 }
                 BufStep::AnswerOk => {
                     let Some(op) = model.in_flight.pop_front() else { continue };
@@ -713,13 +723,13 @@ proptest! {
 
         let limit = |n: u32| matches!(tries, Tries::Limited(max) if n >= max);
         // A failed attempt or a loss: schedule attempt `count + 1` or give up.
-        let next_attempt = |count: &mut u32, failed: &mut bool, events: &mut Vec<Event>, fail_fast: bool| {
+        let next_attempt = |count: &mut u32, failed: &mut bool, events: &mut Vec<Event>, fail_fast: bool, error: Option<ConnectFailure>| {
             if fail_fast || limit(*count) {
                 *failed = true;
-                events.push(Event::ReconnectFailed { attempts: *count });
+                events.push(Event::ReconnectFailed { attempts: *count, error });
             } else {
                 *count += 1;
-                events.push(Event::Reconnecting { attempt: *count, delay: ms(interval), endpoint: 0 });
+                events.push(Event::Reconnecting { attempt: *count, delay: ms(interval), endpoint: 0, error });
             }
         };
 
@@ -742,9 +752,9 @@ proptest! {
                 }
                 BudgetStep::ConnectFail => {
                     if r.pending.is_none() { continue; }
-                    r.step(&Input::ConnectFail(Target::Current));
+                    r.step(&Input::ConnectFail(Target::Current, ConnectFailure::Refused));
                     let fail_fast = !ever_connected && count == 0 && initial == InitialConnect::FailFast;
-                    next_attempt(&mut count, &mut failed, &mut expected_events, fail_fast);
+                    next_attempt(&mut count, &mut failed, &mut expected_events, fail_fast, Some(ConnectFailure::Refused));
                 }
                 BudgetStep::Lose => {
                     if !connected { continue; }
@@ -757,7 +767,7 @@ proptest! {
                         endpoint: 0,
                         reason: redial_core::DisconnectReason::Lost(LossKind::Closed),
                     });
-                    next_attempt(&mut count, &mut failed, &mut expected_events, false);
+                    next_attempt(&mut count, &mut failed, &mut expected_events, false, None);
                 }
                 BudgetStep::Wait => {
                     r.step(&Input::Punctual(u16::try_from(interval).unwrap()));

@@ -6,9 +6,9 @@ mod harness;
 
 use harness::{H, ms};
 use redial_core::{
-    Backoff, BufferPolicy, Config, ConnId, DisconnectReason, Duration, ErrorKind, Event, Heartbeat,
-    InitialConnect, Instant, Jitter, LossKind, OpOptions, OpResult, Output, OverflowPolicy,
-    RetryBudget, State, Tries,
+    Backoff, BufferPolicy, Config, ConnId, ConnectFailure, DisconnectReason, Duration, ErrorKind,
+    Event, Heartbeat, InitialConnect, Instant, Jitter, LossKind, OpOptions, OpResult, Output,
+    OverflowPolicy, RetryBudget, State, Tries,
 };
 
 fn mongoose() -> redial_core::ConfigBuilder {
@@ -24,6 +24,27 @@ fn reconnecting(attempt: u32, delay: Duration, endpoint: usize) -> Event {
         attempt,
         delay,
         endpoint,
+        error: None,
+    }
+}
+
+/// `reconnecting` after a connect attempt that timed out.
+fn reconnecting_timed_out(attempt: u32, delay: Duration, endpoint: usize) -> Event {
+    Event::Reconnecting {
+        attempt,
+        delay,
+        endpoint,
+        error: Some(ConnectFailure::TimedOut),
+    }
+}
+
+/// `reconnecting` after a refused connect attempt.
+fn reconnecting_refused(attempt: u32, delay: Duration, endpoint: usize) -> Event {
+    Event::Reconnecting {
+        attempt,
+        delay,
+        endpoint,
+        error: Some(ConnectFailure::Refused),
     }
 }
 
@@ -134,8 +155,11 @@ fn seed002_reconnect_tries_2_interval_100_then_topology_destroyed() {
                 reason: DisconnectReason::Lost(LossKind::Closed)
             },
             reconnecting(1, ms(100), 0),
-            reconnecting(2, ms(100), 0),
-            Event::ReconnectFailed { attempts: 2 },
+            reconnecting_refused(2, ms(100), 0),
+            Event::ReconnectFailed {
+                attempts: 2,
+                error: Some(ConnectFailure::Refused)
+            },
         ]
     );
     h.finish();
@@ -657,7 +681,10 @@ fn stale_ids_are_ignored_and_a_late_connect_is_closed() {
     // The attempt times out.
     h.advance(ms(100));
     assert!(h.last.contains(&Output::Close { conn: c2 }));
-    assert!(h.last.contains(&Output::Event(reconnecting(2, ms(50), 0))));
+    assert!(
+        h.last
+            .contains(&Output::Event(reconnecting_timed_out(2, ms(50), 0)))
+    );
     assert_eq!(h.state(), State::Backoff);
     // A late "connected" for it must not revive anything.
     assert_eq!(h.connected_report(c2), [Output::Close { conn: c2 }]);
@@ -665,7 +692,7 @@ fn stale_ids_are_ignored_and_a_late_connect_is_closed() {
     assert!(h.is_open(b));
     // Stale reports about the old connection and attempt: nothing at all.
     h.m.handle_connection_lost(h.now, c1, LossKind::Closed);
-    h.m.handle_connect_failed(h.now, c2);
+    h.m.handle_connect_failed(h.now, c2, ConnectFailure::Refused);
     h.m.handle_op_result(h.now, q, c1, OpResult::Ok);
     h.m.handle_heartbeat_ok(h.now, c1);
     assert!(h.drain().is_empty());
@@ -855,7 +882,13 @@ fn initial_connect_fail_fast_gives_up_at_once() {
     assert!(h.is_open(q));
     h.connect_fail();
     assert_eq!(h.state(), State::Failed);
-    assert_eq!(h.events(), [Event::ReconnectFailed { attempts: 0 }]);
+    assert_eq!(
+        h.events(),
+        [Event::ReconnectFailed {
+            attempts: 0,
+            error: Some(ConnectFailure::Refused)
+        }]
+    );
     let e = h.error(q);
     assert_eq!(e.kind(), ErrorKind::ReconnectFailed);
     assert_eq!(
@@ -880,7 +913,7 @@ fn initial_connect_retry_backs_off_and_then_says_connected() {
     let mut h = H::new(config);
     let q = h.op();
     h.connect_fail();
-    assert_eq!(h.events(), [reconnecting(1, ms(250), 1)]);
+    assert_eq!(h.events(), [reconnecting_refused(1, ms(250), 1)]);
     let (_, ep) = h.until_connect();
     assert_eq!((h.now.as_millis(), ep), (250, 1));
     h.connect_fail();
@@ -917,7 +950,10 @@ fn initial_connect_timeout_counts_as_a_failed_attempt() {
     assert_eq!(h.state(), State::Failed);
     assert_eq!(
         h.events().last(),
-        Some(&Event::ReconnectFailed { attempts: 1 })
+        Some(&Event::ReconnectFailed {
+            attempts: 1,
+            error: Some(ConnectFailure::TimedOut)
+        })
     );
     h.finish();
 }
@@ -1053,5 +1089,152 @@ fn a_lone_non_primary_host_spends_the_reconnect_budget() {
             .count(),
         1
     );
+    h.finish();
+}
+
+// ----- the driver's former decisions, now the core's (issue 10) ---------------
+
+#[test]
+fn a_rejected_connect_is_not_retried_and_says_why() {
+    // Unlimited tries: a refused attempt is retried for ever, a rejected one
+    // (a wrong password, an unknown database) is not.
+    let config = Config::recommended();
+    let mut h = H::new(config);
+    let q = h.op();
+    h.connect_fail_with(ConnectFailure::Refused);
+    assert_eq!(h.state(), State::Backoff);
+    h.until_connect();
+    h.connect_fail_with(ConnectFailure::Rejected);
+    assert_eq!(h.state(), State::Failed);
+    assert_eq!(h.m.last_connect_error(), Some(ConnectFailure::Rejected));
+    assert_eq!(
+        h.events().last(),
+        Some(&Event::ReconnectFailed {
+            attempts: 1,
+            error: Some(ConnectFailure::Rejected)
+        })
+    );
+    let e = h.error(q);
+    assert_eq!(e.kind(), ErrorKind::ReconnectFailed);
+    assert_eq!(e.connect_error(), Some(ConnectFailure::Rejected));
+    assert_eq!(
+        e.to_string(),
+        "failed to connect: the connection was rejected (not retried)"
+    );
+    assert!(!e.maybe_executed());
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.connects().len(), 2, "never retried");
+    h.finish();
+}
+
+#[test]
+fn every_kind_of_retried_connect_failure_is_announced_with_the_next_attempt() {
+    for why in [
+        ConnectFailure::Refused,
+        ConnectFailure::TimedOut,
+        ConnectFailure::Unavailable,
+    ] {
+        let config = legacy()
+            .initial_connect(InitialConnect::Retry)
+            .reconnect_interval(ms(10))
+            .build()
+            .unwrap();
+        let mut h = H::new(config);
+        h.connect_fail_with(why);
+        assert_eq!(
+            h.events(),
+            [Event::Reconnecting {
+                attempt: 1,
+                delay: ms(10),
+                endpoint: 0,
+                error: Some(why)
+            }]
+        );
+        h.until_connect();
+        h.connect_ok();
+        assert_eq!(h.m.last_connect_error(), None, "a success clears it");
+        h.finish();
+    }
+}
+
+#[test]
+fn a_connection_reported_lost_is_closed_by_the_core() {
+    // The driver frees a connection only when the core says so: a Close
+    // follows every loss, also one the driver reported itself.
+    let (mut h, c1) = H::connected(legacy().build().unwrap());
+    h.lose(LossKind::Reset);
+    assert!(h.last.contains(&Output::Close { conn: c1 }));
+    let (c2, _) = h.until_connect();
+    h.connect_fail();
+    assert!(h.last.contains(&Output::Close { conn: c2 }));
+    h.finish();
+}
+
+#[test]
+fn a_long_op_survives_the_heartbeat() {
+    // recommended(): heartbeat every 5 s (3 s timeout), response timeout
+    // 15 s. A healthy 10 s transaction is not killed by a ping queued behind
+    // it: no ping is sent while it is in flight.
+    let (mut h, c1) = H::connected(Config::recommended());
+    let q = h.op();
+    h.advance(ms(10_000));
+    assert!(h.m.connection().is_some(), "a busy connection is not dead");
+    assert!(
+        !h.log
+            .iter()
+            .any(|(_, o)| matches!(o, Output::Heartbeat { .. })),
+        "no ping while the op is in flight"
+    );
+    h.answer(q, OpResult::Ok);
+    assert!(h.outcome(q).is_some_and(|r| r.is_ok()));
+    // Idle again: the overdue ping goes out on the next timer step.
+    h.advance(ms(1));
+    assert!(h.last.contains(&Output::Heartbeat { conn: c1 }));
+    h.finish();
+}
+
+#[test]
+fn a_silent_loss_with_an_op_in_flight_is_detected_by_the_response_timeout() {
+    let (mut h, c1) = H::connected(Config::recommended());
+    h.answer_heartbeats = false;
+    let q = h.op();
+    h.advance(ms(14_999));
+    assert!(h.m.connection().is_some(), "not yet");
+    h.advance(ms(1));
+    assert!(h.m.connection().is_none());
+    assert!(h.events().contains(&Event::Unresponsive { conn: c1 }));
+    assert_eq!(h.kind(q), ErrorKind::ConnectionLost);
+    h.finish();
+}
+
+#[test]
+fn the_core_reads_a_failed_heartbeat() {
+    let config = legacy()
+        .heartbeat(Some(Heartbeat {
+            interval: ms(100),
+            timeout: ms(50),
+        }))
+        .build()
+        .unwrap();
+    let (mut h, c1) = H::connected(config.clone());
+    h.answer_heartbeats = false;
+    h.advance(ms(100));
+    assert!(h.last.contains(&Output::Heartbeat { conn: c1 }));
+    // The server answered with an error: the connection is alive.
+    h.m.handle_heartbeat(h.now, c1, OpResult::ServerError);
+    h.drain();
+    h.advance(ms(60));
+    assert!(h.m.connection().is_some());
+    // The next ping finds the connection broken.
+    h.advance(ms(40));
+    h.m.handle_heartbeat(h.now, c1, OpResult::ConnectionLost);
+    h.drain();
+    assert!(h.m.connection().is_none());
+    assert!(h.last.contains(&Output::Close { conn: c1 }));
+    assert!(h.events().contains(&Event::Disconnected {
+        conn: c1,
+        endpoint: 0,
+        reason: DisconnectReason::Lost(LossKind::Reset)
+    }));
     h.finish();
 }

@@ -3,7 +3,7 @@
 //! attempts were issued, which ops are in flight where, and how many
 //! outcomes each submitted op got.
 
-use redial_core::{ConnId, Duration, Instant, Machine, OpId, Output};
+use redial_core::{ConnId, ConnectFailure, Duration, Instant, Machine, OpId, Output};
 
 use crate::input::{ConnRef, Jump, OpRef, Step, ms};
 
@@ -189,7 +189,10 @@ impl Harness {
             }
             Step::ConnectFailed(r) => {
                 let (c, i) = self.conn(r);
-                self.m.handle_connect_failed(now, c);
+                // Refused keeps the corpus format and the reference model (which
+                // retries); the other kinds are covered by core/tests/properties.rs.
+                self.m
+                    .handle_connect_failed(now, c, ConnectFailure::Refused);
                 i.map_or(Applied::Nothing, Applied::Conn)
             }
             Step::Lost(r, kind) => {

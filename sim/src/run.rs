@@ -8,7 +8,8 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng};
 use redial_core::check::Checker;
 use redial_core::{
-    ConnId, DisconnectReason, Event, Instant, LossKind, Machine, OpId, OpOptions, OpResult, Output,
+    ConnId, ConnectFailure, DisconnectReason, Event, Instant, LossKind, Machine, OpId, OpOptions,
+    OpResult, Output,
 };
 
 use crate::output::{Field, Format, Line, OpLine, Summary, write_line};
@@ -351,7 +352,8 @@ impl<F: FnMut(&Line)> World<'_, F> {
                     self.m.handle_connected(now, conn);
                 } else {
                     self.conns.remove(&conn);
-                    self.m.handle_connect_failed(now, conn);
+                    self.m
+                        .handle_connect_failed(now, conn, ConnectFailure::Refused);
                 }
             }
             Ev::Lost { conn, kind } => self.m.handle_connection_lost(now, conn, kind),
@@ -627,27 +629,38 @@ impl<F: FnMut(&Line)> World<'_, F> {
                 attempt,
                 delay,
                 endpoint,
+                error,
             } => {
                 let n = self.name(endpoint);
-                (
-                    vec![
-                        ("attempt", Num(u64::from(attempt))),
-                        (
-                            "delay_ms",
-                            Num(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
-                        ),
-                        ("endpoint", Str(n.clone())),
-                    ],
-                    format!(
-                        "reconnecting: attempt {attempt} to {n} in {} ms",
-                        delay.as_millis()
+                let mut fields = vec![
+                    ("attempt", Num(u64::from(attempt))),
+                    (
+                        "delay_ms",
+                        Num(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
                     ),
-                )
+                    ("endpoint", Str(n.clone())),
+                ];
+                let mut text = format!(
+                    "reconnecting: attempt {attempt} to {n} in {} ms",
+                    delay.as_millis()
+                );
+                if let Some(e) = error {
+                    fields.push(("error", Str(e.name().into())));
+                    text.push_str(&format!(" (last attempt {e})"));
+                }
+                (fields, text)
             }
-            Event::ReconnectFailed { attempts } => (
-                vec![("attempts", Num(u64::from(attempts)))],
-                format!("gave up reconnecting after {attempts} attempts (reconnect_failed)"),
-            ),
+            Event::ReconnectFailed { attempts, error } => {
+                let mut fields = vec![("attempts", Num(u64::from(attempts)))];
+                let mut text =
+                    format!("gave up reconnecting after {attempts} attempts (reconnect_failed");
+                if let Some(e) = error {
+                    fields.push(("error", Str(e.name().into())));
+                    text.push_str(&format!(", last attempt {e}"));
+                }
+                text.push(')');
+                (fields, text)
+            }
             Event::Closed => (vec![], "client closed".into()),
             Event::BufferOverflow { failed } => (
                 vec![("failed", Num(failed as u64))],

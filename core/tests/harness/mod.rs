@@ -9,8 +9,8 @@
 
 use redial_core::check::Checker;
 use redial_core::{
-    Config, ConnId, Done, Duration, ErrorKind, Event, Instant, LossKind, Machine, OpError, OpId,
-    OpOptions, OpResult, Output, State,
+    Config, ConnId, ConnectFailure, Done, Duration, ErrorKind, Event, Instant, LossKind, Machine,
+    OpError, OpId, OpOptions, OpResult, Output, State,
 };
 
 /// Milliseconds.
@@ -104,10 +104,15 @@ impl H {
         conn
     }
 
-    /// The pending connect attempt fails.
+    /// The pending connect attempt is refused.
     pub fn connect_fail(&mut self) {
+        self.connect_fail_with(ConnectFailure::Refused);
+    }
+
+    /// The pending connect attempt fails for the reason `why`.
+    pub fn connect_fail_with(&mut self, why: ConnectFailure) {
         let (conn, _) = self.pending.take().expect("a connect attempt is pending");
-        self.m.handle_connect_failed(self.now, conn);
+        self.m.handle_connect_failed(self.now, conn, why);
         self.drain();
     }
 
