@@ -20,7 +20,8 @@ fn main() {
         })
         .config(Config::recommended())
         .runtime(Arc::new(AsyncStdRuntime))
-        .build();
+        .build()
+        .expect("client");
         let mut events = client.events();
         async_std::task::spawn(async move {
             while let Some(e) = events.next().await {

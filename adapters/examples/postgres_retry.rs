@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .or_else(|| std::env::var("PG_CONN").ok())
         .ok_or("pass a private PostgreSQL connection string as argument or PG_CONN")?;
-    let client = Client::new(Config::recommended(), PostgresConnector::new([conn])?);
+    let client = Client::new(Config::recommended(), PostgresConnector::new([conn])?)?;
     let setup = PgOp::new(|c| {
         Box::pin(async move {
             c.batch_execute(

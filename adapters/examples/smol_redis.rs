@@ -20,7 +20,8 @@ fn main() {
         })
         .config(Config::recommended())
         .runtime(Arc::new(SmolRuntime))
-        .build();
+        .build()
+        .expect("client");
         let mut events = client.events();
         smol::spawn(async move {
             while let Some(e) = events.next().await {

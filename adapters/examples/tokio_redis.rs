@@ -18,7 +18,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or(
             "pass a private redis-server URL (redis://127.0.0.1:6380) as argument or REDIS_URL",
         )?;
-    let client = Client::new(Config::recommended(), RedisConnector::new([url.as_str()])?);
+    let client = Client::new(Config::recommended(), RedisConnector::new([url.as_str()])?)?;
     let mut events = client.events();
     tokio::spawn(async move {
         while let Some(e) = events.next().await {

@@ -12,8 +12,9 @@ use futures::channel::{mpsc, oneshot};
 use pin_project::{pin_project, pinned_drop};
 
 use crate::connector::Connector;
-use crate::core::{Config, ErrorKind, Event, Machine, OpOptions, State};
-use crate::driver::{Command, Driver, Reply};
+use crate::core::{Config, ConfigError, ErrorKind, Event, Machine, OpOptions, State};
+use crate::driver::{Command, Driver, EVENT_QUEUE, Reply};
+use crate::observer::Observer;
 use crate::runtime::{Runtime, default_runtime};
 
 /// Per-call options: the core's [`OpOptions`] (retryable, deadline,
@@ -28,6 +29,7 @@ pub struct Error<E> {
     attempts: u32,
     message: String,
     server: Option<E>,
+    detail: Option<String>,
 }
 
 impl<E> Error<E> {
@@ -44,7 +46,21 @@ impl<E> Error<E> {
             attempts,
             message,
             server,
+            detail: None,
         }
+    }
+
+    pub(crate) fn with_detail(mut self, detail: Option<String>) -> Self {
+        self.detail = detail;
+        self
+    }
+
+    /// What the connector said that the core's message does not: for
+    /// `reconnect_failed` / `topology_destroyed`, the last connect error
+    /// (`last connect error: Connection refused (os error 111)`); when the
+    /// connector panicked, the panic message. Part of `Display`.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
     }
 
     /// The core's stable error kind (`no_connection`, `connection_lost`, …).
@@ -86,6 +102,7 @@ impl<E: fmt::Debug> fmt::Debug for Error<E> {
             .field("attempts", &self.attempts)
             .field("message", &self.message)
             .field("server", &self.server)
+            .field("detail", &self.detail)
             .finish()
     }
 }
@@ -93,6 +110,9 @@ impl<E: fmt::Debug> fmt::Debug for Error<E> {
 impl<E: fmt::Display> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind, self.message)?;
+        if let Some(d) = &self.detail {
+            write!(f, " ({d})")?;
+        }
         if let Some(s) = &self.server {
             write!(f, " ({s})")?;
         }
@@ -110,6 +130,12 @@ impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
 pub type CallResult<C> = Result<<C as Connector>::Output, Error<<C as Connector>::Error>>;
 
 struct Shared<C: Connector> {
+    /// Unbounded on purpose: every entry is a call a caller is awaiting (or
+    /// its cancel, or a close/subscribe), so its length is bounded by the
+    /// application's own concurrency, and the driver takes entries as fast
+    /// as it can; the core's buffer policy bounds what is kept after that.
+    /// A bounded queue here would make `call` block or fail on a busy
+    /// driver, a decision that belongs to the core's buffer policy.
     tx: mpsc::UnboundedSender<Command<C>>,
     next_key: AtomicU64,
     state: Arc<Mutex<(State, usize)>>,
@@ -137,12 +163,64 @@ impl<C: Connector> fmt::Debug for Client<C> {
     }
 }
 
+/// Why a [`Client`] could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No runtime was given and none is available (no runtime feature
+    /// enabled, or feature `tokio` only and not inside a tokio runtime).
+    NoRuntime,
+    /// The connector reports no endpoint to connect to.
+    NoEndpoints,
+    /// The config names a number of endpoints (`endpoints`) other than the
+    /// connector's seed list. Leave the config's at 1 (the default) and the
+    /// client takes the connector's.
+    EndpointMismatch {
+        /// `Config::endpoints()`.
+        config: usize,
+        /// `Connector::endpoints()`.
+        connector: usize,
+    },
+    /// The config, completed with the connector's endpoint count, is invalid.
+    Config(ConfigError),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::NoRuntime => f.write_str(
+                "redial: no async runtime (enable feature tokio, smol or async-std, \
+                 run inside it, or call Builder::runtime)",
+            ),
+            BuildError::NoEndpoints => {
+                f.write_str("redial: the connector has no endpoint (an empty seed list)")
+            }
+            BuildError::EndpointMismatch { config, connector } => write!(
+                f,
+                "redial: config field `endpoints` is {config} but the connector has \
+                 {connector} endpoints (leave `endpoints` unset to take the connector's)"
+            ),
+            BuildError::Config(e) => write!(f, "redial: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BuildError::Config(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Builds a [`Client`].
 pub struct Builder<C: Connector> {
     connector: C,
     config: Config,
     seed: Option<u64>,
     runtime: Option<Arc<dyn Runtime>>,
+    observer: Option<Box<dyn Observer<Arc<C::Op>>>>,
 }
 
 impl<C: Connector> fmt::Debug for Builder<C> {
@@ -151,6 +229,7 @@ impl<C: Connector> fmt::Debug for Builder<C> {
             .field("config", &self.config)
             .field("seed", &self.seed)
             .field("runtime", &self.runtime)
+            .field("observer", &self.observer.is_some())
             .finish()
     }
 }
@@ -176,17 +255,47 @@ impl<C: Connector> Builder<C> {
         self
     }
 
-    /// Starts the driver task and returns the handle.
+    /// Watches every step of the core this client's driver runs (see
+    /// [`Observer`]): the simulator attaches the invariant checker here.
+    pub fn observer(mut self, observer: impl Observer<Arc<C::Op>>) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
+    }
+
+    /// Starts the driver task and returns the handle. The driver starts
+    /// connecting at once, whether or not the client is used.
     ///
-    /// # Panics
+    /// The endpoints are the connector's ([`Connector::endpoints`]): a
+    /// config that leaves `endpoints` at 1 takes the connector's count.
     ///
-    /// When no runtime was given and none is available (no runtime feature
-    /// enabled, or feature `tokio` only and not inside a tokio runtime).
-    pub fn build(self) -> Client<C> {
-        let runtime = self.runtime.or_else(default_runtime).expect(
-            "redial: no async runtime (enable feature tokio, smol or async-std, \
-             run inside it, or call Builder::runtime)",
-        );
+    /// # Errors
+    ///
+    /// [`BuildError`]: no runtime, no endpoint, or a config whose
+    /// `endpoints` disagrees with the connector's seed list.
+    pub fn build(self) -> Result<Client<C>, BuildError> {
+        let runtime = self
+            .runtime
+            .or_else(default_runtime)
+            .ok_or(BuildError::NoRuntime)?;
+        let endpoints = self.connector.endpoints();
+        if endpoints == 0 {
+            return Err(BuildError::NoEndpoints);
+        }
+        let config = match self.config.endpoints() {
+            n if n == endpoints => self.config,
+            1 => self
+                .config
+                .to_builder()
+                .endpoints(endpoints)
+                .build()
+                .map_err(BuildError::Config)?,
+            n => {
+                return Err(BuildError::EndpointMismatch {
+                    config: n,
+                    connector: endpoints,
+                });
+            }
+        };
         let seed = self.seed.unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -195,7 +304,7 @@ impl<C: Connector> Builder<C> {
                 ^ u64::from(std::process::id()).rotate_left(32)
         });
         let origin = runtime.now();
-        let machine = Machine::new(self.config, seed, crate::core::Instant::ZERO);
+        let machine = Machine::new(config, seed, crate::core::Instant::ZERO);
         let state = Arc::new(Mutex::new((machine.state(), 0)));
         let (tx, rx) = mpsc::unbounded();
         let driver = Driver::new(
@@ -205,15 +314,16 @@ impl<C: Connector> Builder<C> {
             origin,
             rx,
             state.clone(),
+            self.observer,
         );
         runtime.spawn(Box::pin(driver));
-        Client {
+        Ok(Client {
             shared: Arc::new(Shared {
                 tx,
                 next_key: AtomicU64::new(0),
                 state,
             }),
-        }
+        })
     }
 }
 
@@ -226,11 +336,16 @@ impl<C: Connector> Client<C> {
             config: Config::recommended(),
             seed: None,
             runtime: None,
+            observer: None,
         }
     }
 
-    /// A client with `config` on the default runtime.
-    pub fn new(config: Config, connector: C) -> Self {
+    /// A client with `config` on the default runtime (see [`Builder::build`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::build`].
+    pub fn new(config: Config, connector: C) -> Result<Self, BuildError> {
         Self::builder(connector).config(config).build()
     }
 
@@ -262,11 +377,18 @@ impl<C: Connector> Client<C> {
         }
     }
 
-    /// A stream of the core's events from now on.
+    /// A stream of the core's events from now on. Each stream holds up to
+    /// 1024 events not yet read; newer events are dropped while it is full
+    /// and counted in [`Events::missed`] (a subscriber that stops reading
+    /// costs bounded memory and never slows the client).
     pub fn events(&self) -> Events {
-        let (tx, rx) = mpsc::unbounded();
-        let _ = self.shared.tx.unbounded_send(Command::Subscribe { tx });
-        Events { rx }
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let missed = Arc::new(AtomicU64::new(0));
+        let _ = self.shared.tx.unbounded_send(Command::Subscribe {
+            tx,
+            missed: missed.clone(),
+        });
+        Events { rx, missed }
     }
 
     /// The core's state, as of the driver's last step.
@@ -362,7 +484,15 @@ impl<C: Connector> PinnedDrop for Call<C> {
 /// The core's events, as a stream. Ends when the driver stops.
 #[derive(Debug)]
 pub struct Events {
-    rx: mpsc::UnboundedReceiver<Event>,
+    rx: mpsc::Receiver<Event>,
+    missed: Arc<AtomicU64>,
+}
+
+impl Events {
+    /// Events dropped because this stream was full (1024 unread).
+    pub fn missed(&self) -> u64 {
+        self.missed.load(Ordering::Relaxed)
+    }
 }
 
 impl Stream for Events {

@@ -2,6 +2,8 @@
 
 use std::future::Future;
 
+use crate::core::{ConnectFailure, LossKind};
+
 /// How a failed op (or ping) is to be read. The adapter passes this to the
 /// core unchanged; the core decides what happens next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +22,20 @@ pub enum Failure {
 /// Shared (multiplexed) connections are used as they are: several ops run
 /// on `&Conn` concurrently. A connection that serves one op at a time puts
 /// itself behind an async mutex inside `Conn` (see the postgres connector).
+/// The core sends heartbeats only while no op is in flight, so a ping
+/// never waits behind an op on either kind.
+///
+/// ## Panics
+///
+/// A panic in any method or future of a connector is caught by the driver
+/// and reported to the core as a fact, never decided on by the driver: in
+/// [`connect`](Connector::connect) or
+/// [`classify_connect`](Connector::classify_connect) as a
+/// [`ConnectFailure::Rejected`] attempt (a bug that retrying cannot fix:
+/// the client gives up and says so); in [`run`](Connector::run),
+/// [`ping`](Connector::ping), [`closed`](Connector::closed) or
+/// [`classify`](Connector::classify) as a lost connection. The panic
+/// message reaches the caller in the error's message.
 pub trait Connector: Send + Sync + 'static {
     /// An open connection.
     type Conn: Send + Sync + 'static;
@@ -31,13 +47,26 @@ pub trait Connector: Send + Sync + 'static {
     /// The driver's or server's error.
     type Error: std::error::Error + Send + Sync + 'static;
 
+    /// How many endpoints (the seed list) this connector can reach; the
+    /// client rotates through `0..endpoints()` when it reconnects.
+    fn endpoints(&self) -> usize;
+
     /// Opens a connection to endpoint `endpoint` (an index into the seed
-    /// list the connector was built with). The adapter applies the connect
-    /// timeout the core asked for.
+    /// list). The core times the attempt (its connect timeout): a connector
+    /// needs no timer of its own.
     fn connect(
         &self,
         endpoint: usize,
     ) -> impl Future<Output = Result<Self::Conn, Self::Error>> + Send;
+
+    /// Says why a [`connect`](Connector::connect) failed. The core decides
+    /// what follows: [`ConnectFailure::Rejected`] (wrong password, unknown
+    /// database) is not retried, the others are. The default reads every
+    /// error as [`ConnectFailure::Refused`] (retried).
+    fn classify_connect(&self, error: &Self::Error) -> ConnectFailure {
+        let _ = error;
+        ConnectFailure::Refused
+    }
 
     /// Runs one op on `conn`.
     fn run(
@@ -57,9 +86,9 @@ pub trait Connector: Send + Sync + 'static {
         std::future::ready(Ok(()))
     }
 
-    /// Resolves when the other side closed `conn` (the default never does:
-    /// the loss is then seen by the next op or heartbeat).
-    fn closed(&self, conn: &Self::Conn) -> impl Future<Output = ()> + Send {
+    /// Resolves when the other side closed `conn`, saying how (the default
+    /// never does: the loss is then seen by the next op or heartbeat).
+    fn closed(&self, conn: &Self::Conn) -> impl Future<Output = LossKind> + Send {
         let _ = conn;
         std::future::pending()
     }

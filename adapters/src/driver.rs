@@ -4,32 +4,44 @@
 //! Everything the driver starts for a connection (the connect attempt, the
 //! peer-closed watch, each op's `run`, each heartbeat) is a future in that
 //! connection's slot, polled by the driver task itself: no task is spawned
-//! per op, a finished op leaves nothing behind, and dropping the slot (on
-//! the core's `Close`, or once the core has heard of the loss) cancels all
-//! of it at once.
+//! per op. An op's `run` is dropped as soon as the core gives the op its
+//! outcome (cancelled, past its deadline, closed), and a slot with all its
+//! work and its connection is dropped when, and only when, the core emits
+//! `Close` for it.
+//!
+//! The rule that keeps decisions out of this file: every `match` or `if`
+//! here is about *carrying out* an output or *reporting* a fact (an answer,
+//! an error's reading by the connector, a panic, a closed socket); none
+//! chooses an op's or a connection's fate. What a fact means is the core's.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::pin::{Pin, pin};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
-use futures::future::{Either, select};
+use futures::future::{AbortHandle, Abortable};
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 
 use crate::client::{CallResult, Error};
 use crate::connector::{Connector, Failure};
 use crate::core::{
-    Completion, ConnId, ErrorKind, Event, Instant, LossKind, Machine, OpId, OpOptions, OpResult,
-    Output, State,
+    Completion, ConnId, ConnectFailure, ErrorKind, Event, Instant, LossKind, Machine, OpId,
+    OpOptions, OpResult, Output, State,
 };
-use crate::runtime::{AsyncTimer, Runtime, sleep_until};
+use crate::observer::Observer;
+use crate::runtime::{AsyncTimer, Runtime};
 
 pub(crate) type Reply<C> = CallResult<C>;
 
-type RunResult<C> = Result<<C as Connector>::Output, <C as Connector>::Error>;
+/// Events kept for a subscriber that does not read, before newer ones are
+/// dropped (and counted in [`Events::missed`](crate::Events::missed)).
+pub(crate) const EVENT_QUEUE: usize = 1024;
 
 /// From the client handles.
 pub(crate) enum Command<C: Connector> {
@@ -46,16 +58,30 @@ pub(crate) enum Command<C: Connector> {
         reply: oneshot::Sender<()>,
     },
     Subscribe {
-        tx: mpsc::UnboundedSender<Event>,
+        tx: mpsc::Sender<Event>,
+        missed: Arc<AtomicU64>,
     },
 }
 
+/// What went wrong in a connector call: its error, or a panic.
+enum Fault<E> {
+    Error(E),
+    Panic(String),
+}
+
+type Outcome<T, E> = Result<T, Fault<E>>;
+
+/// What an op's `run` gave: the output, or the fault.
+type RunOutcome<C> = Outcome<<C as Connector>::Output, <C as Connector>::Error>;
+
 /// What a slot's future reports when it finishes.
 enum Report<C: Connector> {
-    Connected(ConnId, Option<C::Conn>),
-    OpDone(OpId, ConnId, RunResult<C>),
-    Heartbeat(ConnId, Result<(), C::Error>),
-    PeerClosed(ConnId),
+    Connected(ConnId, Outcome<C::Conn, C::Error>),
+    OpDone(OpId, ConnId, RunOutcome<C>),
+    Heartbeat(ConnId, Outcome<(), C::Error>),
+    PeerClosed(ConnId, Outcome<LossKind, C::Error>),
+    /// An op's `run`, dropped because the op has its outcome.
+    Dropped,
 }
 
 type Work<C> = Pin<Box<dyn Future<Output = Report<C>> + Send>>;
@@ -66,13 +92,26 @@ struct Slot<C: Connector> {
     work: FuturesUnordered<Work<C>>,
 }
 
-impl<C: Connector> Slot<C> {
-    fn new() -> Self {
-        Slot {
-            conn: None,
-            work: FuturesUnordered::new(),
-        }
+fn panic_message(p: &(dyn Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".into())
+}
+
+/// Runs a connector future, turning an error or a panic into a [`Fault`].
+async fn guarded<T, E>(fut: impl Future<Output = Result<T, E>>) -> Outcome<T, E> {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Fault::Error(e)),
+        Err(p) => Err(Fault::Panic(panic_message(&*p))),
     }
+}
+
+/// A subscriber to the core's events.
+struct Subscriber {
+    tx: mpsc::Sender<Event>,
+    missed: Arc<AtomicU64>,
 }
 
 pub(crate) struct Driver<C: Connector> {
@@ -83,17 +122,25 @@ pub(crate) struct Driver<C: Connector> {
     commands: mpsc::UnboundedReceiver<Command<C>>,
     timer: Pin<Box<dyn AsyncTimer>>,
     /// The instant the timer is armed for: re-arming is skipped when the
-    /// core's deadline has not moved (a reset costs a timer-wheel update on
-    /// tokio and a reactor wake-up on async-io).
+    /// core's deadline has not moved.
     armed: Option<std::time::Instant>,
     slots: BTreeMap<ConnId, Slot<C>>,
     pending: BTreeMap<OpId, (u64, oneshot::Sender<Reply<C>>)>,
     keys: BTreeMap<u64, OpId>,
-    subscribers: Vec<mpsc::UnboundedSender<Event>>,
+    /// The `run` of each op in flight, to drop it once the op has its outcome.
+    runs: BTreeMap<OpId, AbortHandle>,
+    subscribers: Vec<Subscriber>,
     state: Arc<Mutex<(State, usize)>>,
     /// The result of the op just reported, so its completion can carry the
     /// output or the connector's error.
-    last: Option<(OpId, RunResult<C>)>,
+    last: Option<(OpId, RunOutcome<C>)>,
+    /// What the last connect failure said (the connector's error or panic),
+    /// for the message of ops the core fails because of it.
+    last_connect: Option<String>,
+    observer: Option<Box<dyn Observer<Arc<C::Op>>>>,
+    /// Whether the outputs the core queued at birth (its first `Connect`)
+    /// have been carried out.
+    started: bool,
 }
 
 impl<C: Connector> Driver<C> {
@@ -104,6 +151,7 @@ impl<C: Connector> Driver<C> {
         origin: std::time::Instant,
         commands: mpsc::UnboundedReceiver<Command<C>>,
         state: Arc<Mutex<(State, usize)>>,
+        observer: Option<Box<dyn Observer<Arc<C::Op>>>>,
     ) -> Self {
         let timer = runtime.new_timer(origin);
         Driver {
@@ -117,9 +165,13 @@ impl<C: Connector> Driver<C> {
             slots: BTreeMap::new(),
             pending: BTreeMap::new(),
             keys: BTreeMap::new(),
+            runs: BTreeMap::new(),
             subscribers: Vec::new(),
             state,
             last: None,
+            last_connect: None,
+            observer,
+            started: false,
         }
     }
 
@@ -146,6 +198,21 @@ impl<C: Connector> Driver<C> {
             })
     }
 
+    /// The connector's reading of an op's or a ping's error (a panic in
+    /// `classify`, or in the call itself, reads as a lost connection).
+    fn reading(&self, fault: &Fault<C::Error>) -> OpResult {
+        let failure = match fault {
+            Fault::Error(e) => catch_unwind(AssertUnwindSafe(|| self.connector.classify(e)))
+                .unwrap_or(Failure::ConnectionLost),
+            Fault::Panic(_) => Failure::ConnectionLost,
+        };
+        match failure {
+            Failure::ConnectionLost => OpResult::ConnectionLost,
+            Failure::WrongServer => OpResult::WrongServer,
+            Failure::ServerError => OpResult::ServerError,
+        }
+    }
+
     fn on_command(&mut self, cmd: Command<C>) {
         let now = self.now();
         match cmd {
@@ -155,7 +222,11 @@ impl<C: Connector> Driver<C> {
                 options,
                 reply,
             } => {
+                let before = self.machine.state();
                 let id = self.machine.submit(now, op, options);
+                if let Some(o) = self.observer.as_mut() {
+                    o.on_submit(self.machine.now(), id, &options, before);
+                }
                 self.pending.insert(id, (key, reply));
                 self.keys.insert(key, id);
             }
@@ -169,75 +240,73 @@ impl<C: Connector> Driver<C> {
                 self.drain();
                 let _ = reply.send(());
             }
-            Command::Subscribe { tx } => self.subscribers.push(tx),
+            Command::Subscribe { tx, missed } => {
+                self.subscribers.push(Subscriber { tx, missed });
+            }
         }
         self.drain();
     }
 
     fn on_report(&mut self, report: Report<C>) {
         let now = self.now();
-        // A connection or attempt the connector saw die: once the core has
-        // heard of it, nothing more is expected about it, so its resources
-        // go (the core only sends `Close` for what it drops itself).
-        let mut dead = None;
         match report {
-            Report::Connected(id, Some(conn)) => {
+            Report::Connected(id, result) => {
                 let Some(slot) = self.slots.get_mut(&id) else {
-                    return; // the core abandoned this attempt already
+                    return; // the core closed this attempt already: drop it
                 };
-                let conn = Arc::new(conn);
-                slot.conn = Some(conn.clone());
-                let connector = self.connector.clone();
-                self.start(id, async move {
-                    connector.closed(&conn).await;
-                    Report::PeerClosed(id)
-                });
-                self.machine.handle_connected(now, id);
-            }
-            Report::Connected(id, None) => {
-                if self.slots.contains_key(&id) {
-                    self.machine.handle_connect_failed(now, id);
-                    dead = Some(id);
+                match result {
+                    Ok(conn) => {
+                        let conn = Arc::new(conn);
+                        slot.conn = Some(conn.clone());
+                        let connector = self.connector.clone();
+                        self.start(id, async move {
+                            let kind =
+                                guarded(async { Ok::<_, C::Error>(connector.closed(&conn).await) })
+                                    .await;
+                            Report::PeerClosed(id, kind)
+                        });
+                        self.machine.handle_connected(now, id);
+                    }
+                    Err(fault) => {
+                        let why = match &fault {
+                            Fault::Error(e) => catch_unwind(AssertUnwindSafe(|| {
+                                self.connector.classify_connect(e)
+                            }))
+                            .unwrap_or(ConnectFailure::Rejected),
+                            Fault::Panic(_) => ConnectFailure::Rejected,
+                        };
+                        self.last_connect = Some(match fault {
+                            Fault::Error(e) => e.to_string(),
+                            Fault::Panic(p) => format!("the connector panicked: {p}"),
+                        });
+                        self.machine.handle_connect_failed(now, id, why);
+                    }
                 }
             }
             Report::OpDone(op, conn, result) => {
+                self.runs.remove(&op);
                 let observed = match &result {
                     Ok(_) => OpResult::Ok,
-                    Err(e) => match self.connector.classify(e) {
-                        Failure::ConnectionLost => OpResult::ConnectionLost,
-                        Failure::WrongServer => OpResult::WrongServer,
-                        Failure::ServerError => OpResult::ServerError,
-                    },
+                    Err(fault) => self.reading(fault),
                 };
                 self.last = Some((op, result));
                 self.machine.handle_op_result(now, op, conn, observed);
-                if observed == OpResult::ConnectionLost {
-                    dead = Some(conn);
-                }
             }
-            Report::Heartbeat(conn, Ok(())) => self.machine.handle_heartbeat_ok(now, conn),
-            Report::Heartbeat(conn, Err(e)) => match self.connector.classify(&e) {
-                Failure::ConnectionLost => {
-                    self.machine
-                        .handle_connection_lost(now, conn, LossKind::Reset);
-                    dead = Some(conn);
-                }
-                // The server answered: the connection is alive.
-                Failure::WrongServer | Failure::ServerError => {
-                    self.machine.handle_heartbeat_ok(now, conn)
-                }
-            },
-            Report::PeerClosed(conn) => {
-                self.machine
-                    .handle_connection_lost(now, conn, LossKind::Closed);
-                dead = Some(conn);
+            Report::Heartbeat(conn, result) => {
+                let observed = match &result {
+                    Ok(()) => OpResult::Ok,
+                    Err(fault) => self.reading(fault),
+                };
+                self.machine.handle_heartbeat(now, conn, observed);
             }
+            Report::PeerClosed(conn, kind) => {
+                let kind = kind.unwrap_or(LossKind::Reset);
+                self.machine.handle_connection_lost(now, conn, kind);
+            }
+            Report::Dropped => return,
         }
         self.drain();
         self.last = None;
-        if let Some(id) = dead {
-            self.slots.remove(&id);
-        }
     }
 
     /// Carries out every output until the core has nothing more to say.
@@ -245,26 +314,23 @@ impl<C: Connector> Driver<C> {
         // Publish the state first: callers woken below must see it.
         self.publish();
         while let Some(out) = self.machine.poll_output() {
+            if let Some(o) = self.observer.as_mut() {
+                o.on_output(self.machine.now(), &out);
+            }
             match out {
-                Output::Connect {
-                    conn,
-                    endpoint,
-                    timeout,
-                } => {
-                    self.slots.insert(conn, Slot::new());
-                    let deadline = timeout.and_then(|t| self.runtime.now().checked_add(t));
-                    let (connector, runtime) = (self.connector.clone(), self.runtime.clone());
+                Output::Connect { conn, endpoint, .. } => {
+                    // The core times the attempt (its connect timeout) and
+                    // answers a late success with `Close`.
+                    self.slots.insert(
+                        conn,
+                        Slot {
+                            conn: None,
+                            work: FuturesUnordered::new(),
+                        },
+                    );
+                    let connector = self.connector.clone();
                     self.start(conn, async move {
-                        let attempt = pin!(connector.connect(endpoint));
-                        let result = match deadline {
-                            None => attempt.await.ok(),
-                            Some(at) => {
-                                match select(attempt, pin!(sleep_until(&*runtime, at))).await {
-                                    Either::Left((r, _)) => r.ok(),
-                                    Either::Right(_) => None,
-                                }
-                            }
-                        };
+                        let result = guarded(async { connector.connect(endpoint).await }).await;
                         Report::Connected(conn, result)
                     });
                 }
@@ -277,24 +343,42 @@ impl<C: Connector> Driver<C> {
                     let c = self.slots.get(&conn).and_then(|s| s.conn.clone());
                     if let (Some(payload), Some(c)) = (payload, c) {
                         let connector = self.connector.clone();
-                        self.start(conn, async move {
-                            let r = connector.run(&c, &payload).await;
-                            Report::OpDone(op, conn, r)
-                        });
+                        let (handle, registration) = AbortHandle::new_pair();
+                        if let Some(old) = self.runs.insert(op, handle) {
+                            old.abort();
+                        }
+                        let run = Abortable::new(
+                            async move {
+                                let r = guarded(async { connector.run(&c, &payload).await }).await;
+                                Report::OpDone(op, conn, r)
+                            },
+                            registration,
+                        );
+                        self.start(conn, run.map(|r| r.unwrap_or(Report::Dropped)));
                     }
                 }
                 Output::Heartbeat { conn } => {
                     if let Some(c) = self.slots.get(&conn).and_then(|s| s.conn.clone()) {
                         let connector = self.connector.clone();
                         self.start(conn, async move {
-                            let r = connector.ping(&c).await;
+                            let r = guarded(async { connector.ping(&c).await }).await;
                             Report::Heartbeat(conn, r)
                         });
                     }
                 }
                 Output::Complete(done) => self.complete(done),
-                Output::Event(e) => self.subscribers.retain(|s| s.unbounded_send(e).is_ok()),
+                Output::Event(e) => self.subscribers.retain_mut(|s| match s.tx.try_send(e) {
+                    Ok(()) => true,
+                    Err(err) if err.is_full() => {
+                        s.missed.fetch_add(1, Ordering::Relaxed);
+                        true
+                    }
+                    Err(_) => false, // the stream was dropped
+                }),
             }
+        }
+        if let Some(o) = self.observer.as_mut() {
+            o.after_step(&self.machine);
         }
         self.publish();
     }
@@ -308,6 +392,10 @@ impl<C: Connector> Driver<C> {
     }
 
     fn complete(&mut self, done: Completion<Arc<C::Op>>) {
+        // No work of an op survives its outcome.
+        if let Some(run) = self.runs.remove(&done.id) {
+            run.abort();
+        }
         let Some((key, reply)) = self.pending.remove(&done.id) else {
             return;
         };
@@ -328,13 +416,28 @@ impl<C: Connector> Driver<C> {
                 "redial: success reported without an output (adapter bug)".into(),
                 None,
             )),
-            (Err(e), last) => Err(Error::new(
-                e.kind(),
-                e.maybe_executed(),
-                e.attempts(),
-                e.to_string(),
-                last.and_then(Result::err),
-            )),
+            (Err(e), last) => {
+                let (server, detail) = match last {
+                    Some(Err(Fault::Error(err))) => (Some(err), None),
+                    Some(Err(Fault::Panic(p))) => {
+                        (None, Some(format!("the connector panicked: {p}")))
+                    }
+                    _ => (
+                        None,
+                        e.connect_error()
+                            .and(self.last_connect.as_ref())
+                            .map(|why| format!("last connect error: {why}")),
+                    ),
+                };
+                Err(Error::new(
+                    e.kind(),
+                    e.maybe_executed(),
+                    e.attempts(),
+                    e.to_string(),
+                    server,
+                )
+                .with_detail(detail))
+            }
         };
         let _ = reply.send(result);
     }
@@ -344,6 +447,7 @@ impl<C: Connector> Driver<C> {
         self.machine.close(now);
         self.drain();
         self.slots.clear();
+        self.runs.clear();
     }
 }
 
@@ -355,6 +459,14 @@ impl<C: Connector> Future for Driver<C> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        if !this.started {
+            // The core queues its first `Connect` when it is built: carry it
+            // out now, not when the first input arrives (an idle client
+            // would otherwise see its connect timer fire first and fail an
+            // attempt that never ran).
+            this.started = true;
+            this.drain();
+        }
         for _ in 0..256 {
             match this.commands.poll_next_unpin(cx) {
                 Poll::Ready(Some(cmd)) => {
@@ -378,6 +490,9 @@ impl<C: Connector> Future for Driver<C> {
             // Expired is decided by the clock, not by the timer having fired.
             let now = this.now();
             if deadline <= now {
+                if let Some(o) = this.observer.as_mut() {
+                    o.on_timeout(now);
+                }
                 this.machine.handle_timeout(now);
                 this.drain();
                 continue;

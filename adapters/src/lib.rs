@@ -14,7 +14,7 @@
 //! use redial::{Client, core::Config, redis::RedisConnector};
 //!
 //! let connector = RedisConnector::new(["redis://127.0.0.1:6380"])?;
-//! let client = Client::new(Config::recommended(), connector);
+//! let client = Client::new(Config::recommended(), connector)?;
 //! let n = client.call(::redis::cmd("INCR").arg("hits").clone()).await?;
 //! println!("{n:?}");
 //! client.close().await;
@@ -32,20 +32,28 @@
 //! the clock with the deadline, and passes the clock's `now` (never the
 //! deadline) to `handle_timeout`. Each output is carried out as asked:
 //!
-//! - `Connect`: start [`Connector::connect`] raced against the connect
-//!   timeout → `handle_connected` / `handle_connect_failed`;
+//! - `Connect`: start [`Connector::connect`] → `handle_connected`, or
+//!   `handle_connect_failed` with [`Connector::classify_connect`]'s reading
+//!   (the core times the attempt itself);
 //! - `Dispatch`: start [`Connector::run`], read an error with
 //!   [`Connector::classify`] → `handle_op_result`;
-//! - `Heartbeat`: start [`Connector::ping`] → `handle_heartbeat_ok`, or
-//!   `handle_connection_lost` when the ping error reads as connection lost;
-//! - `Close`: drop the connection and cancel the work under way on it;
+//! - `Heartbeat`: start [`Connector::ping`] → `handle_heartbeat` with the
+//!   answer read like an op's (the core decides what a failed ping means);
+//! - `Close`: drop the connection and cancel the work under way on it —
+//!   the only way a connection is ever freed;
 //! - `Complete`: resolve the [`Call`] with the output, or an [`Error`]
 //!   carrying the core's kind, `maybe_executed`, message and the
 //!   connector's error of the last attempt;
 //! - `Event`: send to every [`Client::events`] stream.
 //!
-//! Dropping a [`Call`] sends `cancel` to the core. The adapter decides
-//! nothing: where a choice exists, the core makes it.
+//! Dropping a [`Call`] sends `cancel` to the core. An op's `run` future is
+//! dropped as soon as the op has its outcome (cancelled, past its
+//! deadline, closed). A connector that panics is reported to the core as a
+//! failed attempt or a lost connection (see [`Connector`]). The adapter
+//! decides nothing: where a choice exists, the core makes it.
+//!
+//! The client starts connecting when it is built, used or not. The
+//! endpoints are the connector's ([`Connector::endpoints`]).
 //!
 //! ## Features
 //!
@@ -60,6 +68,7 @@ pub use redial_core as core;
 mod client;
 mod connector;
 mod driver;
+mod observer;
 pub mod runtime;
 
 #[cfg(feature = "postgres")]
@@ -67,6 +76,7 @@ pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 
-pub use client::{Builder, Call, CallOptions, CallResult, Client, Error, Events};
+pub use client::{BuildError, Builder, Call, CallOptions, CallResult, Client, Error, Events};
 pub use connector::{Connector, Failure};
+pub use observer::Observer;
 pub use runtime::{AsyncTimer, Runtime, default_runtime};

@@ -20,6 +20,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, Error, NoTls};
 
 use crate::connector::{Connector, Failure};
+use crate::core::{ConnectFailure, LossKind};
 
 /// Connects to a seed list of PostgreSQL servers; ops return `T`.
 pub struct PostgresConnector<T> {
@@ -53,10 +54,23 @@ impl<T> PostgresConnector<T> {
             _out: PhantomData,
         }
     }
+}
 
-    /// How many endpoints.
-    pub fn endpoints(&self) -> usize {
-        self.configs.len()
+/// Reads a failed connect the way the core needs it: a wrong password, an
+/// unknown role or database (SQLSTATE class 28, 3D000) → `rejected` (not
+/// retried); a server starting up or full (57P03, 53300) → `unavailable`;
+/// anything else (refused, unreachable, reset, IO) → `refused`.
+pub fn classify_connect(e: &Error) -> ConnectFailure {
+    match e.code() {
+        Some(code) if code.code().starts_with("28") || *code == SqlState::INVALID_CATALOG_NAME => {
+            ConnectFailure::Rejected
+        }
+        Some(code)
+            if *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::TOO_MANY_CONNECTIONS =>
+        {
+            ConnectFailure::Unavailable
+        }
+        _ => ConnectFailure::Refused,
     }
 }
 
@@ -121,6 +135,14 @@ impl<T: Send + 'static> Connector for PostgresConnector<T> {
     type Output = T;
     type Error = Error;
 
+    fn endpoints(&self) -> usize {
+        self.configs.len()
+    }
+
+    fn classify_connect(&self, error: &Error) -> ConnectFailure {
+        classify_connect(error)
+    }
+
     async fn connect(&self, endpoint: usize) -> Result<PgConn, Error> {
         let config = self.configs.get(endpoint).cloned().unwrap_or_default();
         let (client, connection) = config.connect(NoTls).await?;
@@ -148,7 +170,8 @@ impl<T: Send + 'static> Connector for PostgresConnector<T> {
         conn.client.lock().await.simple_query("").await.map(drop)
     }
 
-    async fn closed(&self, conn: &PgConn) {
+    async fn closed(&self, conn: &PgConn) -> LossKind {
         let _ = conn.ended.clone().await;
+        LossKind::Closed
     }
 }

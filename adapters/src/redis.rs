@@ -25,6 +25,7 @@ use redis::{
 use tokio::sync::Notify;
 
 use crate::connector::{Connector, Failure};
+use crate::core::{ConnectFailure, LossKind};
 
 /// Connects to a seed list of redis servers (endpoint `i` is the `i`-th).
 #[derive(Debug, Clone)]
@@ -41,10 +42,32 @@ impl RedisConnector {
             .collect::<RedisResult<Vec<_>>>()?;
         Ok(RedisConnector { clients })
     }
+}
 
-    /// How many endpoints (give this to `ConfigBuilder::endpoints`).
-    pub fn endpoints(&self) -> usize {
-        self.clients.len()
+/// Reads a failed connect the way the core needs it: a wrong password or
+/// missing permission, or a bad client config → `rejected` (not retried);
+/// a server still loading its data set, or asking to try again →
+/// `unavailable`; a timeout → `timed_out`; anything else (refused,
+/// unreachable, reset) → `refused`.
+pub fn classify_connect(e: &RedisError) -> ConnectFailure {
+    let code = e.code().unwrap_or("");
+    if matches!(
+        e.kind(),
+        redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig
+    ) || matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM")
+    {
+        ConnectFailure::Rejected
+    } else if matches!(
+        e.kind(),
+        redis::ErrorKind::BusyLoadingError
+            | redis::ErrorKind::TryAgain
+            | redis::ErrorKind::MasterDown
+    ) {
+        ConnectFailure::Unavailable
+    } else if e.is_timeout() {
+        ConnectFailure::TimedOut
+    } else {
+        ConnectFailure::Refused
     }
 }
 
@@ -99,6 +122,14 @@ impl Connector for RedisConnector {
     type Output = Value;
     type Error = RedisError;
 
+    fn endpoints(&self) -> usize {
+        self.clients.len()
+    }
+
+    fn classify_connect(&self, error: &RedisError) -> ConnectFailure {
+        classify_connect(error)
+    }
+
     async fn connect(&self, endpoint: usize) -> Result<RedisConn, RedisError> {
         let client = self.clients.get(endpoint).ok_or_else(|| {
             RedisError::from((redis::ErrorKind::InvalidClientConfig, "no such endpoint"))
@@ -140,7 +171,7 @@ impl Connector for RedisConnector {
         redis::cmd("PING").query_async::<()>(&mut conn).await
     }
 
-    async fn closed(&self, conn: &RedisConn) {
+    async fn closed(&self, conn: &RedisConn) -> LossKind {
         let Some(closed) = &conn.closed else {
             return std::future::pending().await;
         };
@@ -150,5 +181,6 @@ impl Connector for RedisConnector {
         if !closed.seen.load(Ordering::Acquire) {
             notified.await;
         }
+        LossKind::Closed
     }
 }

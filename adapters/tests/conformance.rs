@@ -52,6 +52,7 @@ fn client(rt: &Arc<dyn Runtime>, b: ConfigBuilder, ports: Vec<u16>) -> Client<Li
         .seed(4)
         .runtime(rt.clone())
         .build()
+        .expect("client")
 }
 
 async fn wait_event(ev: &mut redial::Events, name: &str) -> Event {

@@ -80,7 +80,8 @@ async fn run(server: Arc<PgServer>, mode: &'static str) {
     let client = Client::builder(PostgresConnector::new([server.conn_str()]).expect("conn str"))
         .config(config)
         .seed(4)
-        .build();
+        .build()
+        .expect("client");
 
     let next = Arc::new(AtomicI64::new(1));
     let stop = Instant::now() + Duration::from_millis(3000);

@@ -55,6 +55,7 @@ fn client(b: ConfigBuilder, urls: &[String]) -> Client<RedisConnector> {
         .config(b.endpoints(urls.len()).build().expect("config"))
         .seed(4)
         .build()
+        .expect("client")
 }
 
 async fn wait_event(ev: &mut Events, name: &str) {
@@ -279,6 +280,11 @@ fn reconnect_budget_exhausted() {
             assert_eq!(
                 e.message(),
                 "failed to reconnect after 2 attempts with interval 100 ms"
+            );
+            assert!(
+                e.detail()
+                    .is_some_and(|d| d.starts_with("last connect error: ")),
+                "the connector's reason reaches the caller: {e}"
             );
         }
         let t = Instant::now();

@@ -36,6 +36,7 @@ pub mod matrix;
 mod output;
 mod run;
 mod timeline;
+mod world;
 
 pub use duration::parse_duration;
 pub use output::{Field, Format, Line, OpLine, Summary, write_line};

@@ -4,8 +4,6 @@
 use core::time::Duration;
 use std::collections::BTreeMap;
 
-use rand::rngs::StdRng;
-use rand::{Rng as _, SeedableRng};
 use redial_core::check::Checker;
 use redial_core::{
     ConnId, ConnectFailure, DisconnectReason, Event, Instant, LossKind, Machine, OpId, OpOptions,
@@ -13,7 +11,8 @@ use redial_core::{
 };
 
 use crate::output::{Field, Format, Line, OpLine, Summary, write_line};
-use crate::timeline::{ClientAction, Role, ServerAction, StepAction, Submit, Timeline};
+use crate::timeline::{ClientAction, ServerAction, StepAction, Submit, Timeline};
+use crate::world::Net;
 
 /// How to run a timeline.
 #[derive(Clone, Debug)]
@@ -40,29 +39,6 @@ impl Default for RunOptions {
             max_events: None,
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Health {
-    Up,
-    Down,
-    Blackhole,
-}
-
-struct Server {
-    health: Health,
-    role: Role,
-    /// Bumped whenever connections to it die.
-    epoch: u64,
-    /// Bumped by every server step (a `for` restore only applies if no
-    /// later step touched the server).
-    generation: u64,
-}
-
-struct SimConn {
-    endpoint: usize,
-    established: bool,
-    epoch: u64,
 }
 
 struct OpInfo {
@@ -117,19 +93,16 @@ struct World<'a, F: FnMut(&Line)> {
     queue: BTreeMap<(Instant, u64), Ev>,
     seq: u64,
     scripted: usize,
-    servers: Vec<Server>,
-    conns: BTreeMap<ConnId, SimConn>,
+    net: Net,
+    /// Per endpoint, bumped by every server step (a `for` restore only
+    /// applies if no later step touched the server).
+    generations: Vec<u64>,
     ops: BTreeMap<u64, OpInfo>,
     by_id: BTreeMap<OpId, u64>,
     next_op: u64,
-    rng: StdRng,
     check: Option<Checker>,
     summary: Summary,
     sink: F,
-}
-
-fn us(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Runs a timeline, handing every line to `sink` as it happens, and
@@ -145,21 +118,11 @@ pub fn run(tl: &Timeline, opts: &RunOptions, sink: impl FnMut(&Line)) -> Summary
         queue: BTreeMap::new(),
         seq: 0,
         scripted: 0,
-        servers: tl
-            .endpoints
-            .iter()
-            .map(|e| Server {
-                health: if e.up { Health::Up } else { Health::Down },
-                role: e.role,
-                epoch: 0,
-                generation: 0,
-            })
-            .collect(),
-        conns: BTreeMap::new(),
+        net: Net::new(tl, seed),
+        generations: vec![0; tl.endpoints.len()],
         ops: BTreeMap::new(),
         by_id: BTreeMap::new(),
         next_op: 1,
-        rng: StdRng::seed_from_u64(seed ^ 0x005E_ED0F_5111),
         check: opts.check.then(|| Checker::new(&tl.config)),
         summary: Summary::default(),
         sink,
@@ -214,6 +177,15 @@ impl<F: FnMut(&Line)> World<'_, F> {
                     self.scripted -= 1;
                 }
                 self.handle(ev);
+                self.drain();
+                // As the driver does: timers due by now run before the next
+                // input is taken, even one due at this same instant.
+                if self.m.poll_timeout().is_some_and(|(at, _)| at <= self.now) {
+                    if let Some(check) = self.check.as_mut() {
+                        check.on_timeout(self.now);
+                    }
+                    self.m.handle_timeout(self.now);
+                }
             } else {
                 if let Some(check) = self.check.as_mut() {
                     check.on_timeout(self.now);
@@ -241,17 +213,6 @@ impl<F: FnMut(&Line)> World<'_, F> {
         self.queue.insert((at, self.seq), ev);
     }
 
-    /// One-way network delay (latency plus seeded jitter).
-    fn hop(&mut self) -> Duration {
-        let j = us(self.tl.network.jitter);
-        let extra = if j == 0 {
-            0
-        } else {
-            self.rng.random_range(0..=j)
-        };
-        self.tl.network.latency + Duration::from_micros(extra)
-    }
-
     fn name(&self, machine_endpoint: usize) -> String {
         self.tl.endpoints[self.tl.listed_endpoint(machine_endpoint)]
             .name
@@ -277,8 +238,8 @@ impl<F: FnMut(&Line)> World<'_, F> {
                         endpoint,
                         for_,
                     } => {
-                        self.servers[endpoint].generation += 1;
-                        let generation = self.servers[endpoint].generation;
+                        self.generations[endpoint] += 1;
+                        let generation = self.generations[endpoint];
                         let name = &self.tl.endpoints[endpoint].name;
                         let text = match for_ {
                             Some(d) => {
@@ -335,88 +296,41 @@ impl<F: FnMut(&Line)> World<'_, F> {
                 action,
                 generation,
             } => {
-                if self.servers[endpoint].generation == generation {
+                if self.generations[endpoint] == generation {
                     let name = &self.tl.endpoints[endpoint].name;
                     self.world(format!("server {name} {}", action.name()));
                     self.server(endpoint, action);
                 }
             }
             Ev::ConnectDone { conn, ok } => {
-                if !self.deliverable(conn) {
+                if !self.net.connect_arrives(conn.get(), ok) {
                     return;
                 }
                 if ok {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.established = true;
-                    }
                     self.m.handle_connected(now, conn);
                 } else {
-                    self.conns.remove(&conn);
                     self.m
                         .handle_connect_failed(now, conn, ConnectFailure::Refused);
                 }
             }
             Ev::Lost { conn, kind } => self.m.handle_connection_lost(now, conn, kind),
             Ev::Answer { op, conn, result } => {
-                if self.deliverable(conn) {
+                if self.net.deliverable(conn.get()) {
                     self.m.handle_op_result(now, op, conn, result);
                 }
             }
             Ev::HeartbeatOk { conn } => {
-                if self.deliverable(conn) {
+                if self.net.deliverable(conn.get()) {
                     self.m.handle_heartbeat_ok(now, conn);
                 }
             }
         }
     }
 
-    /// A message from the server side of `conn` reaches the client only if
-    /// the connection still exists, the server did not die since, and the
-    /// server is not blackholed.
-    fn deliverable(&self, conn: ConnId) -> bool {
-        self.conns.get(&conn).is_some_and(|c| {
-            let s = &self.servers[c.endpoint];
-            s.epoch == c.epoch && s.health != Health::Blackhole
-        })
-    }
-
     fn server(&mut self, endpoint: usize, action: ServerAction) {
-        let now = self.now;
-        let kill = |w: &mut Self, kind: LossKind| {
-            w.servers[endpoint].epoch += 1;
-            let dead: Vec<ConnId> = w
-                .conns
-                .iter()
-                .filter(|(_, c)| c.endpoint == endpoint)
-                .map(|(id, _)| *id)
-                .collect();
-            for conn in dead {
-                w.conns.remove(&conn);
-                let at = now + w.hop();
-                w.schedule_at(at, Ev::Lost { conn, kind });
-            }
-        };
-        match action {
-            ServerAction::Up => self.servers[endpoint].health = Health::Up,
-            ServerAction::Down => {
-                if self.servers[endpoint].health != Health::Down {
-                    kill(self, LossKind::Closed);
-                }
-                self.servers[endpoint].health = Health::Down;
-            }
-            ServerAction::Crash => {
-                if self.servers[endpoint].health != Health::Down {
-                    kill(self, LossKind::Reset);
-                }
-                self.servers[endpoint].health = Health::Down;
-            }
-            ServerAction::Blackhole => {
-                if self.servers[endpoint].health == Health::Up {
-                    self.servers[endpoint].health = Health::Blackhole;
-                }
-            }
-            ServerAction::Promote => self.servers[endpoint].role = Role::Primary,
-            ServerAction::Demote => self.servers[endpoint].role = Role::Secondary,
+        for (id, at, kind) in self.net.server(self.now, endpoint, action) {
+            let conn = ConnId::from_raw(id);
+            self.schedule_at(at, Ev::Lost { conn, kind });
         }
     }
 
@@ -463,71 +377,29 @@ impl<F: FnMut(&Line)> World<'_, F> {
                 Output::Connect { conn, endpoint, .. } => {
                     self.summary.connect_attempts += 1;
                     let ep = self.tl.listed_endpoint(endpoint);
-                    let epoch = self.servers[ep].epoch;
-                    self.conns.insert(
-                        conn,
-                        SimConn {
-                            endpoint: ep,
-                            established: false,
-                            epoch,
-                        },
-                    );
-                    let rtt = self.hop() + self.hop();
-                    match self.servers[ep].health {
-                        Health::Up => {
-                            self.schedule_at(now + rtt, Ev::ConnectDone { conn, ok: true })
-                        }
-                        Health::Down => {
-                            self.schedule_at(now + rtt, Ev::ConnectDone { conn, ok: false })
-                        }
-                        Health::Blackhole => {}
+                    if let Some((at, ok)) = self.net.connect(now, conn.get(), ep) {
+                        self.schedule_at(at, Ev::ConnectDone { conn, ok });
                     }
                 }
-                Output::Close { conn } => {
-                    self.conns.remove(&conn);
-                }
+                Output::Close { conn } => self.net.close(conn.get()),
                 Output::Dispatch { op, conn, .. } => {
-                    if let Some(seq) = self.by_id.get(&op) {
-                        if let Some(info) = self.ops.get_mut(seq) {
-                            info.first_dispatch.get_or_insert(now);
-                        }
-                    }
-                    let Some(c) = self.conns.get(&conn) else {
+                    let Some(seq) = self.by_id.get(&op).copied() else {
                         continue;
                     };
-                    if !c.established {
+                    let Some(info) = self.ops.get_mut(&seq) else {
                         continue;
-                    }
-                    let server = &self.servers[c.endpoint];
-                    if server.health != Health::Up {
-                        continue;
-                    }
-                    let role = server.role;
-                    let server_error = self
-                        .by_id
-                        .get(&op)
-                        .and_then(|s| self.ops.get(s))
-                        .is_some_and(|i| i.server_error);
-                    let rtt = self.hop() + self.hop();
-                    let (at, result) = match (role, server_error) {
-                        (Role::Secondary, _) => (now + rtt, OpResult::WrongServer),
-                        (Role::Primary, false) => {
-                            (now + rtt + self.tl.network.service_time, OpResult::Ok)
-                        }
-                        (Role::Primary, true) => (
-                            now + rtt + self.tl.network.service_time,
-                            OpResult::ServerError,
-                        ),
                     };
-                    self.schedule_at(at, Ev::Answer { op, conn, result });
+                    info.first_dispatch.get_or_insert(now);
+                    let server_error = info.server_error;
+                    if let Some((at, result)) =
+                        self.net.dispatch(now, conn.get(), seq, server_error)
+                    {
+                        self.schedule_at(at, Ev::Answer { op, conn, result });
+                    }
                 }
                 Output::Heartbeat { conn } => {
-                    let alive = self.conns.get(&conn).is_some_and(|c| {
-                        c.established && self.servers[c.endpoint].health == Health::Up
-                    });
-                    if alive {
-                        let rtt = self.hop() + self.hop();
-                        self.schedule_at(now + rtt, Ev::HeartbeatOk { conn });
+                    if let Some(at) = self.net.ping(now, conn.get()) {
+                        self.schedule_at(at, Ev::HeartbeatOk { conn });
                     }
                 }
                 Output::Complete(c) => {

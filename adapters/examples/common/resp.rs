@@ -35,6 +35,10 @@ impl Connector for Resp {
     type Output = String;
     type Error = RespError;
 
+    fn endpoints(&self) -> usize {
+        self.addrs.len()
+    }
+
     async fn connect(&self, endpoint: usize) -> Result<RespConn, RespError> {
         let addr: std::net::SocketAddr = self.addrs[endpoint].parse().map_err(lost)?;
         let s = async_io::Async::<std::net::TcpStream>::connect(addr)

@@ -44,12 +44,6 @@ pub trait AsyncTimer: Send + Debug + 'static {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
 }
 
-/// Sleeps until `at` on `runtime`.
-pub(crate) async fn sleep_until(runtime: &dyn Runtime, at: Instant) {
-    let mut timer = runtime.new_timer(at);
-    std::future::poll_fn(|cx| timer.as_mut().poll(cx)).await;
-}
-
 /// The runtime of the current context: tokio when called inside a tokio
 /// runtime (feature `tokio`), else smol, else async-std, when enabled.
 pub fn default_runtime() -> Option<Arc<dyn Runtime>> {

@@ -121,6 +121,10 @@ impl Connector for LineConnector {
     type Output = i64;
     type Error = LineError;
 
+    fn endpoints(&self) -> usize {
+        self.ports.len()
+    }
+
     async fn connect(&self, endpoint: usize) -> Result<LineConn, LineError> {
         let port = self.ports[endpoint % self.ports.len()];
         let s = async_io::Async::<std::net::TcpStream>::connect(([127, 0, 0, 1], port))

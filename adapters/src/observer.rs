@@ -1,0 +1,37 @@
+//! A window on every step of the machine a client's driver runs.
+
+use crate::core::{Instant, Machine, OpId, OpOptions, Output, State};
+
+/// Watches the core as the driver drives it: what was submitted, every
+/// timer step, every output, and the machine after each step. The
+/// simulator attaches redial-core's invariant checker
+/// ([`redial_core::check::Checker`]) through it, so the driver users run is
+/// checked against the same invariants as the core.
+///
+/// The calls follow the checker's step protocol: a step is one input (a
+/// submit, cancel, close, a connector's report or a timer) followed by
+/// draining every output; [`on_submit`](Observer::on_submit) comes right
+/// after a submit, [`on_timeout`](Observer::on_timeout) right before a
+/// timer step, [`on_output`](Observer::on_output) for each output in order,
+/// and [`after_step`](Observer::after_step) once the step is drained.
+///
+/// Runs on the driver task: keep it cheap, and never block in it. `P` is
+/// the machine's payload: `Arc<C::Op>` for a connector `C`.
+pub trait Observer<P>: Send + 'static {
+    /// An op was submitted as `op`, while the machine was in `before`.
+    fn on_submit(&mut self, now: Instant, op: OpId, options: &OpOptions, before: State) {
+        let _ = (now, op, options, before);
+    }
+    /// A timer step at `now` is about to run.
+    fn on_timeout(&mut self, now: Instant) {
+        let _ = now;
+    }
+    /// The machine produced `output` (the driver carries it out next).
+    fn on_output(&mut self, now: Instant, output: &Output<P>) {
+        let _ = (now, output);
+    }
+    /// The step is drained.
+    fn after_step(&mut self, machine: &Machine<P>) {
+        let _ = machine;
+    }
+}

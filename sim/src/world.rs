@@ -1,0 +1,232 @@
+//! The simulated world: servers (health, role), connections to them and the
+//! network between, shared by the fast loop ([`crate::run`]) and by the
+//! simulated connector that the real driver runs against
+//! ([`crate::through_driver`]). It answers "when does this message arrive,
+//! and what does it say" — never what the client does about it.
+//!
+//! A message's delay depends only on what it is (which connection, which
+//! op, which ping), never on the order in which it was asked for, so both
+//! loops see the same network whatever order their requests come in.
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+
+use redial_core::{Instant, LossKind, OpResult};
+
+use crate::timeline::{Role, ServerAction, Timeline};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Health {
+    Up,
+    Down,
+    Blackhole,
+}
+
+struct Server {
+    health: Health,
+    role: Role,
+    /// Bumped whenever connections to it die.
+    epoch: u64,
+}
+
+struct NetConn {
+    /// Index into the timeline's endpoints.
+    endpoint: usize,
+    established: bool,
+    epoch: u64,
+    pings: u64,
+}
+
+/// What a connect attempt meets: an answer at `at` (`ok` or refused), or
+/// nothing ever (a blackholed server).
+pub(crate) type ConnectReply = Option<(Instant, bool)>;
+
+pub(crate) struct Net {
+    servers: Vec<Server>,
+    conns: BTreeMap<u64, NetConn>,
+    latency: Duration,
+    jitter_us: u64,
+    service_time: Duration,
+    seed: u64,
+}
+
+const CONNECT: u64 = 1;
+const DISPATCH: u64 = 2;
+const PING: u64 = 3;
+const LOSS: u64 = 4;
+
+/// SplitMix64's finaliser: a well-mixed 64-bit hash.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Net {
+    pub(crate) fn new(tl: &Timeline, seed: u64) -> Net {
+        Net {
+            servers: tl
+                .endpoints
+                .iter()
+                .map(|e| Server {
+                    health: if e.up { Health::Up } else { Health::Down },
+                    role: e.role,
+                    epoch: 0,
+                })
+                .collect(),
+            conns: BTreeMap::new(),
+            latency: tl.network.latency,
+            jitter_us: u64::try_from(tl.network.jitter.as_micros()).unwrap_or(u64::MAX),
+            service_time: tl.network.service_time,
+            seed: mix(seed ^ 0x005E_ED0F_5111),
+        }
+    }
+
+    /// One-way delay of message `(kind, a, b)`, hop `i` of it.
+    fn hop(&self, kind: u64, a: u64, b: u64, i: u64) -> Duration {
+        let extra = match self.jitter_us {
+            0 => 0,
+            j => {
+                let h = mix(self.seed ^ mix(kind ^ mix(a ^ mix(b ^ mix(i)))));
+                h % j.saturating_add(1)
+            }
+        };
+        self.latency + Duration::from_micros(extra)
+    }
+
+    fn rtt(&self, kind: u64, a: u64, b: u64) -> Duration {
+        self.hop(kind, a, b, 0) + self.hop(kind, a, b, 1)
+    }
+
+    /// Connection `id` is attempted to `endpoint` (timeline index) at `now`.
+    pub(crate) fn connect(&mut self, now: Instant, id: u64, endpoint: usize) -> ConnectReply {
+        let epoch = self.servers[endpoint].epoch;
+        self.conns.insert(
+            id,
+            NetConn {
+                endpoint,
+                established: false,
+                epoch,
+                pings: 0,
+            },
+        );
+        let at = now + self.rtt(CONNECT, id, 0);
+        match self.servers[endpoint].health {
+            Health::Up => Some((at, true)),
+            Health::Down => Some((at, false)),
+            Health::Blackhole => None,
+        }
+    }
+
+    /// The connect answer for `id` arrives: whether it reaches the client
+    /// (and the connection is then established, or gone if refused).
+    pub(crate) fn connect_arrives(&mut self, id: u64, ok: bool) -> bool {
+        if !self.deliverable(id) {
+            return false;
+        }
+        if ok {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.established = true;
+            }
+        } else {
+            self.conns.remove(&id);
+        }
+        true
+    }
+
+    /// The client sends op `seq` on `id` at `now`: its answer and when it
+    /// arrives, if the server can answer at all.
+    pub(crate) fn dispatch(
+        &mut self,
+        now: Instant,
+        id: u64,
+        seq: u64,
+        server_error: bool,
+    ) -> Option<(Instant, OpResult)> {
+        let c = self.conns.get(&id)?;
+        let server = &self.servers[c.endpoint];
+        if !c.established || server.health != Health::Up {
+            return None;
+        }
+        let rtt = self.rtt(DISPATCH, seq, id);
+        Some(match (server.role, server_error) {
+            (Role::Secondary, _) => (now + rtt, OpResult::WrongServer),
+            (Role::Primary, false) => (now + rtt + self.service_time, OpResult::Ok),
+            (Role::Primary, true) => (now + rtt + self.service_time, OpResult::ServerError),
+        })
+    }
+
+    /// The client pings `id` at `now`: when the answer arrives, if ever.
+    pub(crate) fn ping(&mut self, now: Instant, id: u64) -> Option<Instant> {
+        let c = self.conns.get_mut(&id)?;
+        if !c.established || self.servers[c.endpoint].health != Health::Up {
+            return None;
+        }
+        c.pings += 1;
+        let n = c.pings;
+        Some(now + self.rtt(PING, id, n))
+    }
+
+    /// A message from the server side of `id` reaches the client only if
+    /// the connection still exists, the server did not die since, and the
+    /// server is not blackholed.
+    pub(crate) fn deliverable(&self, id: u64) -> bool {
+        self.conns.get(&id).is_some_and(|c| {
+            let s = &self.servers[c.endpoint];
+            s.epoch == c.epoch && s.health != Health::Blackhole
+        })
+    }
+
+    /// The client closed `id` (or gave up on the attempt).
+    pub(crate) fn close(&mut self, id: u64) {
+        self.conns.remove(&id);
+    }
+
+    /// Applies a server action at `now`; returns the losses the client will
+    /// see, and when.
+    pub(crate) fn server(
+        &mut self,
+        now: Instant,
+        endpoint: usize,
+        action: ServerAction,
+    ) -> Vec<(u64, Instant, LossKind)> {
+        let mut losses = Vec::new();
+        let mut kill = |net: &mut Net, kind: LossKind| {
+            net.servers[endpoint].epoch += 1;
+            let dead: Vec<u64> = net
+                .conns
+                .iter()
+                .filter(|(_, c)| c.endpoint == endpoint)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in dead {
+                net.conns.remove(&id);
+                losses.push((id, now + net.hop(LOSS, id, 0, 0), kind));
+            }
+        };
+        let health = self.servers[endpoint].health;
+        match action {
+            ServerAction::Up => self.servers[endpoint].health = Health::Up,
+            ServerAction::Down | ServerAction::Crash => {
+                if health != Health::Down {
+                    let kind = if action == ServerAction::Down {
+                        LossKind::Closed
+                    } else {
+                        LossKind::Reset
+                    };
+                    kill(self, kind);
+                }
+                self.servers[endpoint].health = Health::Down;
+            }
+            ServerAction::Blackhole => {
+                if health == Health::Up {
+                    self.servers[endpoint].health = Health::Blackhole;
+                }
+            }
+            ServerAction::Promote => self.servers[endpoint].role = Role::Primary,
+            ServerAction::Demote => self.servers[endpoint].role = Role::Secondary,
+        }
+        losses
+    }
+}
