@@ -116,7 +116,8 @@ fn echo_variants<N: Net, B: BlockOn>(on: B, addr: SocketAddr, out: &mut Vec<Vari
             .config(Config::recommended())
             .seed(1)
             .runtime(on.redial_runtime())
-            .build();
+            .build()
+            .expect("client");
         client.call(LINE.to_vec()).await.expect("redial warm-up");
         client
     });
@@ -154,7 +155,8 @@ fn redis_variants<B: BlockOn>(on: B, rt: &'static str, server: &Redis, out: &mut
             .config(Config::recommended())
             .seed(1)
             .runtime(on.redial_runtime())
-            .build();
+            .build()
+            .expect("client");
         c.call(incr("bench:redial")).await.expect("redial warm-up");
         c
     });

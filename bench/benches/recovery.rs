@@ -90,7 +90,8 @@ async fn redial_contender(name: &'static str, url: &str, config: Config) -> Cont
         .config(config)
         .seed(7)
         .runtime(Arc::new(TokioRuntime))
-        .build();
+        .build()
+        .expect("client");
     let events: EventLog = Arc::default();
     let mut stream = client.events();
     let sink = events.clone();

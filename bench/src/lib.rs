@@ -200,6 +200,10 @@ impl<N: Net> Connector for PipeConnector<N> {
     type Output = Vec<u8>;
     type Error = io::Error;
 
+    fn endpoints(&self) -> usize {
+        1
+    }
+
     fn connect(&self, _endpoint: usize) -> impl Future<Output = io::Result<Pipe>> + Send {
         N::connect(self.addr)
     }

@@ -175,6 +175,12 @@ impl Scenario {
                     if r.random_bool(0.1) {
                         s.push_str("\nthen = \"followup\"");
                     }
+                    if r.random_bool(0.15) {
+                        s.push_str(&format!(
+                            "\ncancel_after = \"{}ms\"",
+                            r.random_range(1..3000u32)
+                        ));
+                    }
                     s
                 }
                 _ => format!("at = \"{at}ms\"\nclient = \"close\""),
@@ -302,29 +308,67 @@ pub struct Exploration {
     pub failures: Vec<(u64, Vec<String>, String)>,
 }
 
-/// Runs `runs` random scenarios with seeds `seed, seed + 1, …`; stops at
-/// the first failure (shrunk).
-pub fn explore(runs: u64, seed: u64, mut progress: impl FnMut(u64)) -> Exploration {
+/// What a scenario did through the real driver, compared with the fast
+/// loop: `None` if its config was refused, else the differences and the
+/// violations of either run (empty: they agree and all invariants held).
+pub fn check_through_driver(text: &str) -> Option<Vec<String>> {
+    let tl = Timeline::parse(text, "<explore>").ok()?;
+    let d = crate::compare_with_fast_loop(&tl, &RunOptions::default());
+    Some(d.differences.into_iter().chain(d.violations).collect())
+}
+
+/// How [`explore_with`] runs each scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mode {
+    /// The fast loop, with the invariant checker (every 16th run twice, for
+    /// determinism).
+    Fast,
+    /// The fast loop and the real driver ([`crate::run_through_driver`]),
+    /// each with the checker; they must agree on every op's fate and the
+    /// event sequence ([`crate::compare_with_fast_loop`]).
+    ThroughDriver,
+}
+
+/// Runs `runs` random scenarios with seeds `seed, seed + 1, …` through the
+/// fast loop; stops at the first failure (shrunk).
+pub fn explore(runs: u64, seed: u64, progress: impl FnMut(u64)) -> Exploration {
+    explore_with(runs, seed, Mode::Fast, progress)
+}
+
+/// As [`explore`], in `mode`.
+pub fn explore_with(
+    runs: u64,
+    seed: u64,
+    mode: Mode,
+    mut progress: impl FnMut(u64),
+) -> Exploration {
     let mut e = Exploration::default();
+    let step = if mode == Mode::Fast { 10_000 } else { 1_000 };
     for i in 0..runs {
         let s = Scenario::random(seed.wrapping_add(i));
         let text = s.to_toml();
-        let result = if i % 16 == 0 {
-            check_determinism(&text)
-        } else {
-            check(&text)
+        let result = match mode {
+            Mode::ThroughDriver => check_through_driver(&text),
+            _ if i % 16 == 0 => check_determinism(&text),
+            _ => check(&text),
         };
         e.runs += 1;
         match result {
             None => e.skipped += 1,
             Some(v) if v.is_empty() => {}
             Some(v) => {
-                let small = shrink(s);
+                let small = match mode {
+                    Mode::ThroughDriver => shrink_by(s, |s| {
+                        check_through_driver(&s.to_toml()).is_some_and(|v| !v.is_empty())
+                    }),
+                    _ => shrink(s),
+                };
                 e.failures.push((seed.wrapping_add(i), v, small.to_toml()));
                 return e;
             }
         }
-        if (i + 1) % 10_000 == 0 {
+        if (i + 1) % step == 0 {
             progress(i + 1);
         }
     }

@@ -35,12 +35,18 @@ pub mod explore;
 pub mod matrix;
 mod output;
 mod run;
+mod through_driver;
 mod timeline;
+pub mod vrt;
 mod world;
 
 pub use duration::parse_duration;
 pub use output::{Field, Format, Line, OpLine, Summary, write_line};
 pub use run::{RunOptions, run, run_formatted, run_to_string};
+pub use through_driver::{
+    Divergence, SimConn, SimConnector, SimError, SimOp, compare_with_fast_loop, run_through_driver,
+    run_through_driver_formatted,
+};
 pub use timeline::{
     ClientAction, Endpoint, MAX_COUNT, Network, Role, ServerAction, Step, StepAction, Submit,
     Timeline, TimelineError, Workload,

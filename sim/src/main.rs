@@ -37,7 +37,7 @@ impl From<Fmt> for Format {
 enum Cmd {
     /// Replay one timeline file and print what happened.
     #[command(
-        after_help = "Examples:\n  redial-sim replay sim/timelines/mongoose-buffer-until-reconnect.toml\n  redial-sim replay sim/timelines/driver-defaults.toml --format json\n  redial-sim replay my.toml --seed 42"
+        after_help = "Examples:\n  redial-sim replay sim/timelines/mongoose-buffer-until-reconnect.toml\n  redial-sim replay sim/timelines/driver-defaults.toml --format json\n  redial-sim replay my.toml --seed 42\n  redial-sim replay sim/timelines/app-callers-give-up.toml --through-driver\n  redial-sim replay sim/timelines/app-callers-give-up.toml --diff"
     )]
     Replay {
         /// The timeline (TOML).
@@ -48,6 +48,14 @@ enum Cmd {
         /// Override the timeline's seed.
         #[arg(long)]
         seed: Option<u64>,
+        /// Run it through the real driver (`redial::Client` on a virtual
+        /// clock against the simulated world) instead of the fast loop.
+        #[arg(long)]
+        through_driver: bool,
+        /// Run it both ways and report where the driver and the fast loop
+        /// disagree (exit 1 if they do).
+        #[arg(long, conflicts_with = "through_driver")]
+        diff: bool,
     },
     /// Run seed 003's workload under the six autoReconnect × bufferMaxEntries combinations.
     #[command(
@@ -77,7 +85,7 @@ enum Cmd {
     },
     /// Run random timelines against the invariants; shrink and save a failure.
     #[command(
-        after_help = "Examples:\n  redial-sim explore --runs 1000\n  redial-sim explore --runs 100000 --seed 7 --out failure.toml\n\nRun i uses seed S+i; a failure prints its seed and writes a shrunk timeline that `redial-sim replay` reproduces."
+        after_help = "Examples:\n  redial-sim explore --runs 1000\n  redial-sim explore --runs 100000 --seed 7 --out failure.toml\n  redial-sim explore --runs 10000 --through-driver\n\nRun i uses seed S+i; a failure prints its seed and writes a shrunk timeline that `redial-sim replay` reproduces."
     )]
     Explore {
         /// How many random timelines.
@@ -89,6 +97,10 @@ enum Cmd {
         /// Where to write the shrunk failing timeline.
         #[arg(long, default_value = "explore-failure.toml")]
         out: String,
+        /// Also run each timeline through the real driver and require the
+        /// same fates and events as the fast loop.
+        #[arg(long)]
+        through_driver: bool,
     },
 }
 
@@ -149,24 +161,46 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Cmd::Explore { runs, seed, out } => {
+        Cmd::Explore {
+            runs,
+            seed,
+            out,
+            through_driver,
+        } => {
             let started = std::time::Instant::now();
-            let e = explore::explore(runs, seed, |n| {
+            let mode = if through_driver {
+                explore::Mode::ThroughDriver
+            } else {
+                explore::Mode::Fast
+            };
+            let e = explore::explore_with(runs, seed, mode, |n| {
                 eprintln!("explore: {n} timelines, no violation so far");
             });
             let secs = started.elapsed().as_secs_f64();
             match e.failures.first() {
                 None => {
                     println!(
-                        "explore: {} random timelines (seeds {seed}..{}), {} skipped as invalid configs, no invariant violated ({secs:.1} s)",
+                        "explore: {} random timelines (seeds {seed}..{}), {} skipped as invalid configs, no invariant violated{} ({secs:.1} s)",
                         e.runs,
                         seed.wrapping_add(e.runs),
-                        e.skipped
+                        e.skipped,
+                        if through_driver {
+                            ", the driver agreed with the fast loop on every one"
+                        } else {
+                            ""
+                        }
                     );
                     ExitCode::SUCCESS
                 }
                 Some((s, violations, toml)) => {
-                    println!("explore: run with seed {s} violated an invariant:");
+                    println!(
+                        "explore: run with seed {s} violated an invariant{}:",
+                        if through_driver {
+                            " or the driver disagreed with the fast loop"
+                        } else {
+                            ""
+                        }
+                    );
                     for v in violations {
                         println!("  {v}");
                     }
@@ -174,13 +208,25 @@ fn main() -> ExitCode {
                         eprintln!("{out}: cannot write: {err}");
                     }
                     println!(
-                        "shrunk timeline written to {out}; reproduce with: redial-sim replay {out}  (or: redial-sim explore --runs 1 --seed {s})"
+                        "shrunk timeline written to {out}; reproduce with: redial-sim replay {out}{}  (or: redial-sim explore --runs 1 --seed {s}{})",
+                        if through_driver { " --diff" } else { "" },
+                        if through_driver {
+                            " --through-driver"
+                        } else {
+                            ""
+                        }
                     );
                     ExitCode::from(1)
                 }
             }
         }
-        Cmd::Replay { file, format, seed } => {
+        Cmd::Replay {
+            file,
+            format,
+            seed,
+            through_driver,
+            diff,
+        } => {
             let tl = match read_timeline(&file) {
                 Ok(t) => t,
                 Err(code) => return code,
@@ -189,7 +235,25 @@ fn main() -> ExitCode {
                 seed,
                 ..RunOptions::default()
             };
-            let (out, summary) = run_formatted(&tl, &opts, format.into());
+            if diff {
+                let d = redial_sim::compare_with_fast_loop(&tl, &opts);
+                if d.is_empty() {
+                    println!(
+                        "{file}: the driver and the fast loop agree on every op's fate, the events and the world; invariants held in both"
+                    );
+                    return ExitCode::SUCCESS;
+                }
+                println!("{file}: the driver and the fast loop disagree:");
+                for line in d.differences.iter().chain(&d.violations) {
+                    println!("  {line}");
+                }
+                return ExitCode::from(1);
+            }
+            let (out, summary) = if through_driver {
+                redial_sim::run_through_driver_formatted(&tl, &opts, format.into())
+            } else {
+                run_formatted(&tl, &opts, format.into())
+            };
             print!("{out}");
             if summary.violations.is_empty() {
                 ExitCode::SUCCESS

@@ -11,7 +11,7 @@ use redial_core::{
 };
 
 use crate::output::{Field, Format, Line, OpLine, Summary, write_line};
-use crate::timeline::{ClientAction, ServerAction, StepAction, Submit, Timeline};
+use crate::timeline::{ClientAction, ServerAction, StepAction, Submit, Timeline, server_step_text};
 use crate::world::Net;
 
 /// How to run a timeline.
@@ -43,6 +43,7 @@ impl Default for RunOptions {
 
 struct OpInfo {
     seq: u64,
+    id: OpId,
     label: String,
     submitted: Instant,
     first_dispatch: Option<Instant>,
@@ -54,6 +55,8 @@ enum Ev {
     Step(usize),
     Tick(usize, u64),
     Then(String),
+    /// The caller gives up op `seq` (drops its call: a cancel).
+    Cancel(u64),
     Restore {
         endpoint: usize,
         action: ServerAction,
@@ -214,9 +217,7 @@ impl<F: FnMut(&Line)> World<'_, F> {
     }
 
     fn name(&self, machine_endpoint: usize) -> String {
-        self.tl.endpoints[self.tl.listed_endpoint(machine_endpoint)]
-            .name
-            .clone()
+        endpoint_name(self.tl, machine_endpoint)
     }
 
     fn world(&mut self, text: String) {
@@ -241,12 +242,7 @@ impl<F: FnMut(&Line)> World<'_, F> {
                         self.generations[endpoint] += 1;
                         let generation = self.generations[endpoint];
                         let name = &self.tl.endpoints[endpoint].name;
-                        let text = match for_ {
-                            Some(d) => {
-                                format!("server {name} {} for {} ms", action.name(), d.as_millis())
-                            }
-                            None => format!("server {name} {}", action.name()),
-                        };
+                        let text = server_step_text(name, action, for_);
                         self.world(text);
                         self.server(endpoint, action);
                         if let Some(d) = for_ {
@@ -270,26 +266,19 @@ impl<F: FnMut(&Line)> World<'_, F> {
             Ev::Tick(i, n) => {
                 let wl = &self.tl.workloads[i];
                 let s = wl.submit.clone();
-                let next = u32::try_from(n + 1)
-                    .ok()
-                    .and_then(|k| wl.every.checked_mul(k))
-                    .and_then(|d| wl.from.checked_add(d));
-                if let Some(next) = next.filter(|t| *t < wl.until) {
+                if let Some(next) = wl.tick_at(n + 1) {
                     self.schedule_at(Instant::ZERO + next, Ev::Tick(i, n + 1));
                 }
                 self.submit(&s);
             }
             Ev::Then(label) => {
-                let s = Submit {
-                    label,
-                    retryable: false,
-                    deadline: None,
-                    max_attempts: None,
-                    count: 1,
-                    server_error: false,
-                    then: None,
-                };
+                let s = Submit::follow_up(label);
                 self.submit(&s);
+            }
+            Ev::Cancel(seq) => {
+                if let Some(id) = self.ops.get(&seq).map(|i| i.id) {
+                    self.m.cancel(now, id);
+                }
             }
             Ev::Restore {
                 endpoint,
@@ -349,6 +338,7 @@ impl<F: FnMut(&Line)> World<'_, F> {
                 seq,
                 OpInfo {
                     seq,
+                    id: OpId::from_raw(0),
                     label: s.label.clone(),
                     submitted: self.now,
                     first_dispatch: None,
@@ -360,6 +350,12 @@ impl<F: FnMut(&Line)> World<'_, F> {
             let before = self.m.state();
             let id = self.m.submit(self.now, seq, opts);
             self.by_id.insert(id, seq);
+            if let Some(info) = self.ops.get_mut(&seq) {
+                info.id = id;
+                if let Some(d) = s.cancel_after {
+                    self.schedule_at(self.now + d, Ev::Cancel(seq));
+                }
+            }
             if let Some(check) = self.check.as_mut() {
                 check.on_submit(self.m.now(), id, &opts, before);
             }
@@ -444,7 +440,7 @@ impl<F: FnMut(&Line)> World<'_, F> {
                     }
                 }
                 Output::Event(e) => {
-                    let line = self.event_line(&e);
+                    let line = event_line(self.tl, self.now, &e);
                     (self.sink)(&line);
                 }
             }
@@ -454,100 +450,108 @@ impl<F: FnMut(&Line)> World<'_, F> {
             check.after_step(&self.m);
         }
     }
+}
 
-    fn event_line(&self, e: &Event) -> Line {
-        use Field::{Num, Str};
-        let (fields, text): (Vec<(&'static str, Field)>, String) = match *e {
-            Event::Connected { conn, endpoint } => {
-                let n = self.name(endpoint);
-                (
-                    vec![("conn", Num(conn.get())), ("endpoint", Str(n.clone()))],
-                    format!("connected to {n} ({conn})"),
-                )
-            }
-            Event::Reconnected { conn, endpoint } => {
-                let n = self.name(endpoint);
-                (
-                    vec![("conn", Num(conn.get())), ("endpoint", Str(n.clone()))],
-                    format!("reconnected to {n} ({conn})"),
-                )
-            }
-            Event::Disconnected {
-                conn,
-                endpoint,
-                reason,
-            } => {
-                let n = self.name(endpoint);
-                (
-                    vec![
-                        ("conn", Num(conn.get())),
-                        ("endpoint", Str(n.clone())),
-                        ("reason", Str(reason.name().into())),
-                    ],
-                    format!(
-                        "lost connection to {n} ({conn}: {})",
-                        match reason {
-                            DisconnectReason::Lost(LossKind::Closed) => "closed by the server",
-                            DisconnectReason::Lost(LossKind::Reset) => "reset",
-                            DisconnectReason::Lost(LossKind::TimedOut) => "timed out",
-                            DisconnectReason::Idle => "idle, socket timeout",
-                            DisconnectReason::Unresponsive => "unresponsive",
-                            DisconnectReason::WrongServer => "not primary",
-                        }
-                    ),
-                )
-            }
-            Event::Reconnecting {
-                attempt,
-                delay,
-                endpoint,
-                error,
-            } => {
-                let n = self.name(endpoint);
-                let mut fields = vec![
-                    ("attempt", Num(u64::from(attempt))),
-                    (
-                        "delay_ms",
-                        Num(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
-                    ),
-                    ("endpoint", Str(n.clone())),
-                ];
-                let mut text = format!(
-                    "reconnecting: attempt {attempt} to {n} in {} ms",
-                    delay.as_millis()
-                );
-                if let Some(e) = error {
-                    fields.push(("error", Str(e.name().into())));
-                    text.push_str(&format!(" (last attempt {e})"));
-                }
-                (fields, text)
-            }
-            Event::ReconnectFailed { attempts, error } => {
-                let mut fields = vec![("attempts", Num(u64::from(attempts)))];
-                let mut text =
-                    format!("gave up reconnecting after {attempts} attempts (reconnect_failed");
-                if let Some(e) = error {
-                    fields.push(("error", Str(e.name().into())));
-                    text.push_str(&format!(", last attempt {e}"));
-                }
-                text.push(')');
-                (fields, text)
-            }
-            Event::Closed => (vec![], "client closed".into()),
-            Event::BufferOverflow { failed } => (
-                vec![("failed", Num(failed as u64))],
-                format!("buffer overflow: {failed} ops errored out"),
-            ),
-            Event::Unresponsive { conn } => (
-                vec![("conn", Num(conn.get()))],
-                format!("{conn} unresponsive"),
-            ),
-        };
-        Line::Event {
-            t_us: self.now.as_micros(),
-            event: e.name(),
-            fields,
-            text,
+/// The name of the machine's endpoint `machine_endpoint`.
+pub(crate) fn endpoint_name(tl: &Timeline, machine_endpoint: usize) -> String {
+    tl.endpoints[tl.listed_endpoint(machine_endpoint)]
+        .name
+        .clone()
+}
+
+/// The transcript line of event `e` at `now`.
+pub(crate) fn event_line(tl: &Timeline, now: Instant, e: &Event) -> Line {
+    use Field::{Num, Str};
+    let (fields, text): (Vec<(&'static str, Field)>, String) = match *e {
+        Event::Connected { conn, endpoint } => {
+            let n = endpoint_name(tl, endpoint);
+            (
+                vec![("conn", Num(conn.get())), ("endpoint", Str(n.clone()))],
+                format!("connected to {n} ({conn})"),
+            )
         }
+        Event::Reconnected { conn, endpoint } => {
+            let n = endpoint_name(tl, endpoint);
+            (
+                vec![("conn", Num(conn.get())), ("endpoint", Str(n.clone()))],
+                format!("reconnected to {n} ({conn})"),
+            )
+        }
+        Event::Disconnected {
+            conn,
+            endpoint,
+            reason,
+        } => {
+            let n = endpoint_name(tl, endpoint);
+            (
+                vec![
+                    ("conn", Num(conn.get())),
+                    ("endpoint", Str(n.clone())),
+                    ("reason", Str(reason.name().into())),
+                ],
+                format!(
+                    "lost connection to {n} ({conn}: {})",
+                    match reason {
+                        DisconnectReason::Lost(LossKind::Closed) => "closed by the server",
+                        DisconnectReason::Lost(LossKind::Reset) => "reset",
+                        DisconnectReason::Lost(LossKind::TimedOut) => "timed out",
+                        DisconnectReason::Idle => "idle, socket timeout",
+                        DisconnectReason::Unresponsive => "unresponsive",
+                        DisconnectReason::WrongServer => "not primary",
+                    }
+                ),
+            )
+        }
+        Event::Reconnecting {
+            attempt,
+            delay,
+            endpoint,
+            error,
+        } => {
+            let n = endpoint_name(tl, endpoint);
+            let mut fields = vec![
+                ("attempt", Num(u64::from(attempt))),
+                (
+                    "delay_ms",
+                    Num(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                ),
+                ("endpoint", Str(n.clone())),
+            ];
+            let mut text = format!(
+                "reconnecting: attempt {attempt} to {n} in {} ms",
+                delay.as_millis()
+            );
+            if let Some(e) = error {
+                fields.push(("error", Str(e.name().into())));
+                text.push_str(&format!(" (last attempt {e})"));
+            }
+            (fields, text)
+        }
+        Event::ReconnectFailed { attempts, error } => {
+            let mut fields = vec![("attempts", Num(u64::from(attempts)))];
+            let mut text =
+                format!("gave up reconnecting after {attempts} attempts (reconnect_failed");
+            if let Some(e) = error {
+                fields.push(("error", Str(e.name().into())));
+                text.push_str(&format!(", last attempt {e}"));
+            }
+            text.push(')');
+            (fields, text)
+        }
+        Event::Closed => (vec![], "client closed".into()),
+        Event::BufferOverflow { failed } => (
+            vec![("failed", Num(failed as u64))],
+            format!("buffer overflow: {failed} ops errored out"),
+        ),
+        Event::Unresponsive { conn } => (
+            vec![("conn", Num(conn.get()))],
+            format!("{conn} unresponsive"),
+        ),
+    };
+    Line::Event {
+        t_us: now.as_micros(),
+        event: e.name(),
+        fields,
+        text,
     }
 }

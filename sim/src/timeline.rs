@@ -185,6 +185,33 @@ pub struct Submit {
     /// When this op completes (either way), the application submits an op
     /// with this label (seed 003's insert callback issuing findOne).
     pub then: Option<String>,
+    /// The caller gives up this long after submitting (drops its call
+    /// future, which cancels the op), if it has no outcome by then.
+    pub cancel_after: Option<Duration>,
+}
+
+impl Submit {
+    /// The follow-up op a `then` submits: one plain op with this label.
+    pub fn follow_up(label: String) -> Submit {
+        Submit {
+            label,
+            retryable: false,
+            deadline: None,
+            max_attempts: None,
+            count: 1,
+            server_error: false,
+            then: None,
+            cancel_after: None,
+        }
+    }
+}
+
+/// The transcript's words for a server step on endpoint `name`.
+pub(crate) fn server_step_text(name: &str, action: ServerAction, for_: Option<Duration>) -> String {
+    match for_ {
+        Some(d) => format!("server {name} {} for {} ms", action.name(), d.as_millis()),
+        None => format!("server {name} {}", action.name()),
+    }
 }
 
 /// What a step does.
@@ -225,6 +252,17 @@ pub struct Workload {
     pub from: Duration,
     /// No tick at or after this time.
     pub until: Duration,
+}
+
+impl Workload {
+    /// When tick `n` (0-based) falls, if before `until`.
+    pub fn tick_at(&self, n: u64) -> Option<Duration> {
+        u32::try_from(n)
+            .ok()
+            .and_then(|k| self.every.checked_mul(k))
+            .and_then(|d| self.from.checked_add(d))
+            .filter(|t| *t < self.until)
+    }
 }
 
 /// A parsed, validated timeline.
@@ -371,6 +409,7 @@ struct RawStep {
     count: S<u32>,
     server_error: Option<bool>,
     then: Option<String>,
+    cancel_after: Option<Dur>,
     client: S<String>,
 }
 
@@ -387,6 +426,7 @@ struct RawWorkload {
     count: S<u32>,
     server_error: Option<bool>,
     then: Option<String>,
+    cancel_after: Option<Dur>,
 }
 
 // ----- parsing ------------------------------------------------------------
@@ -482,6 +522,7 @@ impl Timeline {
                 ("count", s.count.is_some()),
                 ("server_error", s.server_error.is_some()),
                 ("then", s.then.is_some()),
+                ("cancel_after", s.cancel_after.is_some()),
             ];
             let action = if let Some(server) = &s.server {
                 if let Some((k, _)) = submit_only.iter().find(|(_, set)| *set) {
@@ -519,6 +560,7 @@ impl Timeline {
                     &s.count,
                     s.server_error,
                     &s.then,
+                    s.cancel_after,
                 )?)
             } else if let Some(client) = &s.client {
                 if s.endpoint.is_some() || s.for_.is_some() || submit_only.iter().any(|(_, b)| *b) {
@@ -556,6 +598,7 @@ impl Timeline {
                     &w.count,
                     w.server_error,
                     &w.then,
+                    w.cancel_after,
                 )?,
                 every,
                 from: w.from.map_or(Duration::ZERO, |d| d.0),
@@ -636,6 +679,7 @@ fn submit(
     count: &S<u32>,
     server_error: Option<bool>,
     then: &Option<String>,
+    cancel_after: Option<Dur>,
 ) -> Result<Submit, TimelineError> {
     if let Some(c) = count {
         if *c.get_ref() == 0 || *c.get_ref() > MAX_COUNT {
@@ -649,6 +693,12 @@ fn submit(
         if *m.get_ref() == 0 {
             return Err(cx.err(m.span(), "`max_attempts` must be at least 1"));
         }
+    }
+    if cancel_after.is_some_and(|d| d.0.is_zero()) {
+        return Err(cx.err(
+            label.span(),
+            "`cancel_after` must be greater than zero (leave it out for never)",
+        ));
     }
     if deadline.is_some_and(|d| d.0.is_zero()) {
         return Err(cx.err(
@@ -664,6 +714,7 @@ fn submit(
         count: count.as_ref().map_or(1, |c| *c.get_ref()),
         server_error: server_error.unwrap_or(false),
         then: then.clone(),
+        cancel_after: cancel_after.map(|d| d.0),
     })
 }
 
