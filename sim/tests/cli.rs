@@ -197,3 +197,65 @@ fn json_replay_ends_with_the_summary() {
         assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
     }
 }
+
+#[test]
+fn zero_cancel_after_is_refused() {
+    assert_bad(
+        "cancel.toml",
+        "[[step]]\nat = \"1s\"\nsubmit = \"q\"\ncancel_after = \"0ms\"\n",
+        3,
+        10,
+        "`cancel_after` must be greater than zero",
+    );
+    assert_bad(
+        "cancel-server.toml",
+        "[[step]]\nat = \"1s\"\nserver = \"down\"\ncancel_after = \"5ms\"\n",
+        2,
+        6,
+        "`cancel_after` only applies to `submit` steps",
+    );
+}
+
+#[test]
+fn replay_through_the_driver_and_diff() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/timelines/app-callers-give-up.toml"
+    );
+    let fast = sim().args(["replay", file]).output().expect("runs");
+    let driver = sim()
+        .args(["replay", file, "--through-driver"])
+        .output()
+        .expect("runs");
+    assert_eq!(driver.status.code(), Some(0));
+    let lines = |o: &std::process::Output| {
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        // Lines stamped with the same instant may interleave differently.
+        v.sort();
+        v
+    };
+    assert_eq!(lines(&fast), lines(&driver));
+    let diff = sim()
+        .args(["replay", file, "--diff"])
+        .output()
+        .expect("runs");
+    assert_eq!(diff.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&diff.stdout).contains("agree"));
+}
+
+#[test]
+fn explore_through_the_driver() {
+    let out = sim()
+        .args(["explore", "--runs", "200", "--through-driver"])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("the driver agreed with the fast loop on every one"),
+        "{stdout}"
+    );
+}
