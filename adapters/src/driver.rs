@@ -320,7 +320,9 @@ impl<C: Connector> Driver<C> {
             match out {
                 Output::Connect { conn, endpoint, .. } => {
                     // The core times the attempt (its connect timeout) and
-                    // answers a late success with `Close`.
+                    // answers a late success with `Close`. What the last
+                    // attempt said is forgotten: this one will say its own.
+                    self.last_connect = None;
                     self.slots.insert(
                         conn,
                         Slot {
@@ -424,9 +426,13 @@ impl<C: Connector> Driver<C> {
                     }
                     _ => (
                         None,
-                        e.connect_error()
-                            .and(self.last_connect.as_ref())
-                            .map(|why| format!("last connect error: {why}")),
+                        match (e.connect_error(), &self.last_connect) {
+                            (Some(_), Some(why)) => Some(format!("last connect error: {why}")),
+                            (Some(ConnectFailure::TimedOut), None) => {
+                                Some("the last connect attempt timed out".into())
+                            }
+                            _ => None,
+                        },
                     ),
                 };
                 Err(Error::new(

@@ -77,6 +77,8 @@ struct TestConnector {
     rt: VirtualRuntime,
     endpoints: usize,
     refuse: Vec<usize>,
+    /// Endpoints whose connect never answers.
+    silent: Vec<usize>,
     reject: Option<String>,
     panic_on_connect: bool,
     serial: bool,
@@ -91,6 +93,7 @@ impl TestConnector {
             rt: rt.clone(),
             endpoints: 1,
             refuse: Vec::new(),
+            silent: Vec::new(),
             reject: None,
             panic_on_connect: false,
             serial: false,
@@ -127,6 +130,9 @@ impl Connector for TestConnector {
         self.after(Duration::from_millis(1)).await;
         if let Some(why) = &self.reject {
             return Err(TestError(Failure::ServerError, why.clone()));
+        }
+        if self.silent.contains(&endpoint) {
+            std::future::pending::<()>().await;
         }
         if self.refuse.contains(&endpoint) {
             return Err(TestError(Failure::ConnectionLost, "refused".into()));
@@ -472,6 +478,30 @@ fn the_last_connect_error_reaches_ops_failed_by_the_give_up() {
     let e = taken(&r).expect("answered").expect_err("gave up");
     assert_eq!(e.kind(), ErrorKind::ReconnectFailed);
     assert_eq!(e.detail(), Some("last connect error: refused"));
+}
+
+/// The words of an earlier attempt are not passed off as the last one's: an
+/// attempt the core timed out says so.
+#[test]
+fn a_timed_out_last_attempt_is_not_reported_with_an_older_error() {
+    let rt = VirtualRuntime::new();
+    let mut c = TestConnector::new(&rt);
+    c.endpoints = 2;
+    c.refuse = vec![0];
+    c.silent = vec![1];
+    let config = Config::mongoose()
+        .to_builder()
+        .initial_connect(InitialConnect::Retry)
+        .reconnect_tries(Tries::Limited(1))
+        .connect_timeout(Some(ms(100)))
+        .build()
+        .unwrap();
+    let client = client(&rt, c, config);
+    let r = call(&rt, &client, Op::Ok(ms(1)), CallOptions::new());
+    drive(&rt, Duration::from_secs(10));
+    let e = taken(&r).expect("answered").expect_err("gave up");
+    assert_eq!(e.kind(), ErrorKind::ReconnectFailed);
+    assert_eq!(e.detail(), Some("the last connect attempt timed out"));
 }
 
 /// Before: a connector that panicked killed the driver task: `state()`
