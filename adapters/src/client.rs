@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 
 use futures::Stream;
 use futures::channel::{mpsc, oneshot};
+use futures::future::FusedFuture;
 use pin_project::{pin_project, pinned_drop};
 
 use crate::connector::Connector;
@@ -374,6 +375,7 @@ impl<C: Connector> Client<C> {
             rx,
             shared: self.shared.clone(),
             done: !sent,
+            resolved: false,
         }
     }
 
@@ -382,7 +384,8 @@ impl<C: Connector> Client<C> {
     /// and counted in [`Events::missed`] (a subscriber that stops reading
     /// costs bounded memory and never slows the client).
     pub fn events(&self) -> Events {
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        // A futures channel holds its buffer plus one slot per sender.
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE - 1);
         let missed = Arc::new(AtomicU64::new(0));
         let _ = self.shared.tx.unbounded_send(Command::Subscribe {
             tx,
@@ -433,7 +436,10 @@ pub struct Call<C: Connector> {
     rx: oneshot::Receiver<Reply<C>>,
     // An Arc clone per call is cheaper than a channel-sender clone.
     shared: Arc<Shared<C>>,
+    /// No cancel to send on drop (resolved, or never submitted).
     done: bool,
+    /// Resolved: polling again is a misuse.
+    resolved: bool,
 }
 
 impl<C: Connector> fmt::Debug for Call<C> {
@@ -448,12 +454,18 @@ impl<C: Connector> fmt::Debug for Call<C> {
 impl<C: Connector> Future for Call<C> {
     type Output = CallResult<C>;
 
+    /// # Panics
+    ///
+    /// When polled again after it resolved (as an `async fn`'s future
+    /// does); [`FusedFuture::is_terminated`] says when not to.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        assert!(!*this.resolved, "redial::Call polled after it resolved");
         match this.rx.poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(r) => {
                 *this.done = true;
+                *this.resolved = true;
                 Poll::Ready(r.unwrap_or_else(|_| {
                     // The driver task is gone (its runtime shut down).
                     Err(Error::new(
@@ -466,6 +478,12 @@ impl<C: Connector> Future for Call<C> {
                 }))
             }
         }
+    }
+}
+
+impl<C: Connector> FusedFuture for Call<C> {
+    fn is_terminated(&self) -> bool {
+        self.resolved
     }
 }
 

@@ -43,6 +43,9 @@ pub(crate) type Reply<C> = CallResult<C>;
 /// dropped (and counted in [`Events::missed`](crate::Events::missed)).
 pub(crate) const EVENT_QUEUE: usize = 1024;
 
+/// Commands taken in a row before the driver looks at answers and timers.
+const COMMAND_BURST: usize = 32;
+
 /// From the client handles.
 pub(crate) enum Command<C: Connector> {
     Submit {
@@ -63,10 +66,20 @@ pub(crate) enum Command<C: Connector> {
     },
 }
 
-/// What went wrong in a connector call: its error, or a panic.
-enum Fault<E> {
-    Error(E),
-    Panic(String),
+/// What went wrong in a connector call: its error, a panic, or both (an
+/// error whose reading panicked).
+struct Fault<E> {
+    error: Option<E>,
+    panic: Option<String>,
+}
+
+impl<E> Fault<E> {
+    fn panicked(p: String) -> Self {
+        Fault {
+            error: None,
+            panic: Some(p),
+        }
+    }
 }
 
 type Outcome<T, E> = Result<T, Fault<E>>;
@@ -99,13 +112,26 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "a panic with no message".into())
 }
 
-/// Runs a connector future, turning an error or a panic into a [`Fault`].
-async fn guarded<T, E>(fut: impl Future<Output = Result<T, E>>) -> Outcome<T, E> {
+/// Runs a connector future (`what`: which method), turning an error or a
+/// panic into a [`Fault`].
+async fn guarded<T, E>(what: &str, fut: impl Future<Output = Result<T, E>>) -> Outcome<T, E> {
     match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Fault::Error(e)),
-        Err(p) => Err(Fault::Panic(panic_message(&*p))),
+        Ok(Err(e)) => Err(Fault {
+            error: Some(e),
+            panic: None,
+        }),
+        Err(p) => Err(Fault::panicked(format!(
+            "in {what}: {}",
+            panic_message(&*p)
+        ))),
     }
+}
+
+/// Calls connector code that must not take the driver down: a panic comes
+/// back as its message.
+fn shielded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_message(&*p))
 }
 
 /// A subscriber to the core's events.
@@ -137,6 +163,11 @@ pub(crate) struct Driver<C: Connector> {
     /// What the last connect failure said (the connector's error or panic),
     /// for the message of ops the core fails because of it.
     last_connect: Option<String>,
+    /// A panic behind the input being handled (a connection lost to a
+    /// panicking connector), for the ops the core fails in this step.
+    step_panic: Option<String>,
+    /// Subscribers when dropped streams were last swept out.
+    swept_at: usize,
     observer: Option<Box<dyn Observer<Arc<C::Op>>>>,
     /// Whether the outputs the core queued at birth (its first `Connect`)
     /// have been carried out.
@@ -170,6 +201,8 @@ impl<C: Connector> Driver<C> {
             state,
             last: None,
             last_connect: None,
+            step_panic: None,
+            swept_at: 0,
             observer,
             started: false,
         }
@@ -198,14 +231,26 @@ impl<C: Connector> Driver<C> {
             })
     }
 
-    /// The connector's reading of an op's or a ping's error (a panic in
-    /// `classify`, or in the call itself, reads as a lost connection).
-    fn reading(&self, fault: &Fault<C::Error>) -> OpResult {
-        let failure = match fault {
-            Fault::Error(e) => catch_unwind(AssertUnwindSafe(|| self.connector.classify(e)))
-                .unwrap_or(Failure::ConnectionLost),
-            Fault::Panic(_) => Failure::ConnectionLost,
+    /// The connector's reading of an op's or a ping's error. A panic in
+    /// `classify`, or in the call itself, reads as a lost connection; its
+    /// message is kept in the fault (and for this step's other outcomes).
+    fn reading(&mut self, fault: &mut Fault<C::Error>) -> OpResult {
+        let failure = match (&fault.error, &fault.panic) {
+            (Some(e), None) => {
+                let connector = &self.connector;
+                match shielded(|| connector.classify(e)) {
+                    Ok(f) => f,
+                    Err(p) => {
+                        fault.panic = Some(format!("in classify: {p}"));
+                        Failure::ConnectionLost
+                    }
+                }
+            }
+            _ => Failure::ConnectionLost,
         };
+        if let Some(p) = &fault.panic {
+            self.step_panic = Some(p.clone());
+        }
         match failure {
             Failure::ConnectionLost => OpResult::ConnectionLost,
             Failure::WrongServer => OpResult::WrongServer,
@@ -241,6 +286,14 @@ impl<C: Connector> Driver<C> {
                 let _ = reply.send(());
             }
             Command::Subscribe { tx, missed } => {
+                // Streams dropped while no event came are swept out here,
+                // whenever the list has doubled since the last sweep, so
+                // subscribing and dropping costs amortised O(1) and bounded
+                // memory.
+                if self.subscribers.len() >= 2 * self.swept_at.max(8) {
+                    self.subscribers.retain(|s| !s.tx.is_closed());
+                    self.swept_at = self.subscribers.len();
+                }
                 self.subscribers.push(Subscriber { tx, missed });
             }
         }
@@ -260,53 +313,73 @@ impl<C: Connector> Driver<C> {
                         slot.conn = Some(conn.clone());
                         let connector = self.connector.clone();
                         self.start(id, async move {
-                            let kind =
-                                guarded(async { Ok::<_, C::Error>(connector.closed(&conn).await) })
-                                    .await;
+                            let kind = guarded("closed", async {
+                                Ok::<_, C::Error>(connector.closed(&conn).await)
+                            })
+                            .await;
                             Report::PeerClosed(id, kind)
                         });
                         self.machine.handle_connected(now, id);
                     }
                     Err(fault) => {
-                        let why = match &fault {
-                            Fault::Error(e) => catch_unwind(AssertUnwindSafe(|| {
-                                self.connector.classify_connect(e)
-                            }))
-                            .unwrap_or(ConnectFailure::Rejected),
-                            Fault::Panic(_) => ConnectFailure::Rejected,
+                        let connector = &self.connector;
+                        let (why, words) = match (&fault.error, fault.panic) {
+                            (Some(e), None) => {
+                                let words = shielded(|| e.to_string()).unwrap_or_else(|p| {
+                                    format!("the connector's error panicked in Display: {p}")
+                                });
+                                match shielded(|| connector.classify_connect(e)) {
+                                    Ok(why) => (why, words),
+                                    Err(p) => (
+                                        ConnectFailure::Rejected,
+                                        format!(
+                                            "the connector panicked in classify_connect: {p} \
+                                             (reading: {words})"
+                                        ),
+                                    ),
+                                }
+                            }
+                            (_, p) => (
+                                ConnectFailure::Rejected,
+                                format!("the connector panicked {}", p.unwrap_or_default()),
+                            ),
                         };
-                        self.last_connect = Some(match fault {
-                            Fault::Error(e) => e.to_string(),
-                            Fault::Panic(p) => format!("the connector panicked: {p}"),
-                        });
+                        self.last_connect = Some(words);
                         self.machine.handle_connect_failed(now, id, why);
                     }
                 }
             }
-            Report::OpDone(op, conn, result) => {
+            Report::OpDone(op, conn, mut result) => {
                 self.runs.remove(&op);
-                let observed = match &result {
+                let observed = match &mut result {
                     Ok(_) => OpResult::Ok,
                     Err(fault) => self.reading(fault),
                 };
                 self.last = Some((op, result));
                 self.machine.handle_op_result(now, op, conn, observed);
             }
-            Report::Heartbeat(conn, result) => {
-                let observed = match &result {
+            Report::Heartbeat(conn, mut result) => {
+                let observed = match &mut result {
                     Ok(()) => OpResult::Ok,
                     Err(fault) => self.reading(fault),
                 };
                 self.machine.handle_heartbeat(now, conn, observed);
             }
             Report::PeerClosed(conn, kind) => {
-                let kind = kind.unwrap_or(LossKind::Reset);
+                let kind = match kind {
+                    Ok(kind) => kind,
+                    Err(fault) => {
+                        self.step_panic = fault.panic;
+                        LossKind::Reset
+                    }
+                };
                 self.machine.handle_connection_lost(now, conn, kind);
             }
             Report::Dropped => return,
         }
         self.drain();
         self.last = None;
+        self.step_panic = None;
     }
 
     /// Carries out every output until the core has nothing more to say.
@@ -332,7 +405,8 @@ impl<C: Connector> Driver<C> {
                     );
                     let connector = self.connector.clone();
                     self.start(conn, async move {
-                        let result = guarded(async { connector.connect(endpoint).await }).await;
+                        let result =
+                            guarded("connect", async { connector.connect(endpoint).await }).await;
                         Report::Connected(conn, result)
                     });
                 }
@@ -351,7 +425,8 @@ impl<C: Connector> Driver<C> {
                         }
                         let run = Abortable::new(
                             async move {
-                                let r = guarded(async { connector.run(&c, &payload).await }).await;
+                                let r = guarded("run", async { connector.run(&c, &payload).await })
+                                    .await;
                                 Report::OpDone(op, conn, r)
                             },
                             registration,
@@ -363,7 +438,7 @@ impl<C: Connector> Driver<C> {
                     if let Some(c) = self.slots.get(&conn).and_then(|s| s.conn.clone()) {
                         let connector = self.connector.clone();
                         self.start(conn, async move {
-                            let r = guarded(async { connector.ping(&c).await }).await;
+                            let r = guarded("ping", async { connector.ping(&c).await }).await;
                             Report::Heartbeat(conn, r)
                         });
                     }
@@ -419,10 +494,16 @@ impl<C: Connector> Driver<C> {
                 None,
             )),
             (Err(e), last) => {
+                let panicked = |p: &str| format!("the connector panicked {p}");
                 let (server, detail) = match last {
-                    Some(Err(Fault::Error(err))) => (Some(err), None),
-                    Some(Err(Fault::Panic(p))) => {
-                        (None, Some(format!("the connector panicked: {p}")))
+                    Some(Err(Fault { error, panic })) => (error, panic.as_deref().map(panicked)),
+                    _ if self.step_panic.is_some()
+                        && matches!(
+                            e.kind(),
+                            ErrorKind::ConnectionLost | ErrorKind::RetryBudgetExhausted
+                        ) =>
+                    {
+                        (None, self.step_panic.as_deref().map(panicked))
                     }
                     _ => (
                         None,
@@ -474,23 +555,31 @@ impl<C: Connector> Future for Driver<C> {
             this.drain();
         }
         for _ in 0..256 {
-            match this.commands.poll_next_unpin(cx) {
-                Poll::Ready(Some(cmd)) => {
-                    this.on_command(cmd);
-                    continue;
+            // Fairness: a few commands, one report, then the timers, so a
+            // flood of calls never starves answers or deadlines.
+            let mut progressed = false;
+            for _ in 0..COMMAND_BURST {
+                match this.commands.poll_next_unpin(cx) {
+                    Poll::Ready(Some(cmd)) => {
+                        this.on_command(cmd);
+                        progressed = true;
+                    }
+                    Poll::Ready(None) => {
+                        // Every handle and call is gone.
+                        this.shut_down();
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => break,
                 }
-                Poll::Ready(None) => {
-                    // Every handle and call is gone.
-                    this.shut_down();
-                    return Poll::Ready(());
-                }
-                Poll::Pending => {}
             }
             if let Some(report) = this.poll_work(cx) {
                 this.on_report(report);
-                continue;
+                progressed = true;
             }
             let Some((deadline, _why)) = this.machine.poll_timeout() else {
+                if progressed {
+                    continue;
+                }
                 return Poll::Pending;
             };
             // Expired is decided by the clock, not by the timer having fired.
@@ -501,6 +590,9 @@ impl<C: Connector> Future for Driver<C> {
                 }
                 this.machine.handle_timeout(now);
                 this.drain();
+                continue;
+            }
+            if progressed {
                 continue;
             }
             let Some(at) = this.origin.checked_add(deadline.since_origin()) else {

@@ -235,6 +235,23 @@ impl VirtualRuntime {
         s.ready.push_back((slot, id));
     }
 
+    /// Runs every task and fires every timer up to virtual time `until`,
+    /// in order, then leaves the clock at `until` with every task idle: the
+    /// loop a test writes to let a client live for a while.
+    pub fn run_until(&self, until: Duration) {
+        loop {
+            self.run_until_stalled();
+            match self.next_timer() {
+                Some(t) if t <= until => self.advance_to(t),
+                _ => {
+                    self.advance_to(until);
+                    self.run_until_stalled();
+                    return;
+                }
+            }
+        }
+    }
+
     /// Drops every task (finished or not) and forgets every wake-up: ends
     /// a simulation whose tasks hold handles on this executor (the driver
     /// holds its runtime), which would otherwise keep each other alive.

@@ -17,17 +17,7 @@ use redial_sim::vrt::VirtualRuntime;
 /// Runs the executor until virtual time `until` (or until nothing is left
 /// to wake).
 fn drive(rt: &VirtualRuntime, until: Duration) {
-    loop {
-        rt.run_until_stalled();
-        match rt.next_timer() {
-            Some(t) if t <= until => rt.advance_to(t),
-            _ => {
-                rt.advance_to(until);
-                rt.run_until_stalled();
-                return;
-            }
-        }
-    }
+    rt.run_until(until);
 }
 
 #[derive(Debug, Clone)]
