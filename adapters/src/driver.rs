@@ -172,6 +172,8 @@ pub(crate) struct Driver<C: Connector> {
     /// Whether the outputs the core queued at birth (its first `Connect`)
     /// have been carried out.
     started: bool,
+    /// A report already taken from a slot, to be handled next.
+    ready: Option<Report<C>>,
 }
 
 impl<C: Connector> Driver<C> {
@@ -205,6 +207,7 @@ impl<C: Connector> Driver<C> {
             swept_at: 0,
             observer,
             started: false,
+            ready: None,
         }
     }
 
@@ -572,9 +575,15 @@ impl<C: Connector> Future for Driver<C> {
                     Poll::Pending => break,
                 }
             }
-            if let Some(report) = this.poll_work(cx) {
+            if let Some(report) = this.ready.take().or_else(|| this.poll_work(cx)) {
                 this.on_report(report);
                 progressed = true;
+            }
+            if progressed && this.ready.is_none() {
+                // Work just started gets its first poll before a timer can
+                // end it (a dispatched op goes on the wire, as the core was
+                // told); a report this turns up waits for the next turn.
+                this.ready = this.poll_work(cx);
             }
             let Some((deadline, _why)) = this.machine.poll_timeout() else {
                 if progressed {

@@ -910,8 +910,16 @@ pub fn compare_with_fast_loop(tl: &Timeline, opts: &RunOptions) -> Divergence {
             (Some(a), Some(b)) if a == b => {}
             (a, b) => differ(format!(
                 "op #{id}: fast loop {:?}, driver {:?}",
-                a.map(|o| show(&Line::Op(o.clone()))),
-                b.map(|o| show(&Line::Op(o.clone())))
+                a.map(|o| format!(
+                    "{}, first dispatch {:?} µs",
+                    show(&Line::Op(o.clone())),
+                    o.first_dispatch_us
+                )),
+                b.map(|o| format!(
+                    "{}, first dispatch {:?} µs",
+                    show(&Line::Op(o.clone())),
+                    o.first_dispatch_us
+                ))
             )),
         }
     }
