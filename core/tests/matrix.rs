@@ -168,7 +168,6 @@ fn row_false_minus1_buffers_for_ever_the_legacy_trap() {
 fn row_false_n_fills_then_fails_all_again_and_again_without_reconnect() {
     let (mut h, _) = H::connected(row(false, 2));
     h.lose(LossKind::TimedOut);
-    let mut failed_rounds = 0;
     for _ in 0..4 {
         let a = h.op();
         let b = h.op();
@@ -179,9 +178,7 @@ fn row_false_n_fills_then_fails_all_again_and_again_without_reconnect() {
         for o in [a, b, c] {
             assert_eq!(h.kind(o), ErrorKind::BufferOverflow);
         }
-        failed_rounds += 1;
     }
-    assert_eq!(failed_rounds, 4);
     assert_eq!(
         h.event_names()
             .iter()
