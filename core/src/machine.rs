@@ -360,11 +360,16 @@ impl<P> Machine<P> {
     }
 
     /// The next instant at which [`handle_timeout`](Self::handle_timeout)
-    /// has work to do, and why. A pure query.
+    /// has work to do, and why. A pure query. [`Instant::MAX`] is the end
+    /// of the clock (about 584,000 years): a deadline that saturates there
+    /// never fires.
     pub fn poll_timeout(&self) -> Option<(Instant, TimerKind)> {
         let mut best: Option<(Instant, TimerKind)> = None;
         let mut offer = |at: Option<Instant>, kind: TimerKind| {
-            if let Some(at) = at {
+            // A deadline that saturated at the end of the clock is "never":
+            // firing it would schedule the next one at the same instant,
+            // and `handle_timeout` would never return.
+            if let Some(at) = at.filter(|at| *at != Instant::MAX) {
                 if best.is_none_or(|b| (at, kind) < b) {
                     best = Some((at, kind));
                 }

@@ -7,8 +7,8 @@ mod harness;
 use harness::{H, ms};
 use redial_core::{
     Backoff, BufferPolicy, Config, ConnId, ConnectFailure, DisconnectReason, Duration, ErrorKind,
-    Event, Heartbeat, InitialConnect, Instant, Jitter, LossKind, OpOptions, OpResult, Output,
-    OverflowPolicy, RetryBudget, State, Tries,
+    Event, Heartbeat, InitialConnect, Instant, Jitter, LossKind, Machine, OpOptions, OpResult,
+    Output, OverflowPolicy, RetryBudget, State, Tries,
 };
 
 fn mongoose() -> redial_core::ConfigBuilder {
@@ -1233,4 +1233,45 @@ fn the_core_reads_a_failed_heartbeat() {
         reason: DisconnectReason::Lost(LossKind::Reset)
     }));
     h.finish();
+}
+
+// ----- nothing hangs (issue 14) ------------------------------------------------
+
+#[test]
+fn time_at_the_end_of_the_clock_never_hangs() {
+    // Unlimited tries, refused connects, a clock that reaches Instant::MAX:
+    // every timer saturates there. It used to refire for ever inside one
+    // handle_timeout call (growing its output queue).
+    let config = Config::recommended()
+        .to_builder()
+        .op_deadline(Some(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let start = Instant::from_micros(u64::MAX - 10_000_000);
+    let mut m: Machine<u32> = Machine::new(config, 1, start);
+    let mut now = start;
+    let mut outputs = 0usize;
+    m.submit(now, 1, OpOptions::new());
+    for _ in 0..100 {
+        while let Some(out) = m.poll_output() {
+            outputs += 1;
+            if let Output::Connect { conn, .. } = out {
+                m.handle_connect_failed(now, conn, ConnectFailure::Refused);
+            }
+        }
+        now = m.poll_timeout().map_or(Instant::MAX, |(t, _)| t);
+        m.handle_timeout(now);
+    }
+    while m.poll_output().is_some() {
+        outputs += 1;
+    }
+    assert_eq!(m.now(), Instant::MAX);
+    assert_eq!(
+        m.poll_timeout(),
+        None,
+        "nothing is due at the end of the clock"
+    );
+    m.handle_timeout(Instant::MAX);
+    assert!(m.poll_output().is_none());
+    assert!(outputs < 1000, "{outputs} outputs");
 }
