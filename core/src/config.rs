@@ -127,20 +127,46 @@ impl Backoff {
                 multiplier,
                 max,
             } => {
+                // Stays deterministic: IEEE-754 multiplication, no libm.
+                // Step by step for the first 64 attempts (where every
+                // practical backoff reaches its cap), then by squaring, so
+                // an attempt costs O(log n) even when the delay never
+                // reaches the cap (multiplier 1.0, or barely above).
+                const STEPWISE: u32 = 64;
+                let cap = max.as_secs_f64();
                 let mut d = initial;
-                for _ in 0..k {
+                for _ in 0..k.min(STEPWISE) {
                     if d >= max {
-                        break;
+                        return max;
                     }
-                    // Stays deterministic: IEEE-754 multiplication, no libm.
                     let next = d.as_secs_f64() * multiplier;
-                    d = if next.is_finite() && next < max.as_secs_f64() {
+                    d = if next.is_finite() && next < cap {
                         Duration::from_secs_f64(next)
                     } else {
                         max
                     };
                 }
-                d.min(max)
+                if k <= STEPWISE || d >= max {
+                    return d.min(max);
+                }
+                // d × multiplier^(k − 64), by squaring, saturating at the cap.
+                let (mut rest, mut base, mut x) = (k - STEPWISE, multiplier, d.as_secs_f64());
+                while rest > 0 {
+                    if rest & 1 == 1 {
+                        x *= base;
+                        if !(x.is_finite() && x < cap) {
+                            return max;
+                        }
+                    }
+                    rest >>= 1;
+                    if rest > 0 {
+                        base *= base;
+                        if !base.is_finite() {
+                            return max;
+                        }
+                    }
+                }
+                Duration::from_secs_f64(x).min(max)
             }
         }
     }
@@ -782,7 +808,10 @@ impl ConfigBuilder {
                 if max.is_zero() && self.reconnect_tries == Tries::Unlimited {
                     return err("backoff_max", K::ZeroDelayWithUnlimitedTries);
                 }
-                let _ = step;
+                // `initial + step × (n−1)` stays zero for ever.
+                if initial.is_zero() && step.is_zero() && self.reconnect_tries == Tries::Unlimited {
+                    return err("backoff_step", K::ZeroDelayWithUnlimitedTries);
+                }
             }
             Backoff::Exponential {
                 initial,
@@ -805,6 +834,14 @@ impl ConfigBuilder {
             && self.reconnect_tries == Tries::Unlimited
         {
             return err("reconnect_interval", K::ZeroDelayWithUnlimitedTries);
+        }
+        // Decorrelated jitter grows from the base (`[base, 3 × previous]`):
+        // on a zero base every delay is zero.
+        if self.backoff.base().is_zero()
+            && self.jitter == Jitter::Decorrelated
+            && self.reconnect_tries == Tries::Unlimited
+        {
+            return err("jitter", K::ZeroDelayWithUnlimitedTries);
         }
         for (field, t) in [
             ("connect_timeout", self.connect_timeout),
@@ -886,6 +923,100 @@ mod tests {
             "Full".parse::<Jitter>().is_err(),
             "names are case-sensitive"
         );
+    }
+
+    #[test]
+    fn every_zero_delay_loop_is_refused_with_unlimited_tries() {
+        let unlimited = || Config::builder().reconnect_tries(Tries::Unlimited);
+        // Linear {0, +0}: every delay is zero, whatever the cap.
+        let e = unlimited()
+            .jitter(Jitter::None)
+            .backoff(Backoff::Linear {
+                initial: Duration::ZERO,
+                step: Duration::ZERO,
+                max: ms(500),
+            })
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            (e.field(), e.kind()),
+            ("backoff_step", ConfigErrorKind::ZeroDelayWithUnlimitedTries)
+        );
+        // Decorrelated jitter on a zero base draws zero for ever.
+        let e = unlimited()
+            .jitter(Jitter::Decorrelated)
+            .backoff(Backoff::Linear {
+                initial: Duration::ZERO,
+                step: ms(10),
+                max: ms(500),
+            })
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            (e.field(), e.kind()),
+            ("jitter", ConfigErrorKind::ZeroDelayWithUnlimitedTries)
+        );
+        // A linear backoff that only starts at zero is fine, and so is a
+        // zero delay with a limited budget.
+        assert!(
+            unlimited()
+                .jitter(Jitter::None)
+                .backoff(Backoff::Linear {
+                    initial: Duration::ZERO,
+                    step: ms(10),
+                    max: ms(500),
+                })
+                .build()
+                .is_ok()
+        );
+        assert!(
+            Config::builder()
+                .reconnect_tries(Tries::Limited(3))
+                .jitter(Jitter::Decorrelated)
+                .backoff(Backoff::Linear {
+                    initial: Duration::ZERO,
+                    step: Duration::ZERO,
+                    max: ms(500),
+                })
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn exponential_backoff_costs_o_log_n_per_attempt_and_matches_stepping() {
+        // Multiplier 1.0 never reaches the cap: attempt 10^9 used to take a
+        // billion multiplications.
+        let flat = Backoff::Exponential {
+            initial: ms(100),
+            multiplier: 1.0,
+            max: ms(5000),
+        };
+        assert_eq!(flat.nominal(1_000_000_000), ms(100));
+        assert_eq!(flat.nominal(u32::MAX), ms(100));
+        // Barely above 1: grows slowly, reaches the cap eventually, never passes it.
+        let slow = Backoff::Exponential {
+            initial: ms(100),
+            multiplier: 1.000_001,
+            max: ms(5000),
+        };
+        let mut last = Duration::ZERO;
+        for n in [1, 64, 65, 1000, 100_000, 1_000_000, 10_000_000, u32::MAX] {
+            let d = slow.nominal(n);
+            assert!(d >= last && d <= ms(5000), "attempt {n}: {d:?}");
+            last = d;
+        }
+        assert_eq!(slow.nominal(u32::MAX), ms(5000));
+        // Up to attempt 64 the delays are the step-by-step products.
+        let usual = Backoff::Exponential {
+            initial: ms(100),
+            multiplier: 2.0,
+            max: ms(5000),
+        };
+        assert_eq!(usual.nominal(1), ms(100));
+        assert_eq!(usual.nominal(3), ms(400));
+        assert_eq!(usual.nominal(7), ms(5000));
+        assert_eq!(usual.nominal(1_000_000), ms(5000));
     }
 
     #[test]
