@@ -788,39 +788,100 @@ fn build_config(
     if let Some(v) = &c.reconnect_tries {
         b = b.reconnect_tries(v.get_ref().0);
     }
-    // Backoff: `backoff` picks the shape; `reconnect_interval` is the
-    // constant interval (or the initial delay of linear/exponential).
-    let kind = c.backoff.as_ref().map(|s| (s.get_ref().as_str(), s.span()));
+    // Backoff: `backoff` picks the shape; without it, `backoff_*` keys tune
+    // the preset's shape, and `reconnect_interval` alone is the legacy
+    // constant interval (with linear/exponential, the initial delay). A
+    // `backoff_*` key is refused, naming the key, on a shape it does not
+    // apply to (it used to be ignored silently).
     let cur = start.backoff();
+    let tunes = c.backoff_initial.is_some()
+        || c.backoff_step.is_some()
+        || c.backoff_multiplier.is_some()
+        || c.backoff_max.is_some();
+    let shape = match c.backoff.as_ref() {
+        // `reconnect_interval` alone is the legacy constant interval.
+        None if !tunes => "constant",
+        None => match cur {
+            Backoff::Constant(_) => "constant",
+            Backoff::Linear { .. } => "linear",
+            Backoff::Exponential { .. } => "exponential",
+        },
+        Some(s) => match s.get_ref().as_str() {
+            k @ ("constant" | "linear" | "exponential") => k,
+            other => {
+                return Err(cx.err(
+                    s.span(),
+                    format!("unknown backoff `{other}`: expected constant, linear or exponential"),
+                ));
+            }
+        },
+    };
+    let misplaced = [
+        (
+            "backoff_initial",
+            c.backoff_initial.as_ref().map(|d| d.span()),
+            shape == "constant",
+        ),
+        (
+            "backoff_step",
+            c.backoff_step.as_ref().map(|d| d.span()),
+            shape != "linear",
+        ),
+        (
+            "backoff_multiplier",
+            c.backoff_multiplier.as_ref().map(|d| d.span()),
+            shape != "exponential",
+        ),
+        (
+            "backoff_max",
+            c.backoff_max.as_ref().map(|d| d.span()),
+            shape == "constant",
+        ),
+    ];
+    for (key, span, wrong) in misplaced {
+        if let (Some(span), true) = (span, wrong) {
+            return Err(cx.err(
+                span,
+                format!(
+                    "`{key}` does not apply to a {shape} backoff (set `backoff` to the shape it tunes)"
+                ),
+            ));
+        }
+    }
     let initial = c
         .backoff_initial
         .as_ref()
         .or(c.reconnect_interval.as_ref())
-        .map(|d| d.get_ref().0);
-    let backoff = match kind {
-        None | Some(("constant", _)) => c
+        .map_or(cur.base(), |d| d.get_ref().0);
+    let max = c.backoff_max.as_ref().map_or(cur.cap(), |d| d.get_ref().0);
+    let backoff = match shape {
+        "constant" => c
             .reconnect_interval
             .as_ref()
-            .map(|d| Backoff::Constant(d.get_ref().0)),
-        Some(("linear", _)) => Some(Backoff::Linear {
-            initial: initial.unwrap_or(cur.base()),
-            step: c
-                .backoff_step
-                .as_ref()
-                .map_or(cur.base(), |d| d.get_ref().0),
-            max: c.backoff_max.as_ref().map_or(cur.cap(), |d| d.get_ref().0),
+            .map(|d| Backoff::Constant(d.get_ref().0))
+            .or_else(|| c.backoff.is_some().then_some(Backoff::Constant(cur.base()))),
+        "linear" => Some(Backoff::Linear {
+            initial,
+            step: c.backoff_step.as_ref().map_or(
+                match cur {
+                    Backoff::Linear { step, .. } => step,
+                    _ => cur.base(),
+                },
+                |d| d.get_ref().0,
+            ),
+            max,
         }),
-        Some(("exponential", _)) => Some(Backoff::Exponential {
-            initial: initial.unwrap_or(cur.base()),
-            multiplier: c.backoff_multiplier.as_ref().map_or(2.0, |m| *m.get_ref()),
-            max: c.backoff_max.as_ref().map_or(cur.cap(), |d| d.get_ref().0),
+        _ => Some(Backoff::Exponential {
+            initial,
+            multiplier: c.backoff_multiplier.as_ref().map_or(
+                match cur {
+                    Backoff::Exponential { multiplier, .. } => multiplier,
+                    _ => 2.0,
+                },
+                |m| *m.get_ref(),
+            ),
+            max,
         }),
-        Some((other, span)) => {
-            return Err(cx.err(
-                span,
-                format!("unknown backoff `{other}`: expected constant, linear or exponential"),
-            ));
-        }
     };
     if let Some(bk) = backoff {
         b = b.backoff(bk);

@@ -259,3 +259,37 @@ fn explore_through_the_driver() {
         "{stdout}"
     );
 }
+
+#[test]
+fn backoff_keys_tune_the_presets_shape_or_are_refused() {
+    use redial_sim::Timeline;
+    use redial_sim::core::{Backoff, Duration};
+    // They used to be ignored unless `backoff` was set too.
+    let tl = Timeline::parse(
+        "[config]\npreset = \"recommended\"\nbackoff_max = \"1s\"\n",
+        "t.toml",
+    )
+    .expect("valid");
+    assert_eq!(
+        tl.config.backoff(),
+        Backoff::Exponential {
+            initial: Duration::from_millis(100),
+            multiplier: 2.0,
+            max: Duration::from_secs(1),
+        }
+    );
+    assert_bad(
+        "max-on-constant.toml",
+        "[config]\npreset = \"mongodb-legacy\"\nbackoff_max = \"1s\"\n",
+        3,
+        15,
+        "`backoff_max` does not apply to a constant backoff",
+    );
+    assert_bad(
+        "multiplier-on-linear.toml",
+        "[config]\nbackoff = \"linear\"\nbackoff_multiplier = 3.0\n",
+        3,
+        22,
+        "`backoff_multiplier` does not apply to a linear backoff",
+    );
+}
