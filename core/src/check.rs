@@ -84,7 +84,7 @@
 //! [`Checker::on_timeout`]), `unexpected_outcome`,
 //! `unexpected_event`, `connect_mismatch`.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -156,7 +156,12 @@ pub struct Checker {
     // ops
     next_seq: u64,
     open: BTreeMap<OpId, Track>,
-    finished: BTreeSet<OpId>,
+    /// Per slab slot of the machine's op ids (`generation << 32 | slot`),
+    /// the newest generation that finished: an id at or below it is done.
+    /// Memory stays proportional to the most ops ever outstanding at once,
+    /// not to the number of ops (ids are never reused: a slot whose
+    /// generation would wrap is retired).
+    finished: BTreeMap<u32, u32>,
     submitted: u64,
 
     // connection life
@@ -205,7 +210,7 @@ impl Checker {
             now: Instant::ZERO,
             next_seq: 0,
             open: BTreeMap::new(),
-            finished: BTreeSet::new(),
+            finished: BTreeMap::new(),
             submitted: 0,
             current: None,
             attempt: None,
@@ -293,12 +298,18 @@ impl Checker {
 
     // ----- hooks --------------------------------------------------------------
 
+    /// Whether `id` already had its outcome.
+    fn is_finished(&self, id: OpId) -> bool {
+        let (slot, generation) = split_id(id);
+        self.finished.get(&slot).is_some_and(|g| generation <= *g)
+    }
+
     /// Records a submission. Call right after [`Machine::submit`] with the
     /// id it returned, the options given and the state before the call.
     pub fn on_submit(&mut self, now: Instant, id: OpId, opts: &OpOptions, state_before: State) {
         self.tick(now);
         self.submitted += 1;
-        if self.open.contains_key(&id) || self.finished.contains(&id) {
+        if self.open.contains_key(&id) || self.is_finished(id) {
             self.flag(1, "duplicate_id", format!("{id} was handed out twice"));
             return;
         }
@@ -819,7 +830,7 @@ impl Checker {
 
     fn on_complete(&mut self, id: OpId, result: Result<crate::op::Done, crate::op::OpError>) {
         let Some(t) = self.open.remove(&id) else {
-            if self.finished.contains(&id) {
+            if self.is_finished(id) {
                 self.flag(1, "double_outcome", format!("{id} completed twice"));
             } else {
                 self.flag(
@@ -830,7 +841,9 @@ impl Checker {
             }
             return;
         };
-        self.finished.insert(id);
+        let (slot, generation) = split_id(id);
+        let newest = self.finished.entry(slot).or_insert(0);
+        *newest = (*newest).max(generation);
         let now = self.now;
         match result {
             Ok(done) => {
@@ -1257,6 +1270,11 @@ impl Checker {
             }
         }
     }
+}
+
+/// The machine's op id as (slab slot, generation).
+fn split_id(id: OpId) -> (u32, u32) {
+    ((id.get() & 0xFFFF_FFFF) as u32, (id.get() >> 32) as u32)
 }
 
 #[cfg(test)]

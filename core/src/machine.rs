@@ -1078,7 +1078,8 @@ impl<P> Machine<P> {
             }
         };
         let slot = &mut self.slots[idx as usize];
-        slot.generation = slot.generation.wrapping_add(1);
+        // Never wraps: a slot at the last generation is retired (release).
+        slot.generation += 1;
         op.id = OpId(u64::from(slot.generation) << 32 | u64::from(idx));
         slot.op = Some(op);
         self.live += 1;
@@ -1090,7 +1091,11 @@ impl<P> Machine<P> {
             .op
             .take()
             .expect("release of a live op");
-        self.free.push(idx);
+        // Ids are never reused: a slot whose generation would wrap (2^32
+        // ops through it) is retired, costing one slot per 2^32 ops.
+        if self.slots[idx as usize].generation < u32::MAX {
+            self.free.push(idx);
+        }
         self.live -= 1;
         if o.deadline.is_some() {
             self.with_deadline -= 1;
@@ -1176,4 +1181,25 @@ fn lookup<P>(slots: &[Slot<P>], id: OpId) -> Option<&Op<P>> {
         .filter(|s| s.generation == generation)
         .and_then(|s| s.op.as_ref())
         .filter(|o| o.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn op_ids_are_never_reused_even_after_2_pow_32_ops_through_a_slot() {
+        let mut m: Machine<u32> = Machine::new(Config::mongodb_legacy(), 1, Instant::ZERO);
+        let first = m.submit(Instant::ZERO, 1, OpOptions::new());
+        m.cancel(Instant::ZERO, first);
+        // Fast-forward slot 0 to its last generation.
+        m.slots[0].generation = u32::MAX - 1;
+        let last = m.submit(Instant::ZERO, 2, OpOptions::new());
+        assert_eq!(last.get(), u64::from(u32::MAX) << 32);
+        m.cancel(Instant::ZERO, last);
+        // Slot 0 is retired: the next op gets a fresh slot, not generation 0.
+        let next = m.submit(Instant::ZERO, 3, OpOptions::new());
+        assert_eq!(next.get(), 1 << 32 | 1);
+        assert!(m.payload(last).is_none() && m.payload(next) == Some(&3));
+    }
 }

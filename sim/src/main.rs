@@ -4,7 +4,59 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use redial_sim::core::Preset;
-use redial_sim::{Format, RunOptions, Timeline, compare, explore, matrix, run_formatted};
+use redial_sim::{
+    Format, Line, RunOptions, Summary, Timeline, compare, explore, matrix, run, run_through_driver,
+    write_line,
+};
+
+/// Streams a transcript to stdout as it is made (memory stays proportional
+/// to what is outstanding, not to the run's length). A closed pipe (`| head`)
+/// ends the program quietly; any other write error is reported (exit 2).
+struct Stream {
+    out: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    format: Format,
+    buf: String,
+}
+
+impl Stream {
+    fn new(format: Format) -> Stream {
+        Stream {
+            out: std::io::BufWriter::new(std::io::stdout().lock()),
+            format,
+            buf: String::new(),
+        }
+    }
+
+    fn emit(&mut self) {
+        use std::io::Write;
+        if let Err(e) = self.out.write_all(self.buf.as_bytes()) {
+            Self::fail(&e);
+        }
+        self.buf.clear();
+    }
+
+    fn line(&mut self, l: &Line) {
+        write_line(&mut self.buf, self.format, l);
+        self.emit();
+    }
+
+    fn finish(mut self, summary: &Summary) {
+        use std::io::Write;
+        summary.write(&mut self.buf, self.format);
+        self.emit();
+        if let Err(e) = self.out.flush() {
+            Self::fail(&e);
+        }
+    }
+
+    fn fail(e: &std::io::Error) -> ! {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing the transcript: {e}");
+        std::process::exit(2);
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -249,12 +301,13 @@ fn main() -> ExitCode {
                 }
                 return ExitCode::from(1);
             }
-            let (out, summary) = if through_driver {
-                redial_sim::run_through_driver_formatted(&tl, &opts, format.into())
+            let mut stream = Stream::new(format.into());
+            let summary = if through_driver {
+                run_through_driver(&tl, &opts, |l| stream.line(l))
             } else {
-                run_formatted(&tl, &opts, format.into())
+                run(&tl, &opts, |l| stream.line(l))
             };
-            print!("{out}");
+            stream.finish(&summary);
             if summary.violations.is_empty() {
                 ExitCode::SUCCESS
             } else {
