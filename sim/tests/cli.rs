@@ -293,3 +293,33 @@ fn backoff_keys_tune_the_presets_shape_or_are_refused() {
         "`backoff_multiplier` does not apply to a linear backoff",
     );
 }
+
+#[test]
+fn replay_exits_quietly_on_a_closed_pipe() {
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(format!("redial-sim-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("long.toml");
+    // One op per ms for an hour: millions of lines if it kept writing.
+    std::fs::write(
+        &path,
+        "until = \"1h\"\n[[workload]]\nsubmit = \"q\"\nevery = \"1ms\"\nuntil = \"1h\"\n",
+    )
+    .expect("write");
+    let mut child = sim()
+        .args(["replay", path.to_str().expect("utf-8")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("a line");
+    assert!(first.contains("connected"), "{first}");
+    // The reader is gone (as with `| head -1`).
+    let out = child.wait_with_output().expect("waits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
