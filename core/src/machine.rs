@@ -546,7 +546,7 @@ impl<P> Machine<P> {
                     let idx = self.index(op).expect("checked in flight above");
                     let o = self.slots[idx as usize].op.as_mut().expect("live");
                     o.redirected = true;
-                    o.executions -= 1;
+                    o.executions = o.executions.saturating_sub(1);
                     // Try the next endpoint: this one is not the primary.
                     self.endpoint = (self.endpoint + 1) % self.cfg.endpoints();
                     self.lose(DisconnectReason::WrongServer);
@@ -743,7 +743,7 @@ impl<P> Machine<P> {
     }
 
     fn schedule_reconnect(&mut self) {
-        self.tries += 1;
+        self.tries = self.tries.saturating_add(1);
         let delay = self.jittered_delay(self.tries);
         self.reconnect_at = Some(self.now + delay);
         self.state = State::Backoff;
@@ -953,8 +953,8 @@ impl<P> Machine<P> {
         let c = self.conn.expect("dispatch only while connected");
         let now = self.now;
         let o = self.slots[idx as usize].op.as_mut().expect("live");
-        o.attempts += 1;
-        o.executions += 1;
+        o.attempts = o.attempts.saturating_add(1);
+        o.executions = o.executions.saturating_add(1);
         o.place = Place::InFlight(c.id);
         o.since = now;
         let op = o.id;

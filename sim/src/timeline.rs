@@ -345,6 +345,24 @@ struct RawConfig {
 #[derive(Clone, Copy, Debug)]
 struct RawTries(Tries);
 
+fn out_of_range<E: serde::de::Error>(v: impl fmt::Display) -> E {
+    E::custom(format!(
+        "reconnect_tries {v} is out of range: expected 0..=4294967295 or \"unlimited\""
+    ))
+}
+
+/// Names printed in the transcript (labels, endpoint names) hold no control
+/// character: a newline would forge transcript lines.
+fn printable(cx: &Ctx<'_>, v: &Spanned<String>, what: &str) -> Result<(), TimelineError> {
+    if v.get_ref().chars().any(char::is_control) {
+        return Err(cx.err(
+            v.span(),
+            format!("{what} must not contain control characters (newline, tab, …)"),
+        ));
+    }
+    Ok(())
+}
+
 impl<'de> Deserialize<'de> for RawTries {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -354,14 +372,14 @@ impl<'de> Deserialize<'de> for RawTries {
                 f.write_str("a non-negative integer or \"unlimited\"")
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawTries, E> {
-                u32::try_from(v).map(|n| RawTries(Tries::Limited(n))).map_err(|_| {
-                    E::custom(format!(
-                        "reconnect_tries {v} is out of range: expected 0..=4294967295 or \"unlimited\""
-                    ))
-                })
+                u32::try_from(v)
+                    .map(|n| RawTries(Tries::Limited(n)))
+                    .map_err(|_| out_of_range(v))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawTries, E> {
-                self.visit_i64(i64::try_from(v).unwrap_or(-1))
+                u32::try_from(v)
+                    .map(|n| RawTries(Tries::Limited(n)))
+                    .map_err(|_| out_of_range(v))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawTries, E> {
                 if v == "unlimited" {
@@ -448,6 +466,7 @@ impl Timeline {
         let mut endpoints = Vec::new();
         let mut names: BTreeMap<String, usize> = BTreeMap::new();
         for e in &raw.endpoint {
+            printable(&cx, &e.name, "an endpoint name")?;
             let name = e.name.get_ref().clone();
             if name.is_empty() {
                 return Err(cx.err(e.name.span(), "endpoint name must not be empty"));
@@ -681,6 +700,16 @@ fn submit(
     then: &Option<String>,
     cancel_after: Option<Dur>,
 ) -> Result<Submit, TimelineError> {
+    printable(cx, label, "a label")?;
+    if then
+        .as_ref()
+        .is_some_and(|t| t.chars().any(char::is_control))
+    {
+        return Err(cx.err(
+            label.span(),
+            "`then` must not contain control characters (newline, tab, …)",
+        ));
+    }
     if let Some(c) = count {
         if *c.get_ref() == 0 || *c.get_ref() > MAX_COUNT {
             return Err(cx.err(

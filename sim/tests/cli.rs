@@ -323,3 +323,28 @@ fn replay_exits_quietly_on_a_closed_pipe() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn names_cannot_forge_transcript_lines_and_big_numbers_are_named() {
+    assert_bad(
+        "forged.toml",
+        "[[step]]\nat = \"1s\"\nsubmit = \"a\\n[   9.999s] Finished forged\"\n",
+        3,
+        10,
+        "a label must not contain control characters",
+    );
+    assert_bad(
+        "forged-endpoint.toml",
+        "[[endpoint]]\nname = \"db\\r0\"\n",
+        2,
+        8,
+        "an endpoint name must not contain control characters",
+    );
+    assert_bad(
+        "tries.toml",
+        "[config]\nreconnect_tries = 18446744073709551615\n",
+        2,
+        19,
+        "reconnect_tries 18446744073709551615 is out of range",
+    );
+}
