@@ -84,7 +84,7 @@
 //! [`Checker::on_timeout`]), `unexpected_outcome`,
 //! `unexpected_event`, `connect_mismatch`.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -162,6 +162,11 @@ pub struct Checker {
     /// not to the number of ops (ids are never reused: a slot whose
     /// generation would wrap is retired).
     finished: BTreeMap<u32, u32>,
+    /// Open ops in flight, by connection (kept with `Track::in_flight`), so
+    /// a step costs O(log n), not a scan of every open op.
+    in_flight_on: BTreeMap<ConnId, BTreeSet<OpId>>,
+    /// Open ops with a deadline, by deadline.
+    by_deadline: BTreeSet<(Instant, OpId)>,
     submitted: u64,
 
     // connection life
@@ -211,6 +216,8 @@ impl Checker {
             next_seq: 0,
             open: BTreeMap::new(),
             finished: BTreeMap::new(),
+            in_flight_on: BTreeMap::new(),
+            by_deadline: BTreeSet::new(),
             submitted: 0,
             current: None,
             attempt: None,
@@ -321,6 +328,9 @@ impl Checker {
             1
         };
         let deadline = opts.deadline.or(self.cfg.op_deadline()).map(|d| now + d);
+        if let Some(d) = deadline {
+            self.by_deadline.insert((d, id));
+        }
         self.open.insert(
             id,
             Track {
@@ -464,16 +474,14 @@ impl Checker {
             );
         }
         let cur = self.current.map(|(c, _)| c);
-        let in_flight_here = self
-            .open
-            .values()
-            .filter(|t| t.in_flight.is_some() && t.in_flight == cur)
-            .count();
+        let in_flight_here = cur
+            .and_then(|c| self.in_flight_on.get(&c))
+            .map_or(0, BTreeSet::len);
         let stranded: Vec<OpId> = self
-            .open
+            .in_flight_on
             .iter()
-            .filter(|(_, t)| t.in_flight.is_some() && t.in_flight != cur)
-            .map(|(id, _)| *id)
+            .filter(|(c, _)| Some(**c) != cur)
+            .flat_map(|(_, set)| set.iter().copied())
             .collect();
         if in_flight_here != m.in_flight() || !stranded.is_empty() {
             self.flag(
@@ -627,10 +635,10 @@ impl Checker {
                 );
             }
             let late: Vec<OpId> = self
-                .open
+                .by_deadline
                 .iter()
-                .filter(|(_, tr)| tr.deadline.is_some_and(|d| d <= t))
-                .map(|(id, _)| *id)
+                .take_while(|(d, _)| *d <= t)
+                .map(|(_, id)| *id)
                 .collect();
             if !late.is_empty() {
                 self.flag(
@@ -652,12 +660,7 @@ impl Checker {
                 );
             }
         }
-        if let Some((id, d)) = self
-            .open
-            .iter()
-            .filter_map(|(id, t)| t.deadline.map(|d| (*id, d)))
-            .min_by_key(|(_, d)| *d)
-        {
+        if let Some(&(d, id)) = self.by_deadline.first() {
             if next.is_none_or(|at| at > d) {
                 self.flag(
                     7,
@@ -824,7 +827,25 @@ impl Checker {
         }
         if let Some(tr) = self.open.get_mut(&op) {
             tr.dispatches = dispatches;
-            tr.in_flight = Some(conn);
+        }
+        self.set_in_flight(op, Some(conn));
+    }
+
+    /// Moves open op `id` onto `conn` (or off the wire), keeping the index.
+    fn set_in_flight(&mut self, id: OpId, conn: Option<ConnId>) {
+        let Some(t) = self.open.get_mut(&id) else {
+            return;
+        };
+        if let Some(old) = core::mem::replace(&mut t.in_flight, conn) {
+            if let Some(set) = self.in_flight_on.get_mut(&old) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.in_flight_on.remove(&old);
+                }
+            }
+        }
+        if let Some(c) = conn {
+            self.in_flight_on.entry(c).or_default().insert(id);
         }
     }
 
@@ -841,6 +862,17 @@ impl Checker {
             }
             return;
         };
+        if let Some(c) = t.in_flight {
+            if let Some(set) = self.in_flight_on.get_mut(&c) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.in_flight_on.remove(&c);
+                }
+            }
+        }
+        if let Some(d) = t.deadline {
+            self.by_deadline.remove(&(d, id));
+        }
         let (slot, generation) = split_id(id);
         let newest = self.finished.entry(slot).or_insert(0);
         *newest = (*newest).max(generation);
@@ -1087,11 +1119,10 @@ impl Checker {
                     Some(_) => {}
                 }
                 let on_conn: Vec<OpId> = self
-                    .open
-                    .iter()
-                    .filter(|(_, t)| t.in_flight == Some(conn))
-                    .map(|(id, _)| *id)
-                    .collect();
+                    .in_flight_on
+                    .get(&conn)
+                    .map(|set| set.iter().copied().collect())
+                    .unwrap_or_default();
                 match reason {
                     DisconnectReason::Idle if self.cfg.socket_timeout().is_none() => self.flag(
                         0,
@@ -1116,8 +1147,8 @@ impl Checker {
                     _ => {}
                 }
                 for id in on_conn {
+                    self.set_in_flight(id, None);
                     if let Some(t) = self.open.get_mut(&id) {
-                        t.in_flight = None;
                         if reason == DisconnectReason::WrongServer {
                             t.redirects += 1;
                         }
@@ -1245,8 +1276,12 @@ impl Checker {
                 self.pending_reconnect = None;
                 // Ops in flight on the closed connection fail with `closed`
                 // in this same step; anything left is caught by after_step.
-                for t in self.open.values_mut() {
-                    t.in_flight = None;
+                for set in core::mem::take(&mut self.in_flight_on).into_values() {
+                    for id in set {
+                        if let Some(t) = self.open.get_mut(&id) {
+                            t.in_flight = None;
+                        }
+                    }
                 }
             }
             Event::BufferOverflow { failed } => {
