@@ -5,6 +5,15 @@ use core::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 
+/// The longest duration a timeline may hold: 100 years (far from the end of
+/// the machine's microsecond clock, about 584,000 years, so no sum of
+/// timeline durations can saturate it).
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600 + 25 * 24 * 3600);
+
+fn too_large(s: impl fmt::Display) -> String {
+    format!("duration `{s}` is too large: durations must be at most 100 years")
+}
+
 /// Parses `"250ms"`, `"1.5s"`, `"2m"`, `"1h"`, `"10us"` into a duration.
 ///
 /// The number is a non-negative decimal; the unit is one of `us`, `ms`,
@@ -42,8 +51,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let int_v: u128 = if int.is_empty() {
         0
     } else {
-        int.parse()
-            .map_err(|_| format!("duration `{s}` is too large"))?
+        int.parse().map_err(|_| too_large(s))?
     };
     let mut frac_us: u128 = 0;
     let mut scale = unit_us;
@@ -61,8 +69,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let total = int_v
         .checked_mul(unit_us)
         .and_then(|v| v.checked_add(frac_us))
-        .filter(|v| *v <= u128::from(u64::MAX / 4))
-        .ok_or_else(|| format!("duration `{s}` is too large"))?;
+        .filter(|v| *v <= MAX_DURATION.as_micros())
+        .ok_or_else(|| too_large(s))?;
     Ok(Duration::from_micros(total as u64))
 }
 
@@ -84,10 +92,14 @@ impl<'de> serde::Deserialize<'de> for Dur {
                         "duration {v} is negative; durations must be >= 0"
                     )));
                 }
-                Ok(Dur(Duration::from_millis(v as u64)))
+                self.visit_u64(v as u64)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-                Ok(Dur(Duration::from_millis(v)))
+                let d = Duration::from_millis(v);
+                if d > MAX_DURATION {
+                    return Err(E::custom(too_large(format_args!("{v}"))));
+                }
+                Ok(Dur(d))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
                 parse_duration(v).map(Dur).map_err(E::custom)

@@ -348,3 +348,21 @@ fn names_cannot_forge_transcript_lines_and_big_numbers_are_named() {
         "reconnect_tries 18446744073709551615 is out of range",
     );
 }
+
+#[test]
+fn durations_are_bounded_in_both_forms() {
+    assert_bad(
+        "huge-int.toml",
+        "until = 18446744073709551615\n",
+        1,
+        9,
+        "durations must be at most 100 years",
+    );
+    assert_bad(
+        "huge-str.toml",
+        "until = \"1000000h\"\n",
+        1,
+        9,
+        "durations must be at most 100 years",
+    );
+}
