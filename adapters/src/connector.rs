@@ -7,6 +7,7 @@ use crate::core::{ConnectFailure, LossKind};
 /// How a failed op (or ping) is to be read. The adapter passes this to the
 /// core unchanged; the core decides what happens next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Failure {
     /// The connection broke (IO error, closed, reset): the op may have run.
     ConnectionLost,

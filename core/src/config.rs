@@ -223,6 +223,7 @@ pub struct RetryBudget {
 
 /// Which knob a [`ConfigError`] is about, and why it was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigErrorKind {
     /// The value must be greater than zero (use `None` to turn a timeout off).
     MustBePositive,
@@ -291,6 +292,7 @@ impl core::error::Error for ConfigError {}
 /// A named starting point for a [`Config`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[non_exhaustive]
 pub enum Preset {
     /// MongoDB Node.js driver 2.x defaults (seed 003): `autoReconnect: true`,
     /// `bufferMaxEntries: -1`, `reconnectTries: 30`, `reconnectInterval:

@@ -8,6 +8,7 @@ use crate::machine::ConnId;
 /// How the caller saw a connection end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[non_exhaustive]
 pub enum LossKind {
     /// A clean close by the server (e.g. PostgreSQL's terminate message, a FIN).
     Closed,
@@ -78,6 +79,7 @@ impl fmt::Display for ConnectFailure {
 
 /// Why the current connection ended, as reported in [`Event::Disconnected`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DisconnectReason {
     /// The caller reported a loss of this kind.
     Lost(LossKind),
@@ -107,6 +109,7 @@ impl DisconnectReason {
 
 /// Something the application may want to know about (logs, metrics, alerts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The first connection is up.
     Connected {

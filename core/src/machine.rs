@@ -37,6 +37,7 @@ impl fmt::Display for ConnId {
 
 /// Where the machine is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum State {
     /// A connect attempt is under way.
     Connecting,
@@ -75,6 +76,7 @@ impl State {
 /// Which timer [`Machine::poll_timeout`] is reporting (so "why did we wake
 /// up?" has an answer). Timers due at the same instant fire in this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum TimerKind {
     /// A connect attempt's timeout.
     ConnectTimeout,

@@ -70,6 +70,7 @@ impl OpOptions {
 /// What the caller observed when a dispatched op finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[non_exhaustive]
 pub enum OpResult {
     /// The server answered with success.
     Ok,
@@ -86,6 +87,7 @@ pub enum OpResult {
 
 /// The stable kinds of failure. [`ErrorKind::name`] gives the snake_case name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// Not connected and buffering is off (seed 002: "no connection available for operation").
     NoConnection,

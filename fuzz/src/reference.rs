@@ -223,13 +223,14 @@ impl Model {
                 self.in_flight.retain(|o| *o != i);
                 self.finish(i, Outcome::Err(ErrorKind::ServerError, true));
             }
-            OpResult::ConnectionLost => self.lose(false),
             OpResult::WrongServer => {
                 // It certainly did not run: take the send back.
                 self.ops[i].runs -= 1;
                 self.ops[i].wrong_server = true;
                 self.lose(true);
             }
+            // ConnectionLost (and any reading the model does not know yet).
+            _ => self.lose(false),
         }
     }
 

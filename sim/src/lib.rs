@@ -40,7 +40,7 @@ mod timeline;
 pub mod vrt;
 mod world;
 
-pub use duration::parse_duration;
+pub use duration::{MAX_DURATION, parse_duration};
 pub use output::{Field, Format, Line, OpLine, Summary, write_line};
 pub use run::{RunOptions, run, run_formatted, run_to_string};
 pub use through_driver::{

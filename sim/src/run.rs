@@ -498,6 +498,7 @@ pub(crate) fn event_line(tl: &Timeline, now: Instant, e: &Event) -> Line {
                         DisconnectReason::Idle => "idle, socket timeout",
                         DisconnectReason::Unresponsive => "unresponsive",
                         DisconnectReason::WrongServer => "not primary",
+                        _ => reason.name(),
                     }
                 ),
             )
@@ -547,6 +548,8 @@ pub(crate) fn event_line(tl: &Timeline, now: Instant, e: &Event) -> Line {
             vec![("conn", Num(conn.get()))],
             format!("{conn} unresponsive"),
         ),
+        // An event this transcript does not know yet: its name and words.
+        _ => (vec![], e.to_string()),
     };
     Line::Event {
         t_us: now.as_micros(),

@@ -62,6 +62,7 @@ impl fmt::Display for SimError {
             Failure::ConnectionLost => f.write_str("connection lost"),
             Failure::WrongServer => f.write_str("READONLY not primary"),
             Failure::ServerError => f.write_str("server error"),
+            _ => f.write_str("failure"),
         }
     }
 }
@@ -318,7 +319,7 @@ impl Connector for SimConnector {
                 Err(SimError(Failure::WrongServer))
             }
             OpResult::ServerError => Err(SimError(Failure::ServerError)),
-            OpResult::ConnectionLost => Err(SimError(Failure::ConnectionLost)),
+            _ => Err(SimError(Failure::ConnectionLost)),
         }
     }
 
