@@ -97,6 +97,10 @@ pub enum TimerKind {
 }
 
 /// What the machine asks its driver to do, or tells the application.
+///
+/// Deliberately *not* `#[non_exhaustive]`: a driver must carry out every
+/// output, so a new one is a breaking change that should fail to compile
+/// in every driver, not be skipped by a wildcard arm.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output<P> {
     /// Open a connection to endpoint `endpoint`; report the result with
