@@ -32,6 +32,17 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// Draws a scenario from `seed` whose `[config]` is `config` (lines
+    /// `key = value`, e.g. from [`config_lines`]): the world (network,
+    /// endpoints, faults, ops, callers that give up) is the one
+    /// [`random`](Self::random) draws for the same seed; only the
+    /// configuration is pinned.
+    pub fn random_with_config(seed: u64, config: &[String]) -> Scenario {
+        let mut s = Scenario::random(seed);
+        s.config = config.to_vec();
+        s
+    }
+
     /// Draws a scenario from `seed`.
     pub fn random(seed: u64) -> Scenario {
         let mut r = StdRng::seed_from_u64(seed);
@@ -257,10 +268,69 @@ pub fn shrink(s: Scenario) -> Scenario {
 }
 
 /// Shrinks `s` while `fails` holds (see [`shrink`]).
-pub fn shrink_by(mut s: Scenario, fails: impl Fn(&Scenario) -> bool) -> Scenario {
+pub fn shrink_by(s: Scenario, fails: impl Fn(&Scenario) -> bool) -> Scenario {
+    shrink_fields(s, 3, fails)
+}
+
+/// The `[config]` table of a timeline file, as `key = value` lines for
+/// [`Scenario::random_with_config`]. The file is parsed and validated
+/// first: a bad file gets the usual `file:line:col` error.
+pub fn config_lines(text: &str, path: &str) -> Result<Vec<String>, String> {
+    Timeline::parse(text, path).map_err(|e| e.to_string())?;
+    let table: toml::Table = toml::from_str(text).map_err(|e| format!("{path}: {e}"))?;
+    Ok(match table.get("config") {
+        Some(toml::Value::Table(c)) => c.iter().map(|(k, v)| format!("{k} = {v}")).collect(),
+        _ => Vec::new(),
+    })
+}
+
+/// Checks that every invariant holds for `config` (lines `key = value`, as
+/// [`config_lines`] gives) over `runs` random worlds (seeds `seed..`), in
+/// `mode`. The failure, if any, is shrunk with the configuration kept.
+///
+/// Property-test *your* configuration from a plain `#[test]`:
+///
+/// ```
+/// use redial_sim::explore::{Mode, check_config};
+///
+/// let mine = vec![
+///     "preset = \"recommended\"".to_string(),
+///     "connect_timeout = \"2s\"".to_string(),
+///     "buffer_max_entries = 100".to_string(),
+/// ];
+/// let e = check_config(&mine, 200, 0, Mode::Fast);
+/// assert!(e.failures.is_empty(), "{:?}", e.failures);
+/// ```
+pub fn check_config(config: &[String], runs: u64, seed: u64, mode: Mode) -> Exploration {
+    explore_scenarios(runs, seed, mode, Some(config), |_| {})
+}
+
+/// A proptest strategy of random worlds around `config` (feature
+/// `proptest`): property-test your configuration with your own runner.
+///
+/// ```
+/// use proptest::prelude::*;
+/// use redial_sim::explore::{check, strategy};
+///
+/// let mine = vec!["preset = \"mongoose\"".to_string(), "buffer_max_entries = 5".to_string()];
+/// proptest!(ProptestConfig::with_cases(50), |(s in strategy(mine.clone()))| {
+///     let violations = check(&s.to_toml()).expect("the config is valid");
+///     prop_assert!(violations.is_empty(), "{}\n{violations:?}", s.to_toml());
+/// });
+/// ```
+#[cfg(feature = "proptest")]
+pub fn strategy(config: Vec<String>) -> impl proptest::strategy::Strategy<Value = Scenario> {
+    use proptest::strategy::Strategy;
+    proptest::arbitrary::any::<u64>()
+        .prop_map(move |seed| Scenario::random_with_config(seed, &config))
+}
+
+/// Shrinks `s` while `fails` holds, over its first `fields` parts (steps,
+/// workloads, then config keys).
+fn shrink_fields(mut s: Scenario, fields: usize, fails: impl Fn(&Scenario) -> bool) -> Scenario {
     loop {
         let mut progressed = false;
-        for field in 0..3 {
+        for field in 0..fields {
             let mut i = 0;
             loop {
                 let len = match field {
@@ -337,16 +407,38 @@ pub fn explore(runs: u64, seed: u64, progress: impl FnMut(u64)) -> Exploration {
 }
 
 /// As [`explore`], in `mode`.
-pub fn explore_with(
+pub fn explore_with(runs: u64, seed: u64, mode: Mode, progress: impl FnMut(u64)) -> Exploration {
+    explore_scenarios(runs, seed, mode, None, progress)
+}
+
+/// As [`explore_with`], every scenario with `config` pinned (see
+/// [`Scenario::random_with_config`]).
+pub fn explore_config(
     runs: u64,
     seed: u64,
     mode: Mode,
+    config: &[String],
+    progress: impl FnMut(u64),
+) -> Exploration {
+    explore_scenarios(runs, seed, mode, Some(config), progress)
+}
+
+fn explore_scenarios(
+    runs: u64,
+    seed: u64,
+    mode: Mode,
+    config: Option<&[String]>,
     mut progress: impl FnMut(u64),
 ) -> Exploration {
     let mut e = Exploration::default();
     let step = if mode == Mode::Fast { 10_000 } else { 1_000 };
+    // A pinned configuration is the user's: shrinking keeps it whole.
+    let fields = if config.is_some() { 2 } else { 3 };
     for i in 0..runs {
-        let s = Scenario::random(seed.wrapping_add(i));
+        let s = match config {
+            Some(c) => Scenario::random_with_config(seed.wrapping_add(i), c),
+            None => Scenario::random(seed.wrapping_add(i)),
+        };
         let text = s.to_toml();
         let result = match mode {
             Mode::ThroughDriver => check_through_driver(&text),
@@ -359,10 +451,12 @@ pub fn explore_with(
             Some(v) if v.is_empty() => {}
             Some(v) => {
                 let small = match mode {
-                    Mode::ThroughDriver => shrink_by(s, |s| {
+                    Mode::ThroughDriver => shrink_fields(s, fields, |s| {
                         check_through_driver(&s.to_toml()).is_some_and(|v| !v.is_empty())
                     }),
-                    _ => shrink(s),
+                    _ => shrink_fields(s, fields, |s| {
+                        check(&s.to_toml()).is_some_and(|v| !v.is_empty())
+                    }),
                 };
                 e.failures.push((seed.wrapping_add(i), v, small.to_toml()));
                 return e;

@@ -137,7 +137,7 @@ enum Cmd {
     },
     /// Run random timelines against the invariants; shrink and save a failure.
     #[command(
-        after_help = "Examples:\n  redial-sim explore --runs 1000\n  redial-sim explore --runs 100000 --seed 7 --out failure.toml\n  redial-sim explore --runs 10000 --through-driver\n\nRun i uses seed S+i; a failure prints its seed and writes a shrunk timeline that `redial-sim replay` reproduces."
+        after_help = "Examples:\n  redial-sim explore --runs 1000\n  redial-sim explore --runs 100000 --seed 7 --out failure.toml\n  redial-sim explore --runs 10000 --through-driver\n  redial-sim explore --runs 10000 --config my-service.toml\n\nRun i uses seed S+i; a failure prints its seed and writes a shrunk timeline that `redial-sim replay` reproduces."
     )]
     Explore {
         /// How many random timelines.
@@ -153,6 +153,10 @@ enum Cmd {
         /// same fates and events as the fast loop.
         #[arg(long)]
         through_driver: bool,
+        /// Pin the configuration to this timeline file's `[config]` table
+        /// (the world is still random): check *your* configuration.
+        #[arg(long, value_name = "FILE")]
+        config: Option<String>,
     },
 }
 
@@ -218,16 +222,31 @@ fn main() -> ExitCode {
             seed,
             out,
             through_driver,
+            config,
         } => {
+            let pinned = match config.as_deref().map(|file| {
+                std::fs::read_to_string(file)
+                    .map_err(|e| format!("{file}: cannot read: {e}"))
+                    .and_then(|text| explore::config_lines(&text, file))
+            }) {
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+                Some(Ok(lines)) => Some(lines),
+                None => None,
+            };
             let started = std::time::Instant::now();
             let mode = if through_driver {
                 explore::Mode::ThroughDriver
             } else {
                 explore::Mode::Fast
             };
-            let e = explore::explore_with(runs, seed, mode, |n| {
-                eprintln!("explore: {n} timelines, no violation so far");
-            });
+            let progress = |n| eprintln!("explore: {n} timelines, no violation so far");
+            let e = match &pinned {
+                Some(lines) => explore::explore_config(runs, seed, mode, lines, progress),
+                None => explore::explore_with(runs, seed, mode, progress),
+            };
             let secs = started.elapsed().as_secs_f64();
             match e.failures.first() {
                 None => {
@@ -242,6 +261,9 @@ fn main() -> ExitCode {
                             ""
                         }
                     );
+                    if let Some(file) = &config {
+                        println!("(configuration pinned from {file}; the world was random)");
+                    }
                     ExitCode::SUCCESS
                 }
                 Some((s, violations, toml)) => {

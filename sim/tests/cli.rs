@@ -366,3 +366,25 @@ fn durations_are_bounded_in_both_forms() {
         "durations must be at most 100 years",
     );
 }
+
+#[test]
+fn explore_pins_a_config_from_a_timeline_file() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/timelines/restart-db0.toml");
+    let out = sim()
+        .args(["explore", "--runs", "300", "--config", file])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("configuration pinned from"), "{stdout}");
+    // A bad file is refused with its position, before anything runs.
+    let (code, stderr, path) = replay("bad-config.toml", "[config]\nbuffer_max_entries = \"x\"\n");
+    assert_eq!(code, 2);
+    let out = sim()
+        .args(["explore", "--runs", "10", "--config", &path])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{path}:2:")), "{err} / {stderr}");
+}
