@@ -10,6 +10,9 @@
 //!   observable outcomes must agree.
 //! - [`timeline`]: any bytes as a simulator timeline file; when they parse,
 //!   a bounded replay. Never a panic: bad input is an error value.
+//! - [`driver`]: the same bytes replayed through the fast loop *and* the
+//!   real driver (`redial::Client` on the virtual runtime): both must hold
+//!   every invariant and give the same op fates and events.
 
 use arbitrary::{Arbitrary, Unstructured};
 
@@ -53,4 +56,33 @@ pub fn timeline(data: &[u8]) {
         ..redial_sim::RunOptions::default()
     };
     let _ = redial_sim::run_formatted(&tl, &opts, redial_sim::Format::Json);
+}
+
+/// The `driver` target: `data` as the text of a timeline file; when it
+/// parses, the fast loop and the real driver replay it (bounded to
+/// [`TIMELINE_MAX_EVENTS`] events each) and must agree, with every
+/// invariant held in both.
+///
+/// # Panics
+///
+/// On a disagreement or a violated invariant (that is the finding).
+pub fn driver(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(tl) = redial_sim::Timeline::parse(text, "fuzz.toml") else {
+        return;
+    };
+    let opts = redial_sim::RunOptions {
+        max_events: Some(TIMELINE_MAX_EVENTS),
+        max_time: redial_core::Duration::from_secs(600),
+        ..redial_sim::RunOptions::default()
+    };
+    let d = redial_sim::compare_with_fast_loop(&tl, &opts);
+    assert!(
+        d.differences.is_empty() && d.violations.is_empty(),
+        "driver and fast loop disagree, or an invariant failed:\n{}\n{}",
+        d.differences.join("\n"),
+        d.violations.join("\n")
+    );
 }

@@ -11,6 +11,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("transitions", redial_fuzz::transitions),
     ("model", redial_fuzz::model),
     ("timeline", redial_fuzz::timeline),
+    ("driver", redial_fuzz::driver),
 ];
 
 fn replay(name: &str, target: Target) -> usize {

@@ -851,6 +851,10 @@ pub struct Divergence {
     pub differences: Vec<String>,
     /// Invariant violations either run reported (`fast: …` / `driver: …`).
     pub violations: Vec<String>,
+    /// A run stopped at [`RunOptions::max_events`] before the end: the two
+    /// runs are not compared (they may stop at different points), only
+    /// their violations are reported.
+    pub truncated: bool,
 }
 
 impl Divergence {
@@ -899,6 +903,17 @@ pub fn compare_with_fast_loop(tl: &Timeline, opts: &RunOptions) -> Divergence {
     let mut drv = Record::default();
     let ds = run_through_driver(tl, opts, |l| drv.push(l));
     let mut d = Divergence::default();
+    d.violations
+        .extend(fs.violations.iter().map(|v| format!("fast: {v}")));
+    d.violations
+        .extend(ds.violations.iter().map(|v| format!("driver: {v}")));
+    if opts
+        .max_events
+        .is_some_and(|m| fs.events >= m || ds.events >= m)
+    {
+        d.truncated = true;
+        return d;
+    }
     let mut differ = |what: String| {
         if d.differences.len() < 20 {
             d.differences.push(what);
@@ -954,9 +969,5 @@ pub fn compare_with_fast_loop(tl: &Timeline, opts: &RunOptions) -> Divergence {
             counts(&ds)
         ));
     }
-    d.violations
-        .extend(fs.violations.iter().map(|v| format!("fast: {v}")));
-    d.violations
-        .extend(ds.violations.iter().map(|v| format!("driver: {v}")));
     d
 }
