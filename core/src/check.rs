@@ -477,13 +477,14 @@ impl Checker {
         let in_flight_here = cur
             .and_then(|c| self.in_flight_on.get(&c))
             .map_or(0, BTreeSet::len);
-        let stranded: Vec<OpId> = self
-            .in_flight_on
-            .iter()
-            .filter(|(c, _)| Some(**c) != cur)
-            .flat_map(|(_, set)| set.iter().copied())
-            .collect();
-        if in_flight_here != m.in_flight() || !stranded.is_empty() {
+        let stranded = self.in_flight_on.keys().any(|c| Some(*c) != cur);
+        if in_flight_here != m.in_flight() || stranded {
+            let stranded: Vec<OpId> = self
+                .in_flight_on
+                .iter()
+                .filter(|(c, _)| Some(**c) != cur)
+                .flat_map(|(_, set)| set.iter().copied())
+                .collect();
             self.flag(
                 2,
                 "in_flight_mismatch",
@@ -539,7 +540,10 @@ impl Checker {
         }
 
         // Ops that had to complete or be dispatched within the step.
-        for (id, _, rule, inv) in core::mem::take(&mut self.must_complete) {
+        // (The lists are taken and put back emptied: their capacity is
+        // reused from step to step.)
+        let mut must_complete = core::mem::take(&mut self.must_complete);
+        for (id, _, rule, inv) in must_complete.drain(..) {
             if self.open.contains_key(&id) {
                 self.flag(
                     inv,
@@ -548,7 +552,9 @@ impl Checker {
                 );
             }
         }
-        for id in core::mem::take(&mut self.must_dispatch) {
+        self.must_complete = must_complete;
+        let mut must_dispatch = core::mem::take(&mut self.must_dispatch);
+        for id in must_dispatch.drain(..) {
             if self.open.get(&id).is_some_and(|t| t.dispatches == 0) {
                 self.flag(
                     0,
@@ -557,6 +563,7 @@ impl Checker {
                 );
             }
         }
+        self.must_dispatch = must_dispatch;
 
         // 4. ops lost in flight that survived the step (re-queued).
         let lost = core::mem::take(&mut self.step_lost);
@@ -608,6 +615,9 @@ impl Checker {
                 );
             }
         }
+        let mut lost = lost;
+        lost.clear();
+        self.step_lost = lost;
 
         // Overflow accounting.
         if self.overflow_announced != self.overflow_failed {
