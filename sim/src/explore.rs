@@ -325,6 +325,50 @@ pub fn strategy(config: Vec<String>) -> impl proptest::strategy::Strategy<Value 
         .prop_map(move |seed| Scenario::random_with_config(seed, &config))
 }
 
+/// Fuzz *your* configuration: `data` is read as a timeline file (the
+/// world: endpoints, network, faults, ops, callers), its own `[config]`
+/// replaced by `config`; the run (bounded to 20,000 events) must hold every
+/// invariant, and with `through_driver` the real driver must agree with the
+/// fast loop. `None` when `data` is not a timeline the configuration fits
+/// (a fuzzer's everyday input); else the violations (empty: all held).
+///
+/// The body of a cargo-fuzz target (`fuzz/fuzz_targets/your_config.rs` is
+/// a complete one):
+///
+/// ```
+/// use redial_sim::core::Config;
+/// use redial_sim::explore::fuzz_config;
+///
+/// let mine = Config::recommended();
+/// let data = b"[[step]]\nat = \"1s\"\nserver = \"crash\"\nfor = \"2s\"\n[[step]]\nat = \"1500ms\"\nsubmit = \"q\"\n";
+/// let v = fuzz_config(data, &mine, true).expect("a timeline");
+/// assert!(v.is_empty(), "{v:?}");
+/// ```
+pub fn fuzz_config(
+    data: &[u8],
+    config: &redial_core::Config,
+    through_driver: bool,
+) -> Option<Vec<String>> {
+    let text = std::str::from_utf8(data).ok()?;
+    let mut tl = Timeline::parse(text, "fuzz.toml").ok()?;
+    tl.config = config
+        .to_builder()
+        .endpoints(tl.config.endpoints())
+        .build()
+        .ok()?;
+    let opts = RunOptions {
+        max_events: Some(20_000),
+        max_time: core::time::Duration::from_secs(600),
+        ..RunOptions::default()
+    };
+    Some(if through_driver {
+        let d = crate::compare_with_fast_loop(&tl, &opts);
+        d.differences.into_iter().chain(d.violations).collect()
+    } else {
+        run(&tl, &opts, |_| {}).violations
+    })
+}
+
 /// Shrinks `s` while `fails` holds, over its first `fields` parts (steps,
 /// workloads, then config keys).
 fn shrink_fields(mut s: Scenario, fields: usize, fails: impl Fn(&Scenario) -> bool) -> Scenario {
