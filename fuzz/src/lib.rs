@@ -44,18 +44,22 @@ pub fn model(data: &[u8]) {
 /// parses, a replay bounded to [`TIMELINE_MAX_EVENTS`] events, rendered as
 /// JSON lines (which walks the output code too).
 pub fn timeline(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let Ok(tl) = redial_sim::Timeline::parse(text, "fuzz.toml") else {
-        return;
-    };
+    if let Some((tl, opts)) = bounded_timeline(data) {
+        let _ = redial_sim::run_formatted(&tl, &opts, redial_sim::Format::Json);
+    }
+}
+
+/// `data` as a timeline file, and run options bounded to
+/// [`TIMELINE_MAX_EVENTS`] events; `None` when it does not parse.
+fn bounded_timeline(data: &[u8]) -> Option<(redial_sim::Timeline, redial_sim::RunOptions)> {
+    let text = std::str::from_utf8(data).ok()?;
+    let tl = redial_sim::Timeline::parse(text, "fuzz.toml").ok()?;
     let opts = redial_sim::RunOptions {
         max_events: Some(TIMELINE_MAX_EVENTS),
         max_time: redial_core::Duration::from_secs(600),
         ..redial_sim::RunOptions::default()
     };
-    let _ = redial_sim::run_formatted(&tl, &opts, redial_sim::Format::Json);
+    Some((tl, opts))
 }
 
 /// The `driver` target: `data` as the text of a timeline file; when it
@@ -67,16 +71,8 @@ pub fn timeline(data: &[u8]) {
 ///
 /// On a disagreement or a violated invariant (that is the finding).
 pub fn driver(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
+    let Some((tl, opts)) = bounded_timeline(data) else {
         return;
-    };
-    let Ok(tl) = redial_sim::Timeline::parse(text, "fuzz.toml") else {
-        return;
-    };
-    let opts = redial_sim::RunOptions {
-        max_events: Some(TIMELINE_MAX_EVENTS),
-        max_time: redial_core::Duration::from_secs(600),
-        ..redial_sim::RunOptions::default()
     };
     let d = redial_sim::compare_with_fast_loop(&tl, &opts);
     assert!(
