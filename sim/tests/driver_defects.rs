@@ -3,6 +3,8 @@
 //! connector built to provoke it. Each test is named for the behaviour it
 //! requires; each failed on the driver before the fix (see the notes).
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,12 +15,7 @@ use redial::core::{
 };
 use redial::{BuildError, CallOptions, CallResult, Client, Connector, Failure};
 use redial_sim::vrt::VirtualRuntime;
-
-/// Runs the executor until virtual time `until` (or until nothing is left
-/// to wake).
-fn drive(rt: &VirtualRuntime, until: Duration) {
-    rt.run_until(until);
-}
+use support::{Live, drive, ms};
 
 #[derive(Debug, Clone)]
 struct TestError(Failure, String);
@@ -42,22 +39,6 @@ enum Op {
     Hang,
     /// The connector panics.
     Panic,
-}
-
-/// Counts live `run` futures (a guard in each).
-struct Live(Arc<AtomicUsize>);
-
-impl Live {
-    fn new(n: &Arc<AtomicUsize>) -> Live {
-        n.fetch_add(1, Ordering::SeqCst);
-        Live(n.clone())
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// A connector on the virtual clock. Endpoint `i` accepts unless listed in
@@ -202,10 +183,6 @@ fn client(rt: &VirtualRuntime, c: TestConnector, config: Config) -> Client<TestC
         .runtime(Arc::new(rt.clone()))
         .build()
         .expect("client")
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
 }
 
 /// Before: the first Connect waited for an input; the connect timer fired

@@ -3,6 +3,8 @@
 //! Deterministic, bounded in virtual time, no real sleep. Tests that found
 //! a defect were `#[ignore]`d with the defect named, and have since been fixed.
 
+mod support;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,6 +19,7 @@ use redial::core::{
 };
 use redial::{Call, CallOptions, CallResult, Client, Connector, Failure, Observer};
 use redial_sim::vrt::VirtualRuntime;
+use support::{Live, drive, ms};
 
 // ----- memory -------------------------------------------------------------------
 //
@@ -53,15 +56,6 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 }
 
 // ----- the executor loop ------------------------------------------------------
-
-/// Runs the executor until virtual time `until`.
-fn drive(rt: &VirtualRuntime, until: Duration) {
-    rt.run_until(until);
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -107,22 +101,6 @@ enum Op {
     Err(Duration),
     /// Never answers.
     Hang,
-}
-
-/// Counts live things (a guard in each).
-struct Live(Arc<AtomicUsize>);
-
-impl Live {
-    fn new(n: &Arc<AtomicUsize>) -> Live {
-        n.fetch_add(1, Ordering::SeqCst);
-        Live(n.clone())
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
