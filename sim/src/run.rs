@@ -11,8 +11,8 @@ use redial_core::{
 };
 
 use crate::output::{Field, Format, Line, OpLine, Summary, write_line};
-use crate::timeline::{ClientAction, ServerAction, StepAction, Submit, Timeline, server_step_text};
-use crate::world::Net;
+use crate::timeline::{ClientAction, StepAction, Submit, Timeline};
+use crate::world::{Net, Stepped, Undo};
 
 /// How to run a timeline.
 #[derive(Clone, Debug)]
@@ -57,11 +57,7 @@ enum Ev {
     Then(String),
     /// The caller gives up op `seq` (drops its call: a cancel).
     Cancel(u64),
-    Restore {
-        endpoint: usize,
-        action: ServerAction,
-        generation: u64,
-    },
+    Undo(Undo),
     ConnectDone {
         conn: ConnId,
         ok: bool,
@@ -82,10 +78,7 @@ enum Ev {
 
 impl Ev {
     fn scripted(&self) -> bool {
-        matches!(
-            self,
-            Ev::Step(_) | Ev::Tick(..) | Ev::Then(_) | Ev::Restore { .. }
-        )
+        matches!(self, Ev::Step(_) | Ev::Tick(..) | Ev::Then(_) | Ev::Undo(_))
     }
 }
 
@@ -97,9 +90,6 @@ struct World<'a, F: FnMut(&Line)> {
     seq: u64,
     scripted: usize,
     net: Net,
-    /// Per endpoint, bumped by every server step (a `for` restore only
-    /// applies if no later step touched the server).
-    generations: Vec<u64>,
     ops: BTreeMap<u64, OpInfo>,
     by_id: BTreeMap<OpId, u64>,
     next_op: u64,
@@ -122,7 +112,6 @@ pub fn run(tl: &Timeline, opts: &RunOptions, sink: impl FnMut(&Line)) -> Summary
         seq: 0,
         scripted: 0,
         net: Net::new(tl, seed),
-        generations: vec![0; tl.endpoints.len()],
         ops: BTreeMap::new(),
         by_id: BTreeMap::new(),
         next_op: 1,
@@ -239,22 +228,8 @@ impl<F: FnMut(&Line)> World<'_, F> {
                         endpoint,
                         for_,
                     } => {
-                        self.generations[endpoint] += 1;
-                        let generation = self.generations[endpoint];
-                        let name = &self.tl.endpoints[endpoint].name;
-                        let text = server_step_text(name, action, for_);
-                        self.world(text);
-                        self.server(endpoint, action);
-                        if let Some(d) = for_ {
-                            self.schedule_at(
-                                now + d,
-                                Ev::Restore {
-                                    endpoint,
-                                    action: action.restore(),
-                                    generation,
-                                },
-                            );
-                        }
+                        let stepped = self.net.step(now, endpoint, action, for_);
+                        self.stepped(stepped);
                     }
                     StepAction::Submit(s) => self.submit(&s),
                     StepAction::Client(ClientAction::Close) => {
@@ -280,15 +255,9 @@ impl<F: FnMut(&Line)> World<'_, F> {
                     self.m.cancel(now, id);
                 }
             }
-            Ev::Restore {
-                endpoint,
-                action,
-                generation,
-            } => {
-                if self.generations[endpoint] == generation {
-                    let name = &self.tl.endpoints[endpoint].name;
-                    self.world(format!("server {name} {}", action.name()));
-                    self.server(endpoint, action);
+            Ev::Undo(u) => {
+                if let Some(stepped) = self.net.undo(now, u) {
+                    self.stepped(stepped);
                 }
             }
             Ev::ConnectDone { conn, ok } => {
@@ -316,10 +285,15 @@ impl<F: FnMut(&Line)> World<'_, F> {
         }
     }
 
-    fn server(&mut self, endpoint: usize, action: ServerAction) {
-        for (id, at, kind) in self.net.server(self.now, endpoint, action) {
+    /// Carries out a server step (or its undo) in the world.
+    fn stepped(&mut self, s: Stepped) {
+        self.world(s.text);
+        for (id, at, kind) in s.losses {
             let conn = ConnId::from_raw(id);
             self.schedule_at(at, Ev::Lost { conn, kind });
+        }
+        if let Some((at, u)) = s.undo {
+            self.schedule_at(at, Ev::Undo(u));
         }
     }
 

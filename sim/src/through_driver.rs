@@ -38,9 +38,9 @@ use redial_core::{
 
 use crate::output::{Format, Line, OpLine, Summary, write_line};
 use crate::run::{RunOptions, event_line};
-use crate::timeline::{ClientAction, ServerAction, StepAction, Submit, Timeline, server_step_text};
+use crate::timeline::{ClientAction, StepAction, Submit, Timeline};
 use crate::vrt::VirtualRuntime;
-use crate::world::Net;
+use crate::world::{Net, Stepped, Undo};
 
 /// One op of the simulated application: its transcript number and whether
 /// the server answers it with an error.
@@ -76,11 +76,7 @@ enum Delivery {
     Then(String),
     /// The caller of op `seq` gives up: drops its call (a cancel).
     Cancel(u64),
-    Restore {
-        endpoint: usize,
-        action: ServerAction,
-        generation: u64,
-    },
+    Undo(Undo),
     Connect {
         id: u64,
         ok: bool,
@@ -105,7 +101,7 @@ impl Delivery {
     fn scripted(&self) -> bool {
         matches!(
             self,
-            Delivery::Step(_) | Delivery::Tick(..) | Delivery::Then(_) | Delivery::Restore { .. }
+            Delivery::Step(_) | Delivery::Tick(..) | Delivery::Then(_) | Delivery::Undo(_)
         )
     }
 }
@@ -129,7 +125,6 @@ struct World {
     queue: BTreeMap<(Instant, u64), Delivery>,
     seq: u64,
     scripted: usize,
-    generations: Vec<u64>,
     next_conn: u64,
     /// Per open connection, the driver's `closed()` watch.
     watchers: BTreeMap<u64, oneshot::Sender<LossKind>>,
@@ -412,7 +407,6 @@ pub fn run_through_driver(
         queue: BTreeMap::new(),
         seq: 0,
         scripted: 0,
-        generations: vec![0; tl.endpoints.len()],
         next_conn: 0,
         watchers: BTreeMap::new(),
         ops: BTreeMap::new(),
@@ -665,22 +659,8 @@ impl App {
                         for_,
                     } => {
                         let mut w = lock(&self.world);
-                        w.generations[endpoint] += 1;
-                        let generation = w.generations[endpoint];
-                        let name = &self.tl.endpoints[endpoint].name;
-                        let text = server_step_text(name, action, for_);
-                        w.world_line(text);
-                        Self::server(&mut w, endpoint, action);
-                        if let Some(d) = for_ {
-                            w.schedule_at(
-                                now + d,
-                                Delivery::Restore {
-                                    endpoint,
-                                    action: action.restore(),
-                                    generation,
-                                },
-                            );
-                        }
+                        let stepped = w.net.step(now, endpoint, action, for_);
+                        Self::stepped(&mut w, stepped);
                     }
                     StepAction::Submit(s) => self.submit(&s),
                     StepAction::Client(ClientAction::Close) => {
@@ -699,16 +679,10 @@ impl App {
                 self.submit(&wl.submit);
             }
             Delivery::Then(label) => self.submit(&Submit::follow_up(label)),
-            Delivery::Restore {
-                endpoint,
-                action,
-                generation,
-            } => {
+            Delivery::Undo(u) => {
                 let mut w = lock(&self.world);
-                if w.generations[endpoint] == generation {
-                    let name = &self.tl.endpoints[endpoint].name;
-                    w.world_line(format!("server {name} {}", action.name()));
-                    Self::server(&mut w, endpoint, action);
+                if let Some(stepped) = w.net.undo(now, u) {
+                    Self::stepped(&mut w, stepped);
                 }
             }
             Delivery::Connect { id, ok, tx } => {
@@ -741,10 +715,14 @@ impl App {
         }
     }
 
-    fn server(w: &mut World, endpoint: usize, action: ServerAction) {
-        let now = w.now;
-        for (id, t, kind) in w.net.server(now, endpoint, action) {
-            w.schedule_at(t, Delivery::Lost { id, kind });
+    /// Carries out a server step (or its undo) in the world.
+    fn stepped(w: &mut World, s: Stepped) {
+        w.world_line(s.text);
+        for (id, at, kind) in s.losses {
+            w.schedule_at(at, Delivery::Lost { id, kind });
+        }
+        if let Some((at, u)) = s.undo {
+            w.schedule_at(at, Delivery::Undo(u));
         }
     }
 

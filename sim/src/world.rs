@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use redial_core::{Instant, LossKind, OpResult};
 
-use crate::timeline::{Role, ServerAction, Timeline};
+use crate::timeline::{Role, ServerAction, Timeline, server_step_text};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Health {
@@ -23,10 +23,33 @@ pub(crate) enum Health {
 }
 
 struct Server {
+    name: String,
     health: Health,
     role: Role,
     /// Bumped whenever connections to it die.
     epoch: u64,
+    /// Bumped by every server step (a `for` undo only applies if no later
+    /// step touched the server).
+    generation: u64,
+}
+
+/// A losses list: (connection, when the client sees it, how).
+pub(crate) type Losses = Vec<(u64, Instant, LossKind)>;
+
+/// The undo of a server step with `for`, to deliver at its instant.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Undo {
+    endpoint: usize,
+    action: ServerAction,
+    generation: u64,
+}
+
+/// What a scripted server step (or its undo) did: the transcript's words,
+/// the losses the client will see, and the undo to schedule, if any.
+pub(crate) struct Stepped {
+    pub(crate) text: String,
+    pub(crate) losses: Losses,
+    pub(crate) undo: Option<(Instant, Undo)>,
 }
 
 struct NetConn {
@@ -70,9 +93,11 @@ impl Net {
                 .endpoints
                 .iter()
                 .map(|e| Server {
+                    name: e.name.clone(),
                     health: if e.up { Health::Up } else { Health::Down },
                     role: e.role,
                     epoch: 0,
+                    generation: 0,
                 })
                 .collect(),
             conns: BTreeMap::new(),
@@ -183,14 +208,50 @@ impl Net {
         self.conns.remove(&id);
     }
 
-    /// Applies a server action at `now`; returns the losses the client will
-    /// see, and when.
-    pub(crate) fn server(
+    /// The timeline's server step at `now`: `action` on `endpoint`, undone
+    /// after `for_` unless a later step touches the server first.
+    pub(crate) fn step(
         &mut self,
         now: Instant,
         endpoint: usize,
         action: ServerAction,
-    ) -> Vec<(u64, Instant, LossKind)> {
+        for_: Option<Duration>,
+    ) -> Stepped {
+        let server = &mut self.servers[endpoint];
+        server.generation += 1;
+        let undo = for_.map(|d| {
+            let undo = Undo {
+                endpoint,
+                action: action.restore(),
+                generation: server.generation,
+            };
+            (now + d, undo)
+        });
+        Stepped {
+            text: server_step_text(&server.name, action, for_),
+            losses: self.server(now, endpoint, action),
+            undo,
+        }
+    }
+
+    /// A step's undo comes due at `now`: applied unless a later step
+    /// touched the server (then `None`).
+    pub(crate) fn undo(&mut self, now: Instant, u: Undo) -> Option<Stepped> {
+        let server = &self.servers[u.endpoint];
+        if server.generation != u.generation {
+            return None;
+        }
+        let text = server_step_text(&server.name, u.action, None);
+        Some(Stepped {
+            text,
+            losses: self.server(now, u.endpoint, u.action),
+            undo: None,
+        })
+    }
+
+    /// Applies a server action at `now`; returns the losses the client will
+    /// see, and when.
+    fn server(&mut self, now: Instant, endpoint: usize, action: ServerAction) -> Losses {
         let mut losses = Vec::new();
         let mut kill = |net: &mut Net, kind: LossKind| {
             net.servers[endpoint].epoch += 1;
