@@ -32,8 +32,9 @@ pub enum Failure {
 /// and reported to the core as a fact, never decided on by the driver: in
 /// [`connect`](Connector::connect) or
 /// [`classify_connect`](Connector::classify_connect) as a
-/// [`ConnectFailure::Rejected`] attempt (a bug that retrying cannot fix:
-/// the client gives up and says so); in [`run`](Connector::run),
+/// [`ConnectFailure::Panicked`] attempt (which the core does not retry: a
+/// bug that retrying would only repeat; the client gives up and says so);
+/// in [`run`](Connector::run),
 /// [`ping`](Connector::ping), [`closed`](Connector::closed) or
 /// [`classify`](Connector::classify) as a lost connection. The panic
 /// message reaches the caller in the error's message.

@@ -334,7 +334,7 @@ impl<C: Connector> Driver<C> {
                                 match shielded(|| connector.classify_connect(e)) {
                                     Ok(why) => (why, words),
                                     Err(p) => (
-                                        ConnectFailure::Rejected,
+                                        ConnectFailure::Panicked,
                                         format!(
                                             "the connector panicked in classify_connect: {p} \
                                              (reading: {words})"
@@ -343,7 +343,7 @@ impl<C: Connector> Driver<C> {
                                 }
                             }
                             (_, p) => (
-                                ConnectFailure::Rejected,
+                                ConnectFailure::Panicked,
                                 format!("the connector panicked {}", p.unwrap_or_default()),
                             ),
                         };

@@ -39,11 +39,14 @@ pub enum ConnectFailure {
     Unavailable,
     /// The server refused this client for a reason that retrying cannot
     /// fix (authentication, unknown database, permissions, a protocol or
-    /// TLS mismatch), or the connector itself failed (it panicked). Not
-    /// retried: the machine gives up at once (`reconnect_failed`), whatever
-    /// the reconnect budget, so the reason reaches the application instead
-    /// of being retried for ever.
+    /// TLS mismatch). Not retried: the machine gives up at once
+    /// (`reconnect_failed`), whatever the reconnect budget, so the reason
+    /// reaches the application instead of being retried for ever.
     Rejected,
+    /// The connector itself failed (it panicked while connecting or while
+    /// reading its error): a bug that retrying would only repeat. Not
+    /// retried, as [`Rejected`](Self::Rejected).
+    Panicked,
 }
 
 impl ConnectFailure {
@@ -53,21 +56,24 @@ impl ConnectFailure {
         ConnectFailure::TimedOut,
         ConnectFailure::Unavailable,
         ConnectFailure::Rejected,
+        ConnectFailure::Panicked,
     ];
 
-    /// Stable snake_case name (`refused`, `timed_out`, `unavailable`, `rejected`).
+    /// Stable snake_case name (`refused`, `timed_out`, `unavailable`,
+    /// `rejected`, `panicked`).
     pub fn name(self) -> &'static str {
         match self {
             ConnectFailure::Refused => "refused",
             ConnectFailure::TimedOut => "timed_out",
             ConnectFailure::Unavailable => "unavailable",
             ConnectFailure::Rejected => "rejected",
+            ConnectFailure::Panicked => "panicked",
         }
     }
 
     /// Whether the machine tries again after this failure (budget allowing).
     pub fn is_retried(self) -> bool {
-        !matches!(self, ConnectFailure::Rejected)
+        !matches!(self, ConnectFailure::Rejected | ConnectFailure::Panicked)
     }
 }
 

@@ -204,6 +204,9 @@ impl fmt::Display for OpError {
                 Some((_, _, _, Some(ConnectFailure::Rejected))) => {
                     f.write_str("failed to connect: the connection was rejected (not retried)")
                 }
+                Some((_, _, _, Some(ConnectFailure::Panicked))) => {
+                    f.write_str("failed to connect: the connector panicked (not retried)")
+                }
                 Some((_, _, true, _)) => {
                     f.write_str("failed to connect: the initial connection attempt failed")
                 }

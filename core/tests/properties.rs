@@ -205,13 +205,14 @@ fn op_result() -> impl Strategy<Value = OpResult> {
     ]
 }
 
-/// Mostly refused; every kind, `rejected` (never retried) included.
+/// Mostly refused; every kind, `rejected` and `panicked` (never retried) included.
 fn connect_failure() -> impl Strategy<Value = ConnectFailure> {
     prop_oneof![
         8 => Just(ConnectFailure::Refused),
         2 => Just(ConnectFailure::TimedOut),
         2 => Just(ConnectFailure::Unavailable),
         1 => Just(ConnectFailure::Rejected),
+        1 => Just(ConnectFailure::Panicked),
     ]
 }
 

@@ -524,6 +524,11 @@ fn a_connector_that_panics_in_connect_gives_a_failed_client_that_says_why() {
             .is_some_and(|d| d.contains("connector bug in connect")),
         "{e}"
     );
+    assert_eq!(
+        e.message(),
+        "failed to connect: the connector panicked (not retried)",
+        "the core gave up on a panicking connector"
+    );
 }
 
 /// Pings answered on an idle connection keep it: the core reads each

@@ -680,7 +680,7 @@ fn run_error_whose_classify_panics_is_survived() {
     assert_eq!(client.state(), State::Connected);
 }
 
-/// `classify_connect` panics: a rejected attempt, the client fails and
+/// `classify_connect` panics: a `panicked` attempt (not retried), the client fails and
 /// says why — with the panic's message, per the docs.
 #[test]
 fn classify_connect_panics() {
