@@ -537,7 +537,7 @@ fn a_connector_that_panics_in_connect_gives_a_failed_client_that_says_why() {
 fn answered_pings_keep_an_idle_connection() {
     let rt = VirtualRuntime::new();
     let c = TestConnector::new(&rt);
-    let connects = c.connects.clone();
+    let (connects, pings) = (c.connects.clone(), c.pings.clone());
     let config = Config::recommended()
         .to_builder()
         .heartbeat(Some(Heartbeat {
@@ -548,6 +548,8 @@ fn answered_pings_keep_an_idle_connection() {
         .unwrap();
     let client = client(&rt, c, config);
     drive(&rt, ms(1000));
+    // One ping per interval (plus its 1 ms round trip) over the second.
+    assert!(pings.load(Ordering::SeqCst) >= 9, "pings were sent");
     assert_eq!(connects.lock().unwrap().len(), 1, "answered pings keep it");
     assert_eq!(client.state(), State::Connected);
 }
