@@ -96,6 +96,19 @@ pub struct Summary {
     pub events: u64,
 }
 
+impl Summary {
+    /// Counts one op's outcome (an [`OpLine::result`]).
+    pub fn count(&mut self, result: &Result<String, (String, String)>) {
+        match result {
+            Ok(_) => self.ok += 1,
+            Err((kind, _)) => {
+                self.failed += 1;
+                *self.errors.entry(kind.clone()).or_default() += 1;
+            }
+        }
+    }
+}
+
 fn ms(us: u64) -> String {
     format!("{:>4}.{:03}s", us / 1_000_000, (us / 1_000) % 1_000)
 }

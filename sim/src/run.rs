@@ -380,24 +380,14 @@ impl<F: FnMut(&Line)> World<'_, F> {
                         continue;
                     };
                     let (result, attempts, maybe) = match &c.result {
-                        Ok(done) => {
-                            self.summary.ok += 1;
-                            (Ok(self.name(done.endpoint)), done.attempts, true)
-                        }
-                        Err(e) => {
-                            self.summary.failed += 1;
-                            *self
-                                .summary
-                                .errors
-                                .entry(e.kind().name().to_string())
-                                .or_default() += 1;
-                            (
-                                Err((e.kind().name().to_string(), e.to_string())),
-                                e.attempts(),
-                                e.maybe_executed(),
-                            )
-                        }
+                        Ok(done) => (Ok(self.name(done.endpoint)), done.attempts, true),
+                        Err(e) => (
+                            Err((e.kind().name().to_string(), e.to_string())),
+                            e.attempts(),
+                            e.maybe_executed(),
+                        ),
                     };
+                    self.summary.count(&result);
                     let line = Line::Op(OpLine {
                         t_us: now.as_micros(),
                         id: info.seq,

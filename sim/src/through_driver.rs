@@ -796,13 +796,7 @@ impl App {
                         info.dispatches > info.refused,
                     ),
                 };
-                match &outcome {
-                    Ok(_) => w.summary.ok += 1,
-                    Err((kind, _)) => {
-                        w.summary.failed += 1;
-                        *w.summary.errors.entry(kind.clone()).or_default() += 1;
-                    }
-                }
+                w.summary.count(&outcome);
                 w.lines.push(Line::Op(OpLine {
                     t_us: now.as_micros(),
                     id: seq,
