@@ -847,15 +847,20 @@ impl Checker {
             return;
         };
         if let Some(old) = core::mem::replace(&mut t.in_flight, conn) {
-            if let Some(set) = self.in_flight_on.get_mut(&old) {
-                set.remove(&id);
-                if set.is_empty() {
-                    self.in_flight_on.remove(&old);
-                }
-            }
+            self.unindex(id, old);
         }
         if let Some(c) = conn {
             self.in_flight_on.entry(c).or_default().insert(id);
+        }
+    }
+
+    /// Drops `id` from the index of ops in flight on `conn`.
+    fn unindex(&mut self, id: OpId, conn: ConnId) {
+        if let Some(set) = self.in_flight_on.get_mut(&conn) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.in_flight_on.remove(&conn);
+            }
         }
     }
 
@@ -873,12 +878,7 @@ impl Checker {
             return;
         };
         if let Some(c) = t.in_flight {
-            if let Some(set) = self.in_flight_on.get_mut(&c) {
-                set.remove(&id);
-                if set.is_empty() {
-                    self.in_flight_on.remove(&c);
-                }
-            }
+            self.unindex(id, c);
         }
         if let Some(d) = t.deadline {
             self.by_deadline.remove(&(d, id));
