@@ -36,7 +36,7 @@
 //!    [`handle_connect_failed`](Machine::handle_connect_failed),
 //!    [`handle_connection_lost`](Machine::handle_connection_lost),
 //!    [`handle_op_result`](Machine::handle_op_result),
-//!    [`handle_heartbeat_ok`](Machine::handle_heartbeat_ok), and the
+//!    [`handle_heartbeat`](Machine::handle_heartbeat), and the
 //!    application's [`submit`](Machine::submit),
 //!    [`cancel`](Machine::cancel), [`close`](Machine::close).
 //! 3. **Drain rule**: after every input, call
@@ -52,15 +52,16 @@
 //!
 //! Two guarantees drivers rely on:
 //!
-//! - [`Output::Close`] is emitted only for a connection or attempt the
-//!   machine itself decides to drop (idle, unresponsive, wrong server, a
-//!   connect timeout, a stale success, [`close`](Machine::close)). After you
-//!   *report* a failed attempt or a lost connection, free it yourself: no
-//!   `Close` follows.
+//! - [`Output::Close`] is emitted for every connection or attempt the
+//!   machine forgets, whatever the reason — also after you reported it
+//!   failed or lost: free a connection's resources when, and only when, a
+//!   `Close` names it.
 //! - An answer fed with [`handle_op_result`](Machine::handle_op_result)
 //!   (`Ok` or `ServerError`) produces that op's [`Output::Complete`] in the
 //!   very next drain, so a driver may hold the op's response aside until
-//!   then. A heartbeat that fails is reported as a lost connection.
+//!   then. A heartbeat's answer or error is fed as it is
+//!   ([`handle_heartbeat`](Machine::handle_heartbeat)): what it means is
+//!   the machine's decision.
 //!
 //! Ids: every connect attempt gets a [`ConnId`], which becomes the
 //! connection's id if it succeeds. Inputs about an id that is not the
