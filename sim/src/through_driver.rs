@@ -869,6 +869,9 @@ fn show(l: &Line) -> String {
 /// event sequence (with times), the world's lines and the summary counts.
 /// Times are compared exactly: the virtual runtime has no timer
 /// granularity of its own.
+///
+/// Memory: both runs' op fates and events are held until compared, so it
+/// grows with the run (unlike [`crate::run`], which streams).
 pub fn compare_with_fast_loop(tl: &Timeline, opts: &RunOptions) -> Divergence {
     let mut fast = Record::default();
     let fs = crate::run::run(tl, opts, |l| fast.push(l));
