@@ -1,202 +1,28 @@
 //! The reconnect machine.
+//!
+//! [`Machine`] itself — its inputs, state transitions and policy decisions —
+//! lives here; its parts live in submodules: the op slab and its lists
+//! (`ops`), reconnect delays (`backoff`), the retry budget (`budget`) and
+//! the public vocabulary (`types`).
 
 use alloc::collections::{BinaryHeap, VecDeque};
-use alloc::vec::Vec;
 use core::cmp::Reverse;
-use core::fmt;
 use core::time::Duration;
 
-use crate::config::{BufferPolicy, Config, InitialConnect, Jitter, OverflowPolicy, Tries};
+use crate::config::{BufferPolicy, Config, InitialConnect, OverflowPolicy, Tries};
 use crate::event::{ConnectFailure, DisconnectReason, Event, LossKind};
 use crate::op::{Completion, Done, ErrorKind, OpError, OpId, OpOptions, OpResult};
-use crate::rng::Rng;
 use crate::time::Instant;
 
-/// Identifies a connect attempt and, once it succeeds, the connection it
-/// became. Ids grow from 1 and are never reused; inputs naming an id that is
-/// not the current attempt or connection are ignored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ConnId(pub(crate) u64);
+mod backoff;
+mod budget;
+mod ops;
+mod types;
 
-impl ConnId {
-    /// The number behind the id.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-    /// Builds an id from its number (for tests and replays).
-    pub fn from_raw(n: u64) -> Self {
-        ConnId(n)
-    }
-}
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "conn#{}", self.0)
-    }
-}
-
-/// Where the machine is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum State {
-    /// A connect attempt is under way.
-    Connecting,
-    /// A connection is up; ops are dispatched on it.
-    Connected,
-    /// Waiting before the next reconnect attempt.
-    Backoff,
-    /// Lost with auto-reconnect off: no connect will ever be started again
-    /// (ops buffer or fail according to the buffer policy).
-    Down,
-    /// Terminal: the reconnect budget is spent ("topology was destroyed").
-    Failed,
-    /// Terminal: closed by the application.
-    Closed,
-}
-
-impl State {
-    /// Stable snake_case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            State::Connecting => "connecting",
-            State::Connected => "connected",
-            State::Backoff => "backoff",
-            State::Down => "down",
-            State::Failed => "failed",
-            State::Closed => "closed",
-        }
-    }
-
-    /// `Failed` or `Closed`.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, State::Failed | State::Closed)
-    }
-}
-
-/// Which timer [`Machine::poll_timeout`] is reporting (so "why did we wake
-/// up?" has an answer). Timers due at the same instant fire in this order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum TimerKind {
-    /// A connect attempt's timeout.
-    ConnectTimeout,
-    /// The end of a backoff delay: the next reconnect attempt starts.
-    Reconnect,
-    /// Time to send a heartbeat.
-    HeartbeatSend,
-    /// A heartbeat went unanswered.
-    HeartbeatTimeout,
-    /// The connection has been idle for `socket_timeout`.
-    Idle,
-    /// The oldest op in flight has waited `response_timeout`.
-    Response,
-    /// The oldest buffered op has waited `buffer_timeout`.
-    BufferWait,
-    /// An op's deadline.
-    Deadline,
-}
-
-/// What the machine asks its driver to do, or tells the application.
-///
-/// Deliberately *not* `#[non_exhaustive]`: a driver must carry out every
-/// output, so a new one is a breaking change that should fail to compile
-/// in every driver, not be skipped by a wildcard arm.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Output<P> {
-    /// Open a connection to endpoint `endpoint`; report the result with
-    /// [`Machine::handle_connected`] or [`Machine::handle_connect_failed`].
-    /// The machine also times the attempt out itself after `timeout`.
-    Connect {
-        /// Id of the attempt (and of the connection if it succeeds).
-        conn: ConnId,
-        /// Index into the seed list.
-        endpoint: usize,
-        /// The connect timeout, if any.
-        timeout: Option<Duration>,
-    },
-    /// Close this connection or abandon this attempt; nothing more is
-    /// expected about it. Emitted for every attempt and connection the
-    /// machine forgets, whatever the reason (also after the driver reported
-    /// it failed or lost): a driver frees a connection's resources when, and
-    /// only when, a `Close` names it.
-    Close {
-        /// The connection or attempt.
-        conn: ConnId,
-    },
-    /// Send op `op` (its payload: [`Machine::payload`]) on `conn`; report
-    /// the answer with [`Machine::handle_op_result`].
-    Dispatch {
-        /// The op.
-        op: OpId,
-        /// The current connection.
-        conn: ConnId,
-        /// Its endpoint.
-        endpoint: usize,
-    },
-    /// Send a heartbeat on `conn`; report the answer (or the error, read
-    /// like an op's) with [`Machine::handle_heartbeat`]. Heartbeats are sent
-    /// only while no op is in flight on the connection: on the ordered
-    /// protocols redial drives (Redis, PostgreSQL, MySQL) a ping queued
-    /// behind an op would time the op, not the link.
-    Heartbeat {
-        /// The current connection.
-        conn: ConnId,
-    },
-    /// The op's one and only outcome, with its payload handed back.
-    Complete(Completion<P>),
-    /// Something happened.
-    Event(Event),
-}
-
-const NIL: u32 = u32::MAX;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Place {
-    Buffered,
-    InFlight(ConnId),
-}
-
-#[derive(Debug)]
-struct Op<P> {
-    id: OpId,
-    payload: P,
-    retryable: bool,
-    max_attempts: u32,
-    deadline: Option<Instant>,
-    /// Dispatches, wrong-server answers included.
-    attempts: u32,
-    /// Dispatches that may have run (wrong-server answers excluded).
-    executions: u32,
-    /// Answered "wrong server" on the current dispatch: certainly not run.
-    redirected: bool,
-    place: Place,
-    /// When it entered its current list (buffer wait / response timeouts).
-    since: Instant,
-    prev: u32,
-    next: u32,
-}
-
-#[derive(Debug)]
-struct Slot<P> {
-    generation: u32,
-    op: Option<Op<P>>,
-}
-
-/// An intrusive FIFO threaded through the slab.
-#[derive(Clone, Copy, Debug)]
-struct List {
-    head: u32,
-    tail: u32,
-    len: usize,
-}
-
-impl List {
-    const EMPTY: List = List {
-        head: NIL,
-        tail: NIL,
-        len: 0,
-    };
-}
+use backoff::Delays;
+use budget::TokenBucket;
+use ops::{Op, Ops, Place, Queue};
+pub use types::{ConnId, Output, State, TimerKind};
 
 #[derive(Clone, Copy, Debug)]
 struct Attempt {
@@ -235,16 +61,11 @@ struct Conn {
 #[derive(Debug)]
 pub struct Machine<P> {
     cfg: Config,
-    rng: Rng,
     now: Instant,
     state: State,
-    slots: Vec<Slot<P>>,
-    free: Vec<u32>,
-    live: usize,
-    buffer: List,
-    inflight: List,
+    /// The outstanding ops, buffered and in flight.
+    ops: Ops<P>,
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
-    with_deadline: usize,
     outputs: VecDeque<Output<P>>,
     next_conn: u64,
     attempt: Option<Attempt>,
@@ -262,9 +83,10 @@ pub struct Machine<P> {
     ever_connected: bool,
     /// Why the last connect attempt failed (cleared by a success).
     last_connect_error: Option<ConnectFailure>,
-    prev_delay: Duration,
-    /// Retry budget tokens, in 1/1000 token.
-    tokens: u64,
+    /// Reconnect delays (the jitter PRNG lives here).
+    delays: Delays,
+    /// Retry budget tokens.
+    budget: TokenBucket,
 }
 
 impl<P> Machine<P> {
@@ -272,20 +94,14 @@ impl<P> Machine<P> {
     /// [`Output::Connect`] to endpoint 0). `seed` feeds the jitter PRNG: the
     /// same seed and inputs give the same outputs.
     pub fn new(config: Config, seed: u64, now: Instant) -> Self {
-        let tokens = config.budget_milli.map_or(0, |(cap, _)| cap);
-        let prev_delay = config.backoff().base();
+        let budget = TokenBucket::new(config.budget_milli);
+        let delays = Delays::new(seed, config.backoff());
         let mut m = Machine {
             cfg: config,
-            rng: Rng::new(seed),
             now,
             state: State::Connecting,
-            slots: Vec::new(),
-            free: Vec::new(),
-            live: 0,
-            buffer: List::EMPTY,
-            inflight: List::EMPTY,
+            ops: Ops::new(),
             deadlines: BinaryHeap::new(),
-            with_deadline: 0,
             outputs: VecDeque::new(),
             next_conn: 1,
             attempt: None,
@@ -296,8 +112,8 @@ impl<P> Machine<P> {
             tries_before_connect: 0,
             ever_connected: false,
             last_connect_error: None,
-            prev_delay,
-            tokens,
+            delays,
+            budget,
         };
         m.start_attempt();
         m
@@ -317,22 +133,22 @@ impl<P> Machine<P> {
 
     /// Ops waiting in the buffer.
     pub fn buffered(&self) -> usize {
-        self.buffer.len
+        self.ops.len(Queue::Buffer)
     }
 
     /// Ops dispatched and not yet answered.
     pub fn in_flight(&self) -> usize {
-        self.inflight.len
+        self.ops.len(Queue::InFlight)
     }
 
     /// Ops submitted that have no outcome yet (buffered + in flight).
     pub fn outstanding(&self) -> usize {
-        self.live
+        self.ops.live()
     }
 
     /// The payload of an outstanding op.
     pub fn payload(&self, op: OpId) -> Option<&P> {
-        self.op(op).map(|o| &o.payload)
+        self.ops.get(op).map(|o| &o.payload)
     }
 
     /// The current connection and its endpoint, when connected.
@@ -354,7 +170,7 @@ impl<P> Machine<P> {
 
     /// Retry budget tokens left (whole tokens), if a budget is configured.
     pub fn retry_tokens(&self) -> Option<u64> {
-        self.cfg.budget_milli.map(|_| self.tokens / 1000)
+        self.budget.whole_tokens()
     }
 
     // ----- outputs -------------------------------------------------------
@@ -388,7 +204,7 @@ impl<P> Machine<P> {
         offer(self.reconnect_at, TimerKind::Reconnect);
         if let Some(c) = self.conn {
             offer(c.heartbeat_deadline, TimerKind::HeartbeatTimeout);
-            if self.inflight.len == 0 {
+            if self.ops.len(Queue::InFlight) == 0 {
                 // A ping waits for nothing: sent only while no op is in
                 // flight (a ping queued behind a long op would time the op).
                 offer(c.heartbeat_next, TimerKind::HeartbeatSend);
@@ -398,10 +214,10 @@ impl<P> Machine<P> {
                 );
             }
         }
-        if let (Some(t), Some(head)) = (self.in_flight_limit(), self.head(self.inflight)) {
+        if let (Some(t), Some(head)) = (self.in_flight_limit(), self.ops.head(Queue::InFlight)) {
             offer(Some(head.since + t), TimerKind::Response);
         }
-        if let (Some(t), Some(head)) = (self.cfg.buffer_timeout(), self.head(self.buffer)) {
+        if let (Some(t), Some(head)) = (self.cfg.buffer_timeout(), self.ops.head(Queue::Buffer)) {
             offer(Some(head.since + t), TimerKind::BufferWait);
         }
         offer(
@@ -447,7 +263,7 @@ impl<P> Machine<P> {
                 self.tries_before_connect = self.tries;
                 self.tries = 0;
                 self.last_connect_error = None;
-                self.prev_delay = self.cfg.backoff().base();
+                self.delays.reset(self.cfg.backoff());
                 let event = if self.ever_connected {
                     Event::Reconnected {
                         conn,
@@ -516,18 +332,17 @@ impl<P> Machine<P> {
         self.advance(now);
         let current = self.conn.is_some_and(|c| c.id == conn);
         let in_flight_here = self
-            .op(op)
+            .ops
+            .get(op)
             .is_some_and(|o| o.place == Place::InFlight(conn));
         if current && in_flight_here {
             match result {
                 OpResult::Ok => {
-                    let idx = self.index(op).expect("checked in flight above");
-                    self.unlink(idx);
-                    let o = self.release(idx);
+                    let idx = self.ops.index(op).expect("checked in flight above");
+                    self.ops.unlink(idx);
+                    let o = self.ops.release(idx);
                     let c = self.conn.expect("checked current above");
-                    if let Some((cap, refund)) = self.cfg.budget_milli {
-                        self.tokens = (self.tokens + refund).min(cap);
-                    }
+                    self.budget.refund();
                     self.outputs.push_back(Output::Complete(Completion {
                         id: o.id,
                         payload: o.payload,
@@ -540,8 +355,8 @@ impl<P> Machine<P> {
                     self.touch_idle();
                 }
                 OpResult::ServerError => {
-                    let idx = self.index(op).expect("checked in flight above");
-                    self.unlink(idx);
+                    let idx = self.ops.index(op).expect("checked in flight above");
+                    self.ops.unlink(idx);
                     self.fail(idx, ErrorKind::ServerError);
                     self.touch_idle();
                 }
@@ -549,8 +364,8 @@ impl<P> Machine<P> {
                     self.lose(DisconnectReason::Lost(LossKind::Reset));
                 }
                 OpResult::WrongServer => {
-                    let idx = self.index(op).expect("checked in flight above");
-                    let o = self.slots[idx as usize].op.as_mut().expect("live");
+                    let idx = self.ops.index(op).expect("checked in flight above");
+                    let o = self.ops.at_mut(idx);
                     o.redirected = true;
                     o.executions = o.executions.saturating_sub(1);
                     // Try the next endpoint: this one is not the primary.
@@ -611,35 +426,18 @@ impl<P> Machine<P> {
             .deadline
             .or(self.cfg.op_deadline())
             .map(|d| self.now + d);
-        let idx = self.alloc(Op {
-            id: OpId(0),
-            payload,
-            retryable: options.retryable,
-            max_attempts: if options.retryable {
-                options
-                    .max_attempts
-                    .unwrap_or(self.cfg.max_op_attempts())
-                    .max(1)
-            } else {
-                1
-            },
-            deadline,
-            attempts: 0,
-            executions: 0,
-            redirected: false,
-            place: Place::Buffered,
-            since: self.now,
-            prev: NIL,
-            next: NIL,
-        });
-        let id = self.slots[idx as usize]
-            .op
-            .as_ref()
-            .expect("just allocated")
-            .id;
+        let mut op = Op::new(payload, deadline, self.now);
+        if options.retryable {
+            op.retryable = true;
+            op.max_attempts = options
+                .max_attempts
+                .unwrap_or(self.cfg.max_op_attempts())
+                .max(1);
+        }
+        let idx = self.ops.alloc(op);
+        let id = self.ops.at(idx).id;
         if let Some(at) = deadline {
             self.deadlines.push(Reverse((at, id.0)));
-            self.with_deadline += 1;
         }
         match self.state {
             State::Closed => self.fail(idx, ErrorKind::Closed),
@@ -655,12 +453,9 @@ impl<P> Machine<P> {
     /// `maybe_executed` if it was dispatched). Unknown or finished ops are ignored.
     pub fn cancel(&mut self, now: Instant, op: OpId) {
         self.advance(now);
-        if let Some(idx) = self.index(op) {
-            let was_in_flight = matches!(
-                self.slots[idx as usize].op.as_ref().map(|o| o.place),
-                Some(Place::InFlight(_))
-            );
-            self.unlink(idx);
+        if let Some(idx) = self.ops.index(op) {
+            let was_in_flight = matches!(self.ops.at(idx).place, Place::InFlight(_));
+            self.ops.unlink(idx);
             self.fail(idx, ErrorKind::Cancelled);
             if was_in_flight {
                 self.touch_idle();
@@ -682,8 +477,8 @@ impl<P> Machine<P> {
                 self.outputs.push_back(Output::Close { conn: c.id });
             }
             self.reconnect_at = None;
-            self.fail_list(true, ErrorKind::Closed);
-            self.fail_list(false, ErrorKind::Closed);
+            self.fail_list(Queue::InFlight, ErrorKind::Closed);
+            self.fail_list(Queue::Buffer, ErrorKind::Closed);
             self.state = State::Closed;
             self.emit(Event::Closed);
         }
@@ -750,7 +545,9 @@ impl<P> Machine<P> {
 
     fn schedule_reconnect(&mut self) {
         self.tries = self.tries.saturating_add(1);
-        let delay = self.jittered_delay(self.tries);
+        let delay = self
+            .delays
+            .jittered_delay(self.cfg.backoff(), self.cfg.jitter(), self.tries);
         self.reconnect_at = Some(self.now + delay);
         self.state = State::Backoff;
         self.emit(Event::Reconnecting {
@@ -761,43 +558,6 @@ impl<P> Machine<P> {
         });
     }
 
-    fn jittered_delay(&mut self, n: u32) -> Duration {
-        let backoff = self.cfg.backoff();
-        let d = backoff.nominal(n);
-        let delay = match self.cfg.jitter() {
-            Jitter::None => d,
-            Jitter::Full => self.draw(Duration::ZERO, d),
-            Jitter::Equal => self.draw(d / 2, d),
-            Jitter::Decorrelated => {
-                let base = backoff.base();
-                let hi = self
-                    .prev_delay
-                    .saturating_mul(3)
-                    .min(backoff.cap())
-                    .max(base);
-                self.draw(base, hi)
-            }
-        };
-        self.prev_delay = delay;
-        delay
-    }
-
-    /// A delay drawn uniformly in whole microseconds from `[lo, hi]`
-    /// (`lo <= hi`), so it always lies within
-    /// [`Config::reconnect_delay_bounds`]. Fix: the bounds used to be
-    /// truncated to microseconds first, so equal jitter on an odd number of
-    /// microseconds (nominal 3 µs: bounds [1.5 µs, 3 µs]) could draw 1 µs,
-    /// below its lower bound; the lower end is now rounded up. When no whole
-    /// microsecond lies in the range (sub-microsecond spans), `lo` itself.
-    fn draw(&mut self, lo: Duration, hi: Duration) -> Duration {
-        let lo_us = u64::try_from(lo.as_nanos().div_ceil(1000)).unwrap_or(u64::MAX);
-        let hi_us = crate::time::duration_micros(hi);
-        if lo_us > hi_us {
-            return lo;
-        }
-        Duration::from_micros(self.rng.between(lo_us, hi_us))
-    }
-
     fn give_up(&mut self) {
         self.state = State::Failed;
         self.reconnect_at = None;
@@ -805,7 +565,7 @@ impl<P> Machine<P> {
             attempts: self.tries,
             error: self.last_connect_error,
         });
-        self.fail_list(false, ErrorKind::ReconnectFailed);
+        self.fail_list(Queue::Buffer, ErrorKind::ReconnectFailed);
     }
 
     /// The current connection is gone (the driver saw it end, or the
@@ -823,25 +583,19 @@ impl<P> Machine<P> {
         });
         // Ops in flight: re-queue (in dispatch order, ahead of nothing: the
         // buffer is empty while connected) or fail.
-        while self.inflight.head != NIL {
-            let idx = self.inflight.head;
-            self.unlink(idx);
-            let o = self.slots[idx as usize]
-                .op
-                .as_mut()
-                .expect("listed ops are live");
+        while let Some(idx) = self.ops.first(Queue::InFlight) {
+            self.ops.unlink(idx);
+            let o = self.ops.at_mut(idx);
             if o.redirected {
                 o.redirected = false;
                 self.requeue(idx, ErrorKind::NoConnection);
                 continue;
             }
             let wants_retry = o.retryable && o.executions < o.max_attempts;
-            if self.cfg.budget_milli.is_some() {
-                self.tokens = self.tokens.saturating_sub(1000);
-            }
+            self.budget.charge();
             if !wants_retry {
                 self.fail(idx, ErrorKind::ConnectionLost);
-            } else if !self.budget_allows_retry() {
+            } else if !self.budget.allows_retry() {
                 self.fail(idx, ErrorKind::RetryBudgetExhausted);
             } else {
                 self.requeue(idx, ErrorKind::ConnectionLost);
@@ -856,13 +610,6 @@ impl<P> Machine<P> {
             self.retry_or_give_up();
         } else {
             self.state = State::Down;
-        }
-    }
-
-    fn budget_allows_retry(&self) -> bool {
-        match self.cfg.budget_milli {
-            None => true,
-            Some((cap, _)) => self.tokens * 2 > cap,
         }
     }
 
@@ -901,20 +648,16 @@ impl<P> Machine<P> {
                 }
             }
             TimerKind::BufferWait => {
-                let idx = self.buffer.head;
-                if idx != NIL {
-                    self.unlink(idx);
+                if let Some(idx) = self.ops.first(Queue::Buffer) {
+                    self.ops.unlink(idx);
                     self.fail(idx, ErrorKind::BufferTimeout);
                 }
             }
             TimerKind::Deadline => {
                 if let Some(Reverse((_, raw))) = self.deadlines.pop() {
-                    if let Some(idx) = self.index(OpId(raw)) {
-                        let was_in_flight = matches!(
-                            self.slots[idx as usize].op.as_ref().map(|o| o.place),
-                            Some(Place::InFlight(_))
-                        );
-                        self.unlink(idx);
+                    if let Some(idx) = self.ops.index(OpId(raw)) {
+                        let was_in_flight = matches!(self.ops.at(idx).place, Place::InFlight(_));
+                        self.ops.unlink(idx);
                         self.fail(idx, ErrorKind::DeadlineExceeded);
                         if was_in_flight {
                             self.touch_idle();
@@ -930,15 +673,19 @@ impl<P> Machine<P> {
     /// memory stays proportional to outstanding ops.
     fn prune_deadlines(&mut self) {
         while let Some(Reverse((at, raw))) = self.deadlines.peek().copied() {
-            if self.op(OpId(raw)).is_some_and(|o| o.deadline == Some(at)) {
+            if self
+                .ops
+                .get(OpId(raw))
+                .is_some_and(|o| o.deadline == Some(at))
+            {
                 break;
             }
             self.deadlines.pop();
         }
-        if self.deadlines.len() > 2 * self.with_deadline + 64 {
-            let slots = &self.slots;
+        if self.deadlines.len() > 2 * self.ops.with_deadline() + 64 {
+            let ops = &self.ops;
             self.deadlines.retain(|Reverse((at, raw))| {
-                lookup(slots, OpId(*raw)).is_some_and(|o| o.deadline == Some(*at))
+                ops.get(OpId(*raw)).is_some_and(|o| o.deadline == Some(*at))
             });
         }
     }
@@ -946,7 +693,7 @@ impl<P> Machine<P> {
     /// An op in flight finished: if none is left, the idle clock starts.
     fn touch_idle(&mut self) {
         let now = self.now;
-        if self.inflight.len == 0 {
+        if self.ops.len(Queue::InFlight) == 0 {
             if let Some(c) = self.conn.as_mut() {
                 c.idle_since = now;
             }
@@ -958,13 +705,13 @@ impl<P> Machine<P> {
     fn dispatch(&mut self, idx: u32) {
         let c = self.conn.expect("dispatch only while connected");
         let now = self.now;
-        let o = self.slots[idx as usize].op.as_mut().expect("live");
+        let o = self.ops.at_mut(idx);
         o.attempts = o.attempts.saturating_add(1);
         o.executions = o.executions.saturating_add(1);
         o.place = Place::InFlight(c.id);
         o.since = now;
         let op = o.id;
-        self.link_back(idx, false);
+        self.ops.link_back(idx, Queue::InFlight, now);
         self.outputs.push_back(Output::Dispatch {
             op,
             conn: c.id,
@@ -973,9 +720,8 @@ impl<P> Machine<P> {
     }
 
     fn flush_buffer(&mut self) {
-        while self.buffer.head != NIL {
-            let idx = self.buffer.head;
-            self.unlink(idx);
+        while let Some(idx) = self.ops.first(Queue::Buffer) {
+            self.ops.unlink(idx);
             self.dispatch(idx);
         }
     }
@@ -984,18 +730,18 @@ impl<P> Machine<P> {
     fn enqueue(&mut self, idx: u32) {
         match self.cfg.buffer() {
             BufferPolicy::Disabled => self.fail(idx, ErrorKind::NoConnection),
-            BufferPolicy::Unbounded => self.link_back(idx, true),
+            BufferPolicy::Unbounded => self.ops.link_back(idx, Queue::Buffer, self.now),
             BufferPolicy::Bounded { max, overflow } => {
-                if self.buffer.len < max {
-                    self.link_back(idx, true);
+                if self.ops.len(Queue::Buffer) < max {
+                    self.ops.link_back(idx, Queue::Buffer, self.now);
                     return;
                 }
                 match overflow {
                     OverflowPolicy::FailAll => {
                         self.emit(Event::BufferOverflow {
-                            failed: self.buffer.len + 1,
+                            failed: self.ops.len(Queue::Buffer) + 1,
                         });
-                        self.fail_list(false, ErrorKind::BufferOverflow);
+                        self.fail_list(Queue::Buffer, ErrorKind::BufferOverflow);
                         self.fail(idx, ErrorKind::BufferOverflow);
                     }
                     OverflowPolicy::RejectNew => {
@@ -1004,10 +750,10 @@ impl<P> Machine<P> {
                     }
                     OverflowPolicy::DropOldest => {
                         self.emit(Event::BufferOverflow { failed: 1 });
-                        let oldest = self.buffer.head;
-                        self.unlink(oldest);
+                        let oldest = self.ops.first(Queue::Buffer).expect("the buffer is full");
+                        self.ops.unlink(oldest);
                         self.fail(oldest, ErrorKind::BufferOverflow);
-                        self.link_back(idx, true);
+                        self.ops.link_back(idx, Queue::Buffer, self.now);
                     }
                 }
             }
@@ -1021,33 +767,25 @@ impl<P> Machine<P> {
             .cfg
             .buffer()
             .bound()
-            .is_none_or(|max| self.buffer.len < max);
+            .is_none_or(|max| self.ops.len(Queue::Buffer) < max);
         if room {
-            self.link_back(idx, true);
+            self.ops.link_back(idx, Queue::Buffer, self.now);
         } else {
             self.fail(idx, otherwise);
         }
     }
 
     /// Fails every op of a list (buffer or in flight) in order.
-    fn fail_list(&mut self, in_flight: bool, kind: ErrorKind) {
-        loop {
-            let idx = if in_flight {
-                self.inflight.head
-            } else {
-                self.buffer.head
-            };
-            if idx == NIL {
-                break;
-            }
-            self.unlink(idx);
+    fn fail_list(&mut self, queue: Queue, kind: ErrorKind) {
+        while let Some(idx) = self.ops.first(queue) {
+            self.ops.unlink(idx);
             self.fail(idx, kind);
         }
     }
 
     /// Completes an unlinked op with an error.
     fn fail(&mut self, idx: u32, kind: ErrorKind) {
-        let o = self.release(idx);
+        let o = self.ops.release(idx);
         let reconnect = matches!(
             kind,
             ErrorKind::ReconnectFailed | ErrorKind::TopologyDestroyed
@@ -1068,144 +806,5 @@ impl<P> Machine<P> {
                 reconnect,
             }),
         }));
-    }
-
-    // ----- internals: slab and lists ----------------------------------------
-
-    fn alloc(&mut self, mut op: Op<P>) -> u32 {
-        let idx = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    op: None,
-                });
-                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 outstanding ops")
-            }
-        };
-        let slot = &mut self.slots[idx as usize];
-        // Never wraps: a slot at the last generation is retired (release).
-        slot.generation += 1;
-        op.id = OpId(u64::from(slot.generation) << 32 | u64::from(idx));
-        slot.op = Some(op);
-        self.live += 1;
-        idx
-    }
-
-    fn release(&mut self, idx: u32) -> Op<P> {
-        let o = self.slots[idx as usize]
-            .op
-            .take()
-            .expect("release of a live op");
-        // Ids are never reused: a slot whose generation would wrap (2^32
-        // ops through it) is retired, costing one slot per 2^32 ops.
-        if self.slots[idx as usize].generation < u32::MAX {
-            self.free.push(idx);
-        }
-        self.live -= 1;
-        if o.deadline.is_some() {
-            self.with_deadline -= 1;
-        }
-        o
-    }
-
-    fn index(&self, id: OpId) -> Option<u32> {
-        lookup(&self.slots, id).map(|_| (id.0 & 0xFFFF_FFFF) as u32)
-    }
-
-    fn op(&self, id: OpId) -> Option<&Op<P>> {
-        lookup(&self.slots, id)
-    }
-
-    fn head(&self, list: List) -> Option<&Op<P>> {
-        (list.head != NIL).then(|| self.slots[list.head as usize].op.as_ref().expect("live"))
-    }
-
-    fn list_mut(&mut self, buffered: bool) -> &mut List {
-        if buffered {
-            &mut self.buffer
-        } else {
-            &mut self.inflight
-        }
-    }
-
-    /// Appends an unlinked op to the buffer (`buffered`) or the in-flight list.
-    fn link_back(&mut self, idx: u32, buffered: bool) {
-        let now = self.now;
-        let tail = self.list_mut(buffered).tail;
-        {
-            let o = self.slots[idx as usize].op.as_mut().expect("live");
-            o.prev = tail;
-            o.next = NIL;
-            if buffered {
-                o.place = Place::Buffered;
-                o.since = now;
-            }
-        }
-        if tail != NIL {
-            self.slots[tail as usize].op.as_mut().expect("live").next = idx;
-        }
-        let list = self.list_mut(buffered);
-        if list.head == NIL {
-            list.head = idx;
-        }
-        list.tail = idx;
-        list.len += 1;
-    }
-
-    /// Removes an op from whichever list holds it.
-    fn unlink(&mut self, idx: u32) {
-        let (prev, next, buffered) = {
-            let o = self.slots[idx as usize].op.as_mut().expect("live");
-            let r = (o.prev, o.next, o.place == Place::Buffered);
-            o.prev = NIL;
-            o.next = NIL;
-            r
-        };
-        if prev != NIL {
-            self.slots[prev as usize].op.as_mut().expect("live").next = next;
-        }
-        if next != NIL {
-            self.slots[next as usize].op.as_mut().expect("live").prev = prev;
-        }
-        let list = self.list_mut(buffered);
-        if list.head == idx {
-            list.head = next;
-        }
-        if list.tail == idx {
-            list.tail = prev;
-        }
-        list.len -= 1;
-    }
-}
-
-fn lookup<P>(slots: &[Slot<P>], id: OpId) -> Option<&Op<P>> {
-    let idx = (id.0 & 0xFFFF_FFFF) as usize;
-    let generation = (id.0 >> 32) as u32;
-    slots
-        .get(idx)
-        .filter(|s| s.generation == generation)
-        .and_then(|s| s.op.as_ref())
-        .filter(|o| o.id == id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn op_ids_are_never_reused_even_after_2_pow_32_ops_through_a_slot() {
-        let mut m: Machine<u32> = Machine::new(Config::mongodb_legacy(), 1, Instant::ZERO);
-        let first = m.submit(Instant::ZERO, 1, OpOptions::new());
-        m.cancel(Instant::ZERO, first);
-        // Fast-forward slot 0 to its last generation.
-        m.slots[0].generation = u32::MAX - 1;
-        let last = m.submit(Instant::ZERO, 2, OpOptions::new());
-        assert_eq!(last.get(), u64::from(u32::MAX) << 32);
-        m.cancel(Instant::ZERO, last);
-        // Slot 0 is retired: the next op gets a fresh slot, not generation 0.
-        let next = m.submit(Instant::ZERO, 3, OpOptions::new());
-        assert_eq!(next.get(), 1 << 32 | 1);
-        assert!(m.payload(last).is_none() && m.payload(next) == Some(&3));
     }
 }
