@@ -4,9 +4,10 @@ use crate::core::{Instant, Machine, OpId, OpOptions, Output, State};
 
 /// Watches the core as the driver drives it: what was submitted, every
 /// timer step, every output, and the machine after each step. The
-/// simulator attaches redial-core's invariant checker
-/// ([`redial_core::check::Checker`]) through it, so the driver users run is
-/// checked against the same invariants as the core.
+/// simulator attaches the oracles of the `redial-check` crate (its
+/// `Watcher`: the invariant checker and the policy contract) through it,
+/// so the driver users run is checked against the same invariants as the
+/// core — and so can yours.
 ///
 /// The calls follow the checker's step protocol: a step is one input (a
 /// submit, cancel, close, a connector's report or a timer) followed by

@@ -166,6 +166,17 @@ pub struct OpError {
 }
 
 impl OpError {
+    /// An error built by hand — for test doubles and oracles that feed
+    /// made-up outcomes; the machine builds its own.
+    pub fn new(kind: ErrorKind, maybe_executed: bool, attempts: u32) -> Self {
+        OpError {
+            kind,
+            maybe_executed,
+            attempts,
+            reconnect: None,
+        }
+    }
+
     /// The stable kind.
     pub fn kind(&self) -> ErrorKind {
         self.kind

@@ -2,20 +2,20 @@
 //! the panic message in full (decoded steps, step outputs, violations):
 //!
 //! ```sh
-//! cargo run --release --example replay -- transitions artifacts/transitions/crash-<hash>
+//! cargo run --release --example replay -- machine artifacts/machine/crash-<hash>
 //! ```
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(target), Some(path)) = (args.next(), args.next()) else {
-        eprintln!("usage: replay <transitions|model|timeline> <file>");
+        eprintln!("usage: replay <machine|timeline|driver> <file>");
         std::process::exit(2);
     };
     let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     match target.as_str() {
-        "transitions" => redial_fuzz::transitions(&data),
-        "model" => redial_fuzz::model(&data),
+        "machine" => redial_fuzz::machine(&data),
         "timeline" => redial_fuzz::timeline(&data),
+        "driver" => redial_fuzz::driver(&data),
         other => panic!("unknown target {other}"),
     }
     println!("{target} {path}: ok");

@@ -3,41 +3,24 @@
 //! replay in `tests/replay_corpus.rs`); the `fuzz_targets/*.rs` binaries are
 //! one-liners calling them.
 //!
-//! - [`transitions`]: any configuration and any input sequence; every
-//!   invariant checked after every step; close, drain, one outcome per op.
-//! - [`model`]: the same inputs fed to the core and to a small reference
-//!   model ([`reference`]) over the configurations it covers; the
-//!   observable outcomes must agree.
+//! - [`machine`]: the one generator of random machine runs
+//!   ([`redial_check::harness`]): any configuration (or one in the
+//!   reference model's reach) and any input sequence; both oracles after
+//!   every step, the reference model where it reaches; close, drain, one
+//!   outcome per op; determinism.
 //! - [`timeline`]: any bytes as a simulator timeline file; when they parse,
 //!   a bounded replay. Never a panic: bad input is an error value.
 //! - [`driver`]: the same bytes replayed through the fast loop *and* the
 //!   real driver (`redial::Client` on the virtual runtime): both must hold
 //!   every invariant and give the same op fates and events.
 
-use arbitrary::{Arbitrary, Unstructured};
-
-pub mod harness;
-pub mod input;
-pub mod invariants;
-pub mod model;
-pub mod reference;
-pub mod transitions;
 
 /// Most simulated events one `timeline` input may cause.
 pub const TIMELINE_MAX_EVENTS: u64 = 20_000;
 
-/// The `transitions` target: decodes `data` and runs it.
-pub fn transitions(data: &[u8]) {
-    if let Ok(input) = transitions::TransitionsInput::arbitrary(&mut Unstructured::new(data)) {
-        transitions::run(&input);
-    }
-}
-
-/// The `model` target: decodes `data` and runs it.
-pub fn model(data: &[u8]) {
-    if let Ok(input) = model::ModelInput::arbitrary(&mut Unstructured::new(data)) {
-        model::run(&input);
-    }
+/// The `machine` target: [`redial_check::harness::run_bytes`].
+pub fn machine(data: &[u8]) {
+    redial_check::harness::run_bytes(data);
 }
 
 /// The `timeline` target: `data` as the text of a timeline file; when it

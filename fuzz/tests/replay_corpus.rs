@@ -8,8 +8,7 @@ use std::path::Path;
 type Target = fn(&[u8]);
 
 const TARGETS: &[(&str, Target)] = &[
-    ("transitions", redial_fuzz::transitions),
-    ("model", redial_fuzz::model),
+    ("machine", redial_fuzz::machine),
     ("timeline", redial_fuzz::timeline),
     ("driver", redial_fuzz::driver),
 ];

@@ -4,10 +4,10 @@
 use core::time::Duration;
 use std::collections::BTreeMap;
 
-use redial_core::check::Checker;
+use redial_check::Checked;
 use redial_core::{
-    ConnId, ConnectFailure, DisconnectReason, Event, Instant, LossKind, Machine, OpId, OpOptions,
-    OpResult, Output,
+    ConnId, ConnectFailure, DisconnectReason, Event, Instant, LossKind, OpId, OpOptions, OpResult,
+    Output,
 };
 
 use crate::output::{Field, Format, Line, OpLine, Summary, write_line};
@@ -84,7 +84,7 @@ impl Ev {
 
 struct World<'a, F: FnMut(&Line)> {
     tl: &'a Timeline,
-    m: Machine<u64>,
+    m: Checked<u64>,
     now: Instant,
     queue: BTreeMap<(Instant, u64), Ev>,
     seq: u64,
@@ -93,7 +93,6 @@ struct World<'a, F: FnMut(&Line)> {
     ops: BTreeMap<u64, OpInfo>,
     by_id: BTreeMap<OpId, u64>,
     next_op: u64,
-    check: Option<Checker>,
     summary: Summary,
     sink: F,
 }
@@ -103,7 +102,11 @@ struct World<'a, F: FnMut(&Line)> {
 /// (ops, connections, scheduled messages), not to the timeline's length.
 pub fn run(tl: &Timeline, opts: &RunOptions, sink: impl FnMut(&Line)) -> Summary {
     let seed = opts.seed.unwrap_or(tl.seed);
-    let m = Machine::new(tl.config.clone(), seed, Instant::ZERO);
+    let m = if opts.check {
+        Checked::new(tl.config.clone(), seed, Instant::ZERO)
+    } else {
+        Checked::unchecked(tl.config.clone(), seed, Instant::ZERO)
+    };
     let w = World {
         tl,
         m,
@@ -115,7 +118,6 @@ pub fn run(tl: &Timeline, opts: &RunOptions, sink: impl FnMut(&Line)) -> Summary
         ops: BTreeMap::new(),
         by_id: BTreeMap::new(),
         next_op: 1,
-        check: opts.check.then(|| Checker::new(&tl.config)),
         summary: Summary::default(),
         sink,
     };
@@ -173,27 +175,19 @@ impl<F: FnMut(&Line)> World<'_, F> {
                 // As the driver does: timers due by now run before the next
                 // input is taken, even one due at this same instant.
                 if self.m.poll_timeout().is_some_and(|(at, _)| at <= self.now) {
-                    if let Some(check) = self.check.as_mut() {
-                        check.on_timeout(self.now);
-                    }
                     self.m.handle_timeout(self.now);
                 }
             } else {
-                if let Some(check) = self.check.as_mut() {
-                    check.on_timeout(self.now);
-                }
                 self.m.handle_timeout(self.now);
             }
             self.drain();
         }
         self.summary.pending = self.m.outstanding() as u64;
-        if let Some(check) = self.check.as_mut() {
-            if self.m.state() == redial_core::State::Closed {
-                // Closed: every op must have had its outcome.
-                check.finish();
-            }
-            self.summary.violations = check.violations().iter().map(|v| v.to_string()).collect();
+        if self.m.state() == redial_core::State::Closed {
+            // Closed: every op must have had its outcome.
+            self.m.finish();
         }
+        self.summary.violations = self.m.violations().map(|v| v.to_string()).collect();
         self.summary
     }
 
@@ -321,7 +315,6 @@ impl<F: FnMut(&Line)> World<'_, F> {
                 },
             );
             self.summary.submitted += 1;
-            let before = self.m.state();
             let id = self.m.submit(self.now, seq, opts);
             self.by_id.insert(id, seq);
             if let Some(info) = self.ops.get_mut(&seq) {
@@ -330,9 +323,6 @@ impl<F: FnMut(&Line)> World<'_, F> {
                     self.schedule_at(self.now + d, Ev::Cancel(seq));
                 }
             }
-            if let Some(check) = self.check.as_mut() {
-                check.on_submit(self.m.now(), id, &opts, before);
-            }
             self.drain();
         }
     }
@@ -340,9 +330,6 @@ impl<F: FnMut(&Line)> World<'_, F> {
     fn drain(&mut self) {
         let now = self.now;
         while let Some(out) = self.m.poll_output() {
-            if let Some(check) = self.check.as_mut() {
-                check.on_output(self.m.now(), &out);
-            }
             match out {
                 Output::Connect { conn, endpoint, .. } => {
                     self.summary.connect_attempts += 1;
@@ -410,9 +397,6 @@ impl<F: FnMut(&Line)> World<'_, F> {
             }
         }
         self.summary.max_buffered = self.summary.max_buffered.max(self.m.buffered() as u64);
-        if let Some(check) = self.check.as_mut() {
-            check.after_step(&self.m);
-        }
     }
 }
 

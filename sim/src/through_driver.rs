@@ -9,8 +9,8 @@
 //! The application is simulated too: each submit is a task awaiting a
 //! [`Call`](redial::Call) (dropped early for `cancel_after`, which cancels
 //! the op), `close` steps call [`Client::close`], and events are read from
-//! [`Client::events`]. The invariant checker watches the driver's machine
-//! through [`redial::Observer`].
+//! [`Client::events`]. The oracles (`redial_check::Watcher`: invariants and
+//! policy contract) watch the driver's machine through [`redial::Observer`].
 //!
 //! One world message is delivered at a time and the executor runs until
 //! every task is idle before the next, so each input reaches the driver
@@ -30,7 +30,7 @@ use futures::channel::oneshot;
 use futures::future::{Either, select};
 use futures::{FutureExt, StreamExt};
 use redial::{Call, CallResult, Client, Connector, Failure, Observer};
-use redial_core::check::Checker;
+use redial_check::Watcher;
 use redial_core::{
     ErrorKind, Event, Instant, LossKind, Machine, OpId, OpOptions, OpResult, Output,
     State as CoreState,
@@ -343,15 +343,15 @@ impl Connector for SimConnector {
     }
 }
 
-/// Attaches the invariant checker (when on) and tracks the buffer's peak.
+/// Attaches the oracles (when on) and tracks the buffer's peak.
 struct Watch {
-    checker: Option<Arc<Mutex<Checker>>>,
+    checker: Option<Arc<Mutex<Watcher>>>,
     max_buffered: Arc<Mutex<u64>>,
     world: Shared,
 }
 
 impl Watch {
-    fn with(&self, f: impl FnOnce(&mut Checker)) {
+    fn with(&self, f: impl FnOnce(&mut Watcher)) {
         if let Some(c) = &self.checker {
             f(&mut c.lock().unwrap_or_else(|p| p.into_inner()));
         }
@@ -420,7 +420,7 @@ pub fn run_through_driver(
     }));
     let checker = opts
         .check
-        .then(|| Arc::new(Mutex::new(Checker::new(&tl.config))));
+        .then(|| Arc::new(Mutex::new(Watcher::new(&tl.config))));
     let max_buffered = Arc::new(Mutex::new(0));
     let connector = SimConnector {
         world: world.clone(),
@@ -529,7 +529,7 @@ pub fn run_through_driver(
         if client.state() == CoreState::Closed {
             c.finish();
         }
-        summary.violations = c.violations().iter().map(|v| v.to_string()).collect();
+        summary.violations = c.violations().map(|v| v.to_string()).collect();
     }
     summary.violations.extend(stream_errors);
     drop(app);

@@ -1,5 +1,6 @@
-//! A small test harness: a manual clock, a `Machine<u32>`, a `Checker`
-//! attached to every step, and a log of every output with its time.
+//! A small test harness: a manual clock, a `Machine<u32>` with
+//! `redial-check`'s oracles attached to every step (`Checked`), and a log
+//! of every output with its time.
 //!
 //! Every input goes through a method here that feeds the machine, drains it
 //! through the checker and panics at once on any invariant violation, so a
@@ -7,10 +8,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use redial_core::check::Checker;
+use redial_check::Checked;
 use redial_core::{
-    Config, ConnId, ConnectFailure, Done, Duration, ErrorKind, Event, Instant, LossKind, Machine,
-    OpError, OpId, OpOptions, OpResult, Output, State,
+    Config, ConnId, ConnectFailure, Done, Duration, ErrorKind, Event, Instant, LossKind, OpError,
+    OpId, OpOptions, OpResult, Output, State,
 };
 
 /// Milliseconds.
@@ -20,8 +21,7 @@ pub fn ms(n: u64) -> Duration {
 
 /// The harness.
 pub struct H {
-    pub m: Machine<u32>,
-    pub checker: Checker,
+    pub m: Checked<u32>,
     pub now: Instant,
     /// Every output so far, with the machine time it came out at.
     pub log: Vec<(Instant, Output<u32>)>,
@@ -41,11 +41,9 @@ impl H {
     }
 
     pub fn with_seed(config: Config, seed: u64) -> Self {
-        let checker = Checker::new(&config);
-        let m = Machine::new(config, seed, Instant::ZERO);
+        let m = Checked::new(config, seed, Instant::ZERO);
         let mut h = H {
             m,
-            checker,
             now: Instant::ZERO,
             log: Vec::new(),
             last: Vec::new(),
@@ -68,8 +66,8 @@ impl H {
     pub fn drain(&mut self) -> Vec<Output<u32>> {
         let mut all = Vec::new();
         loop {
-            let outs = self.checker.drain(&mut self.m);
-            self.checker.assert_ok();
+            let outs: Vec<Output<u32>> = std::iter::from_fn(|| self.m.poll_output()).collect();
+            self.m.assert_ok();
             let mut heartbeats = Vec::new();
             for o in &outs {
                 self.log.push((self.m.now(), o.clone()));
@@ -132,9 +130,7 @@ impl H {
     /// Submits an op with a fresh payload.
     pub fn submit(&mut self, opts: OpOptions) -> OpId {
         self.next_payload += 1;
-        let id = self
-            .checker
-            .submit(&mut self.m, self.now, self.next_payload, opts);
+        let id = self.m.submit(self.now, self.next_payload, opts);
         self.drain();
         id
     }
@@ -164,8 +160,8 @@ impl H {
     /// Closes, drains and runs the checker's final check.
     pub fn finish(&mut self) {
         self.close();
-        self.checker.finish();
-        self.checker.assert_ok();
+        self.m.finish();
+        self.m.assert_ok();
     }
 
     /// Moves the clock forward by `d`, firing every timer at its exact
@@ -183,7 +179,6 @@ impl H {
             if at > self.now {
                 self.now = at;
             }
-            self.checker.on_timeout(self.now);
             self.m.handle_timeout(self.now);
             self.drain();
         }

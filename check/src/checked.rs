@@ -1,0 +1,297 @@
+//! [`Checked`]: a [`Machine`] with both oracles threaded through every
+//! input, and [`Watcher`], the two oracles for a machine you do not own.
+
+use core::ops::Deref;
+
+use redial_core::{
+    Config, ConnId, ConnectFailure, Instant, LossKind, Machine, OpId, OpOptions, OpResult, Output,
+    State,
+};
+
+use crate::invariants::Checker;
+use crate::reference::Contract;
+use crate::violation::Violation;
+
+/// The [`Checker`] (invariants) and the [`Contract`] (policy) together,
+/// with one set of hooks. Use it where the machine is driven by code you
+/// do not control (an adapter's driver, reporting through
+/// `redial::Observer`); where you drive the machine yourself, use
+/// [`Checked`], which calls these hooks for you.
+#[derive(Clone, Debug)]
+pub struct Watcher {
+    checker: Checker,
+    contract: Contract,
+}
+
+impl Watcher {
+    /// Both oracles for a machine built with `config`.
+    pub fn new(config: &Config) -> Self {
+        Watcher {
+            checker: Checker::new(config),
+            contract: Contract::new(config),
+        }
+    }
+
+    /// A submission: right after [`Machine::submit`], with the id it
+    /// returned, the options and the state before the call.
+    pub fn on_submit(&mut self, now: Instant, id: OpId, opts: &OpOptions, state_before: State) {
+        self.checker.on_submit(now, id, opts, state_before);
+        self.contract.on_submit(now, id, opts, state_before);
+    }
+
+    /// Right before [`Machine::handle_timeout`], with the same `now`.
+    pub fn on_timeout(&mut self, now: Instant) {
+        self.checker.on_timeout(now);
+    }
+
+    /// One drained output, in order, at the machine time `now`.
+    pub fn on_output<P>(&mut self, now: Instant, out: &Output<P>) {
+        self.checker.on_output(now, out);
+        self.contract.on_output(now, out);
+    }
+
+    /// Once the machine is drained after an input.
+    pub fn after_step<P>(&mut self, m: &Machine<P>) {
+        self.checker.after_step(m);
+        self.contract.after_step(m);
+    }
+
+    /// At the very end, after [`Machine::close`] and a last drain.
+    pub fn finish(&mut self) {
+        self.checker.finish();
+    }
+
+    /// Every breach so far: the invariants' first, then the contract's.
+    pub fn violations(&self) -> impl Iterator<Item = &Violation> {
+        self.checker
+            .violations()
+            .iter()
+            .chain(self.contract.violations())
+    }
+
+    /// `true` while nothing was breached.
+    pub fn is_ok(&self) -> bool {
+        self.checker.is_ok() && self.contract.is_ok()
+    }
+
+    /// Panics with every violation (one per line) if there is any.
+    pub fn assert_ok(&self) {
+        if !self.is_ok() {
+            let all: Vec<Violation> = self.violations().cloned().collect();
+            crate::violation::assert_none(&all);
+        }
+    }
+
+    /// The invariant checker.
+    pub fn checker(&self) -> &Checker {
+        &self.checker
+    }
+
+    /// The policy contract.
+    pub fn contract(&self) -> &Contract {
+        &self.contract
+    }
+}
+
+/// A [`Machine`] whose every input and output goes past the [`Checker`]
+/// and the [`Contract`]: drive it exactly like the machine (same inputs,
+/// same drain rule: [`poll_output`](Self::poll_output) until `None`), and
+/// read the machine's getters through it ([`Deref`]). Nothing can reach
+/// the machine around the oracles.
+///
+/// ```
+/// use redial_check::Checked;
+/// use redial_core::{Config, Instant, OpOptions, OpResult, Output};
+///
+/// let mut m: Checked<&str> = Checked::new(Config::mongoose(), 1, Instant::ZERO);
+/// let now = Instant::ZERO;
+/// let Some(Output::Connect { conn, .. }) = m.poll_output() else { panic!() };
+/// while m.poll_output().is_some() {}
+/// m.handle_connected(now, conn);
+/// while m.poll_output().is_some() {}
+/// let op = m.submit(now, "GET k", OpOptions::new());
+/// while let Some(out) = m.poll_output() {
+///     if let Output::Dispatch { .. } = out { /* send it */ }
+/// }
+/// m.handle_op_result(now, op, conn, OpResult::Ok);
+/// while m.poll_output().is_some() {}
+/// m.close(now);
+/// while m.poll_output().is_some() {}
+/// m.finish();
+/// m.assert_ok();
+/// ```
+#[derive(Debug)]
+pub struct Checked<P> {
+    machine: Machine<P>,
+    watcher: Option<Watcher>,
+    /// An input was fed and its drain has not ended yet.
+    stepping: bool,
+}
+
+impl<P> Checked<P> {
+    /// A new machine ([`Machine::new`]) with both oracles attached.
+    pub fn new(config: Config, seed: u64, now: Instant) -> Self {
+        let watcher = Watcher::new(&config);
+        Checked {
+            machine: Machine::new(config, seed, now),
+            watcher: Some(watcher),
+            stepping: true,
+        }
+    }
+
+    /// A new machine with no oracle attached: the same driving code, at
+    /// the machine's own cost (for measuring what checking costs).
+    pub fn unchecked(config: Config, seed: u64, now: Instant) -> Self {
+        Checked {
+            machine: Machine::new(config, seed, now),
+            watcher: None,
+            stepping: true,
+        }
+    }
+
+    /// Whether the oracles are attached.
+    pub fn is_checked(&self) -> bool {
+        self.watcher.is_some()
+    }
+
+    /// The oracles, when attached.
+    pub fn watcher(&self) -> Option<&Watcher> {
+        self.watcher.as_ref()
+    }
+
+    /// Every breach so far (none when unchecked).
+    pub fn violations(&self) -> impl Iterator<Item = &Violation> {
+        self.watcher.iter().flat_map(Watcher::violations)
+    }
+
+    /// `true` while nothing was breached.
+    pub fn is_ok(&self) -> bool {
+        self.watcher.as_ref().is_none_or(Watcher::is_ok)
+    }
+
+    /// Panics with every violation (one per line) if there is any.
+    pub fn assert_ok(&self) {
+        if let Some(w) = &self.watcher {
+            w.assert_ok();
+        }
+    }
+
+    /// The end of the run: after [`close`](Self::close) and a last drain,
+    /// every submitted op must have had exactly one outcome.
+    pub fn finish(&mut self) {
+        self.end_step();
+        if let Some(w) = &mut self.watcher {
+            w.finish();
+        }
+    }
+
+    /// The machine, for what `Deref` does not give (e.g. to move it out).
+    pub fn into_inner(self) -> Machine<P> {
+        self.machine
+    }
+
+    /// Ends the previous step if its drain was cut short.
+    fn end_step(&mut self) {
+        if core::mem::take(&mut self.stepping) {
+            if let Some(w) = &mut self.watcher {
+                w.after_step(&self.machine);
+            }
+        }
+    }
+
+    fn begin_step(&mut self) {
+        self.end_step();
+        self.stepping = true;
+    }
+
+    /// The next output ([`Machine::poll_output`]), seen by the oracles; the
+    /// `None` that ends a drain also ends the step for them.
+    pub fn poll_output(&mut self) -> Option<Output<P>> {
+        let out = self.machine.poll_output();
+        match &out {
+            Some(o) => {
+                if let Some(w) = &mut self.watcher {
+                    w.on_output(self.machine.now(), o);
+                }
+            }
+            None => self.end_step(),
+        }
+        out
+    }
+
+    /// [`Machine::handle_connected`].
+    pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
+        self.begin_step();
+        self.machine.handle_connected(now, conn);
+    }
+
+    /// [`Machine::handle_connect_failed`].
+    pub fn handle_connect_failed(&mut self, now: Instant, conn: ConnId, why: ConnectFailure) {
+        self.begin_step();
+        self.machine.handle_connect_failed(now, conn, why);
+    }
+
+    /// [`Machine::handle_connection_lost`].
+    pub fn handle_connection_lost(&mut self, now: Instant, conn: ConnId, kind: LossKind) {
+        self.begin_step();
+        self.machine.handle_connection_lost(now, conn, kind);
+    }
+
+    /// [`Machine::handle_op_result`].
+    pub fn handle_op_result(&mut self, now: Instant, op: OpId, conn: ConnId, result: OpResult) {
+        self.begin_step();
+        self.machine.handle_op_result(now, op, conn, result);
+    }
+
+    /// [`Machine::handle_heartbeat`].
+    pub fn handle_heartbeat(&mut self, now: Instant, conn: ConnId, result: OpResult) {
+        self.begin_step();
+        self.machine.handle_heartbeat(now, conn, result);
+    }
+
+    /// [`Machine::handle_heartbeat_ok`].
+    pub fn handle_heartbeat_ok(&mut self, now: Instant, conn: ConnId) {
+        self.begin_step();
+        self.machine.handle_heartbeat_ok(now, conn);
+    }
+
+    /// [`Machine::handle_timeout`]; the oracles know it is a timer step.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.begin_step();
+        if let Some(w) = &mut self.watcher {
+            w.on_timeout(now);
+        }
+        self.machine.handle_timeout(now);
+    }
+
+    /// [`Machine::submit`].
+    pub fn submit(&mut self, now: Instant, payload: P, options: OpOptions) -> OpId {
+        self.begin_step();
+        let before = self.machine.state();
+        let id = self.machine.submit(now, payload, options);
+        if let Some(w) = &mut self.watcher {
+            w.on_submit(self.machine.now(), id, &options, before);
+        }
+        id
+    }
+
+    /// [`Machine::cancel`].
+    pub fn cancel(&mut self, now: Instant, op: OpId) {
+        self.begin_step();
+        self.machine.cancel(now, op);
+    }
+
+    /// [`Machine::close`].
+    pub fn close(&mut self, now: Instant) {
+        self.begin_step();
+        self.machine.close(now);
+    }
+}
+
+impl<P> Deref for Checked<P> {
+    type Target = Machine<P>;
+
+    fn deref(&self) -> &Machine<P> {
+        &self.machine
+    }
+}

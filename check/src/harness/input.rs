@@ -1,0 +1,289 @@
+//! What random bytes decode into: a configuration and a sequence of
+//! steps. Small integers are mapped onto durations in milliseconds so that
+//! timers actually fire within a few dozen steps.
+
+use arbitrary::{Arbitrary, Unstructured};
+use redial_core::{
+    Backoff, BufferPolicy, ConfigBuilder, Duration, Heartbeat, OpOptions, RetryBudget, Tries,
+};
+
+/// Mirrors a fieldless core enum with a local `Arbitrary` one, so that the
+/// byte format of the committed corpus is this crate's own: it does not
+/// shift when a core enum gains or reorders a variant (the core's optional
+/// `arbitrary` feature would tie the corpus to the core's layout).
+macro_rules! mirror {
+    ($(#[$doc:meta])* $name:ident => $core:ident { $($v:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
+        #[allow(missing_docs)]
+        pub enum $name { $($v),+ }
+        impl From<$name> for redial_core::$core {
+            fn from(x: $name) -> Self {
+                match x { $($name::$v => redial_core::$core::$v),+ }
+            }
+        }
+    };
+}
+
+mirror!(/// [`redial_core::Preset`].
+    Preset => Preset { MongodbLegacy, Mongoose, FailFast, Recommended });
+mirror!(/// [`redial_core::Jitter`].
+    Jitter => Jitter { None, Full, Equal, Decorrelated });
+mirror!(/// [`redial_core::OverflowPolicy`].
+    OverflowPolicy => OverflowPolicy { FailAll, RejectNew, DropOldest });
+mirror!(/// [`redial_core::InitialConnect`].
+    InitialConnect => InitialConnect { Retry, FailFast });
+mirror!(/// [`redial_core::LossKind`].
+    LossKind => LossKind { Closed, Reset, TimedOut });
+mirror!(/// [`redial_core::OpResult`].
+    OpResult => OpResult { Ok, ServerError, ConnectionLost, WrongServer });
+mirror!(/// [`redial_core::ConnectFailure`].
+    ConnectFailure => ConnectFailure { Refused, TimedOut, Unavailable, Rejected, Panicked });
+
+/// Most steps one input may carry (keeps executions fast).
+pub const MAX_STEPS: usize = 200;
+
+/// A duration of `n` milliseconds.
+pub fn ms(n: u16) -> Duration {
+    Duration::from_millis(u64::from(n))
+}
+
+/// A float that is usually small and sensible, sometimes anything at all
+/// (NaN, infinities, negatives) so that `build()` sees garbage too.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub enum FuzzFloat {
+    /// `n / 4`.
+    Quarters(u8),
+    /// Any bit pattern.
+    Raw(f64),
+}
+
+impl FuzzFloat {
+    /// The value.
+    pub fn get(self) -> f64 {
+        match self {
+            FuzzFloat::Quarters(n) => f64::from(n) / 4.0,
+            FuzzFloat::Raw(f) => f,
+        }
+    }
+}
+
+/// The buffer policy, including the legacy `bufferMaxEntries` spelling
+/// (whose values below -1 are refused by `build()`).
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub enum FuzzBuffer {
+    /// `bufferMaxEntries = -1`.
+    Unbounded,
+    /// `bufferMaxEntries = 0`.
+    Disabled,
+    /// Up to `max` ops (0 is refused by `build()`).
+    Bounded(u8, OverflowPolicy),
+    /// The legacy knob, any small value.
+    MaxEntries(i8),
+}
+
+/// The backoff policy; every duration in milliseconds.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub enum FuzzBackoff {
+    /// `reconnectInterval`.
+    Constant(u16),
+    /// initial, step, max.
+    Linear(u16, u16, u16),
+    /// initial, multiplier, max.
+    Exponential(u16, FuzzFloat, u16),
+}
+
+/// Every knob of [`ConfigBuilder`], from small values. Many combinations
+/// are invalid: `build()` must refuse them with an error, never panic.
+#[derive(Arbitrary, Clone, Debug)]
+pub struct FuzzConfig {
+    /// Starting point.
+    pub preset: Preset,
+    /// `autoReconnect`.
+    pub auto_reconnect: bool,
+    /// Buffer policy.
+    pub buffer: FuzzBuffer,
+    /// `None`: unlimited.
+    pub tries: Option<u8>,
+    /// Backoff policy.
+    pub backoff: FuzzBackoff,
+    /// Jitter.
+    pub jitter: Jitter,
+    /// First-connect behaviour.
+    pub initial_connect: InitialConnect,
+    /// Milliseconds (0 is refused).
+    pub connect_timeout: Option<u16>,
+    /// Milliseconds (0 is refused).
+    pub socket_timeout: Option<u16>,
+    /// Interval and timeout in milliseconds.
+    pub heartbeat: Option<(u16, u16)>,
+    /// Milliseconds (0 is refused).
+    pub response_timeout: Option<u16>,
+    /// Milliseconds (0 is refused).
+    pub buffer_timeout: Option<u16>,
+    /// Milliseconds (0 is refused).
+    pub op_deadline: Option<u16>,
+    /// Attempts for retryable ops (0 is refused).
+    pub max_op_attempts: u8,
+    /// Tokens and refund ratio.
+    pub retry_budget: Option<(u8, FuzzFloat)>,
+    /// Size of the seed list (0 is refused).
+    pub endpoints: u8,
+    /// Jitter PRNG seed.
+    pub seed: u64,
+}
+
+impl FuzzConfig {
+    /// The builder these values describe.
+    pub fn builder(&self) -> ConfigBuilder {
+        let b = redial_core::Preset::from(self.preset)
+            .builder()
+            .auto_reconnect(self.auto_reconnect);
+        let b = match self.buffer {
+            FuzzBuffer::Unbounded => b.buffer(BufferPolicy::Unbounded),
+            FuzzBuffer::Disabled => b.buffer(BufferPolicy::Disabled),
+            FuzzBuffer::Bounded(max, overflow) => b.buffer(BufferPolicy::Bounded {
+                max: usize::from(max),
+                overflow: overflow.into(),
+            }),
+            FuzzBuffer::MaxEntries(n) => b.buffer_max_entries(i64::from(n)),
+        };
+        let b = b.reconnect_tries(match self.tries {
+            Some(n) => Tries::Limited(u32::from(n)),
+            None => Tries::Unlimited,
+        });
+        let b = match self.backoff {
+            FuzzBackoff::Constant(d) => b.reconnect_interval(ms(d)),
+            FuzzBackoff::Linear(initial, step, max) => b.backoff(Backoff::Linear {
+                initial: ms(initial),
+                step: ms(step),
+                max: ms(max),
+            }),
+            FuzzBackoff::Exponential(initial, multiplier, max) => b.backoff(Backoff::Exponential {
+                initial: ms(initial),
+                multiplier: multiplier.get(),
+                max: ms(max),
+            }),
+        };
+        b.jitter(self.jitter.into())
+            .initial_connect(self.initial_connect.into())
+            .connect_timeout(self.connect_timeout.map(ms))
+            .socket_timeout(self.socket_timeout.map(ms))
+            .heartbeat(self.heartbeat.map(|(interval, timeout)| Heartbeat {
+                interval: ms(interval),
+                timeout: ms(timeout),
+            }))
+            .response_timeout(self.response_timeout.map(ms))
+            .buffer_timeout(self.buffer_timeout.map(ms))
+            .op_deadline(self.op_deadline.map(ms))
+            .max_op_attempts(u32::from(self.max_op_attempts))
+            .retry_budget(self.retry_budget.map(|(max_tokens, ratio)| RetryBudget {
+                max_tokens: u32::from(max_tokens),
+                token_ratio: ratio.get(),
+            }))
+            .endpoints(usize::from(self.endpoints))
+    }
+}
+
+/// Which connection (or connect attempt) an input is about.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub enum ConnRef {
+    /// The most recent attempt the machine asked for.
+    Latest,
+    /// The attempt issued `n + 1` attempts before the latest (stale).
+    Older(u8),
+    /// An id the machine has not issued yet.
+    Future(u8),
+    /// Any number at all (0 included).
+    Raw(u64),
+}
+
+/// Which op an input is about.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub enum OpRef {
+    /// The `n`-th entry (modulo) of the ops the machine dispatched and did
+    /// not complete yet, with the connection it was dispatched on.
+    InFlight(u8),
+    /// The op submitted `n + 1` submissions ago (maybe finished: stale).
+    Submitted(u8),
+    /// Any number at all.
+    Raw(u64),
+}
+
+/// How the clock moves.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub enum Jump {
+    /// Call `handle_timeout` with the same `now`.
+    Zero,
+    /// Forward by milliseconds.
+    Forward(u16),
+    /// Backward by milliseconds (the machine must treat it as the latest time seen).
+    Back(u16),
+    /// Exactly to the next deadline the machine reports.
+    NextTimer,
+    /// Forward by minutes.
+    Far(u8),
+}
+
+/// Options of a submitted op.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub struct FuzzOpts {
+    /// Retryable?
+    pub retryable: bool,
+    /// Per-op deadline in milliseconds (0 allowed: due at once).
+    pub deadline: Option<u16>,
+    /// Per-op attempt limit (0 allowed: treated as 1).
+    pub max_attempts: Option<u8>,
+}
+
+impl FuzzOpts {
+    /// As [`OpOptions`].
+    pub fn options(self) -> OpOptions {
+        let mut o = OpOptions::new().retryable(self.retryable);
+        o.deadline = self.deadline.map(ms);
+        o.max_attempts = self.max_attempts.map(u32::from);
+        o
+    }
+}
+
+/// One thing that happens to the machine.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub enum Step {
+    /// A connect attempt succeeded.
+    Connected(ConnRef),
+    /// A connect attempt failed.
+    ConnectFailed(ConnRef),
+    /// A connection (or attempt) was lost.
+    Lost(ConnRef, LossKind),
+    /// The application submits an op.
+    Submit(FuzzOpts),
+    /// An op answer on the connection it was dispatched on.
+    Answer(OpRef, OpResult),
+    /// An op answer on an arbitrary connection.
+    AnswerOn(OpRef, ConnRef, OpResult),
+    /// A heartbeat answer.
+    HeartbeatOk(ConnRef),
+    /// The application cancels an op.
+    Cancel(OpRef),
+    /// The application closes the client.
+    Close,
+    /// Time passes (or not, or backwards).
+    Wait(Jump),
+    /// A connect attempt failed for this reason (`rejected` and
+    /// `panicked` are never retried).
+    ConnectFailedWith(ConnRef, ConnectFailure),
+    /// A heartbeat answer of any kind (an error, a lost or wrong-server
+    /// answer included).
+    Heartbeat(ConnRef, OpResult),
+}
+
+/// Decodes steps until the bytes run out (or [`MAX_STEPS`]): every byte
+/// counts, unlike `Vec::arbitrary_take_rest`, which stops at the first even
+/// "continue?" byte.
+pub fn steps(u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    while !u.is_empty() && steps.len() < MAX_STEPS {
+        steps.push(Step::arbitrary(u)?);
+    }
+    Ok(steps)
+}

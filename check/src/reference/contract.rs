@@ -1,0 +1,431 @@
+//! The [`Contract`]: what the configured policy promises around the
+//! invariants, for *any* configuration.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use redial_core::{
+    BufferPolicy, Config, DisconnectReason, ErrorKind, Event, Instant, Machine, OpId, OpOptions,
+    Output, State,
+};
+
+use crate::violation::{Found, Violation, ViolationKind as K};
+
+/// What the contract knows about one open op.
+#[derive(Clone, Copy, Debug)]
+struct Open {
+    dispatched: bool,
+    deadline: Option<Instant>,
+}
+
+/// Watches a machine from the outside and reports where it leaves the
+/// policy its [`Config`] states — for every configuration, with the same
+/// calling contract as the [`Checker`](crate::Checker) (and threaded the
+/// same way by [`Checked`](crate::Checked)):
+///
+/// - an op submitted while connected is dispatched in the same step
+///   (`not_dispatched`);
+/// - with buffering disabled, an op submitted while not connected fails at
+///   once with `no_connection` (`not_failed_fast`);
+/// - `buffer_overflow` events announce exactly the ops that fail with
+///   `buffer_overflow`, and only a bounded buffer overflows
+///   (`overflow_count`, `unexpected_outcome`);
+/// - `deadline_exceeded` never comes before the deadline (`early_deadline`);
+/// - outcomes and events only a configured feature can produce
+///   (`buffer_timeout`, `idle`/`unresponsive` disconnects, heartbeats,
+///   `closed` without a close; `connected` first, then `reconnected`) and
+///   outcomes that need a dispatch (`server_error`, `connection_lost`,
+///   `retry_budget_exhausted`) have one (`unexpected_outcome`,
+///   `unexpected_event`);
+/// - connects go to a listed endpoint with the configured timeout
+///   (`connect_target`).
+///
+/// The exact outcome of every op, for the configurations it covers, is the
+/// [`Model`](super::Model)'s business.
+#[derive(Clone, Debug)]
+pub struct Contract {
+    cfg: Config,
+    found: Found,
+    now: Instant,
+    open: BTreeMap<OpId, Open>,
+    /// Ops in flight on the current connection.
+    in_flight: BTreeSet<OpId>,
+    ever_connected: bool,
+    closed: bool,
+    // per step
+    must_dispatch: Vec<OpId>,
+    must_fail_fast: Vec<OpId>,
+    overflow_announced: usize,
+    overflow_failed: usize,
+    closed_outcomes: bool,
+}
+
+impl Contract {
+    /// A contract for a machine built with `config` (a clone is kept).
+    pub fn new(config: &Config) -> Self {
+        Contract {
+            cfg: config.clone(),
+            found: Found::default(),
+            now: Instant::ZERO,
+            open: BTreeMap::new(),
+            in_flight: BTreeSet::new(),
+            ever_connected: false,
+            closed: false,
+            must_dispatch: Vec::new(),
+            must_fail_fast: Vec::new(),
+            overflow_announced: 0,
+            overflow_failed: 0,
+            closed_outcomes: false,
+        }
+    }
+
+    /// Every breach seen so far, in the order observed.
+    pub fn violations(&self) -> &[Violation] {
+        &self.found.list
+    }
+
+    /// `true` while nothing was breached.
+    pub fn is_ok(&self) -> bool {
+        self.found.list.is_empty()
+    }
+
+    /// Panics with every violation (one per line) if there is any.
+    pub fn assert_ok(&self) {
+        crate::violation::assert_none(&self.found.list);
+    }
+
+    fn tick(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn flag(&mut self, kind: K, message: String) {
+        self.found.flag(kind, self.now, message);
+    }
+
+    /// Records a submission (see [`Checker::on_submit`](crate::Checker::on_submit)).
+    pub fn on_submit(&mut self, now: Instant, id: OpId, opts: &OpOptions, state_before: State) {
+        self.tick(now);
+        let deadline = opts.deadline.or(self.cfg.op_deadline()).map(|d| now + d);
+        self.open.insert(
+            id,
+            Open {
+                dispatched: false,
+                deadline,
+            },
+        );
+        match state_before {
+            State::Connected => self.must_dispatch.push(id),
+            State::Connecting | State::Backoff | State::Down
+                if self.cfg.buffer() == BufferPolicy::Disabled =>
+            {
+                self.must_fail_fast.push(id)
+            }
+            _ => {}
+        }
+    }
+
+    /// Records one drained output, at the machine time `now`.
+    pub fn on_output<P>(&mut self, now: Instant, out: &Output<P>) {
+        self.tick(now);
+        match out {
+            Output::Connect {
+                conn,
+                endpoint,
+                timeout,
+            } => {
+                if *endpoint >= self.cfg.endpoints() || *timeout != self.cfg.connect_timeout() {
+                    self.flag(
+                        K::ConnectTarget,
+                        format!(
+                            "connect {conn} to endpoint {endpoint} with timeout {timeout:?}; configured: {} endpoints, timeout {:?}",
+                            self.cfg.endpoints(),
+                            self.cfg.connect_timeout()
+                        ),
+                    );
+                }
+            }
+            Output::Close { .. } => {}
+            Output::Dispatch { op, .. } => {
+                if let Some(o) = self.open.get_mut(op) {
+                    o.dispatched = true;
+                }
+                self.in_flight.insert(*op);
+            }
+            Output::Heartbeat { conn } => {
+                if self.cfg.heartbeat().is_none() {
+                    self.flag(
+                        K::UnexpectedEvent,
+                        format!("heartbeat on {conn} but none configured"),
+                    );
+                }
+            }
+            Output::Complete(c) => {
+                self.in_flight.remove(&c.id);
+                let Some(o) = self.open.remove(&c.id) else {
+                    return; // unknown or twice: the checker's question
+                };
+                let Err(e) = &c.result else {
+                    return;
+                };
+                let id = c.id;
+                let kind = e.kind();
+                let needs_dispatch = matches!(
+                    kind,
+                    ErrorKind::ServerError
+                        | ErrorKind::ConnectionLost
+                        | ErrorKind::RetryBudgetExhausted
+                );
+                if needs_dispatch && !o.dispatched {
+                    self.flag(
+                        K::UnexpectedOutcome,
+                        format!("{id} failed with {kind} but was never dispatched"),
+                    );
+                }
+                let now = self.now;
+                match kind {
+                    ErrorKind::BufferOverflow => {
+                        self.overflow_failed += 1;
+                        if !matches!(self.cfg.buffer(), BufferPolicy::Bounded { .. }) {
+                            self.flag(
+                                K::UnexpectedOutcome,
+                                format!(
+                                    "{id} failed with buffer_overflow but the buffer is not bounded"
+                                ),
+                            );
+                        }
+                    }
+                    ErrorKind::DeadlineExceeded if o.deadline.is_none_or(|d| now < d) => {
+                        self.flag(
+                            K::EarlyDeadline,
+                            format!(
+                                "{id} failed with deadline_exceeded at {now}, deadline {:?}",
+                                o.deadline
+                            ),
+                        );
+                    }
+                    ErrorKind::BufferTimeout if self.cfg.buffer_timeout().is_none() => {
+                        self.flag(
+                            K::UnexpectedOutcome,
+                            format!("{id} failed with buffer_timeout but none is configured"),
+                        );
+                    }
+                    ErrorKind::Closed => self.closed_outcomes = true,
+                    _ => {}
+                }
+                if kind != ErrorKind::NoConnection && self.must_fail_fast.contains(&id) {
+                    self.flag(
+                        K::NotFailedFast,
+                        format!("{id} failed with {kind} instead of no_connection"),
+                    );
+                }
+            }
+            Output::Event(e) => self.on_event(*e),
+        }
+    }
+
+    fn on_event(&mut self, e: Event) {
+        match e {
+            Event::Connected { .. } | Event::Reconnected { .. } => {
+                let re = matches!(e, Event::Reconnected { .. });
+                if re != self.ever_connected {
+                    self.flag(
+                        K::UnexpectedEvent,
+                        format!("{e} (ever connected before: {})", self.ever_connected),
+                    );
+                }
+                self.ever_connected = true;
+                self.in_flight.clear();
+            }
+            Event::Disconnected { reason, .. } => {
+                let in_flight = self.in_flight.len();
+                match reason {
+                    DisconnectReason::Idle if self.cfg.socket_timeout().is_none() => self.flag(
+                        K::UnexpectedEvent,
+                        format!("{e} but no socket timeout is configured"),
+                    ),
+                    DisconnectReason::Idle if in_flight > 0 => self.flag(
+                        K::UnexpectedEvent,
+                        format!("{e} with {in_flight} ops in flight"),
+                    ),
+                    DisconnectReason::Unresponsive
+                        if self.cfg.heartbeat().is_none()
+                            && self.cfg.response_timeout().is_none() =>
+                    {
+                        self.flag(
+                            K::UnexpectedEvent,
+                            format!("{e} but neither heartbeat nor response timeout is configured"),
+                        )
+                    }
+                    _ => {}
+                }
+                self.in_flight.clear();
+            }
+            Event::Reconnecting { endpoint, .. } if endpoint >= self.cfg.endpoints() => {
+                self.flag(K::ConnectTarget, format!("{e}: no such endpoint"));
+            }
+            Event::Closed => {
+                self.closed = true;
+                self.in_flight.clear();
+            }
+            Event::BufferOverflow { failed } => {
+                if !matches!(self.cfg.buffer(), BufferPolicy::Bounded { .. }) {
+                    self.flag(
+                        K::UnexpectedEvent,
+                        format!("{e} but the buffer is not bounded"),
+                    );
+                }
+                self.overflow_announced += failed;
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks what had to happen within the step (after the drain).
+    pub fn after_step<P>(&mut self, m: &Machine<P>) {
+        self.tick(m.now());
+        if self.closed_outcomes && !self.closed {
+            self.flag(
+                K::UnexpectedOutcome,
+                "an op failed with `closed` but the client was not closed".into(),
+            );
+        }
+        self.closed_outcomes = false;
+        let mut list = core::mem::take(&mut self.must_dispatch);
+        for id in list.drain(..) {
+            if self.open.get(&id).is_some_and(|o| !o.dispatched) {
+                self.flag(
+                    K::NotDispatched,
+                    format!("{id} was submitted while connected but not dispatched"),
+                );
+            }
+        }
+        self.must_dispatch = list;
+        let mut list = core::mem::take(&mut self.must_fail_fast);
+        for id in list.drain(..) {
+            if self.open.contains_key(&id) {
+                self.flag(
+                    K::NotFailedFast,
+                    format!("{id} was kept instead of failing at once (buffering disabled)"),
+                );
+            }
+        }
+        self.must_fail_fast = list;
+        if self.overflow_announced != self.overflow_failed {
+            self.flag(
+                K::OverflowCount,
+                format!(
+                    "buffer_overflow events announced {} failed ops, {} failed with buffer_overflow",
+                    self.overflow_announced, self.overflow_failed
+                ),
+            );
+        }
+        self.overflow_announced = 0;
+        self.overflow_failed = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redial_core::{Completion, Duration, OpError, Tries};
+
+    fn cfg() -> Config {
+        Config::mongodb_legacy()
+            .to_builder()
+            .reconnect_interval(Duration::from_millis(100))
+            .reconnect_tries(Tries::Limited(3))
+            .build()
+            .unwrap()
+    }
+
+    fn kinds(c: &Contract) -> Vec<&'static str> {
+        c.violations().iter().map(|v| v.kind.name()).collect()
+    }
+
+    fn failed(id: OpId, kind: ErrorKind) -> Output<()> {
+        Output::Complete(Completion {
+            id,
+            payload: (),
+            result: Err(OpError::new(kind, false, 0)),
+        })
+    }
+
+    #[test]
+    fn flags_fail_fast_breaches_and_overflow_miscounts() {
+        let config = cfg().to_builder().buffer_max_entries(0).build().unwrap();
+        let mut c = Contract::new(&config);
+        let m: Machine<()> = Machine::new(config, 1, Instant::ZERO);
+        c.on_submit(
+            Instant::ZERO,
+            OpId::from_raw(5),
+            &OpOptions::new(),
+            State::Connecting,
+        );
+        c.after_step(&m);
+        assert_eq!(kinds(&c), ["not_failed_fast"]);
+
+        let config = cfg().to_builder().buffer_max_entries(1).build().unwrap();
+        let mut c = Contract::new(&config);
+        c.on_output::<()>(
+            Instant::ZERO,
+            &Output::Event(Event::BufferOverflow { failed: 2 }),
+        );
+        let m: Machine<()> = Machine::new(config, 1, Instant::ZERO);
+        c.after_step(&m);
+        assert_eq!(kinds(&c), ["overflow_count"]);
+    }
+
+    #[test]
+    fn flags_ops_not_dispatched_while_connected_and_early_deadlines() {
+        let m: Machine<()> = Machine::new(cfg(), 1, Instant::ZERO);
+        let mut c = Contract::new(&cfg());
+        let now = Instant::ZERO;
+        c.on_submit(
+            now,
+            OpId::from_raw(500),
+            &OpOptions::new(),
+            State::Connected,
+        );
+        c.after_step(&m);
+        assert_eq!(kinds(&c), ["not_dispatched"]);
+
+        let mut c = Contract::new(&cfg());
+        let b = OpId::from_raw(501);
+        let opts = OpOptions::new().deadline(Duration::from_millis(100));
+        c.on_submit(now, b, &opts, State::Backoff);
+        c.on_output(
+            Instant::from_millis(50),
+            &failed(b, ErrorKind::DeadlineExceeded),
+        );
+        assert_eq!(kinds(&c), ["early_deadline"]);
+    }
+
+    #[test]
+    fn flags_outcomes_and_events_the_config_cannot_produce() {
+        let m: Machine<()> = Machine::new(cfg(), 1, Instant::ZERO);
+        let mut c = Contract::new(&cfg()); // no buffer timeout, no heartbeat
+        let a = OpId::from_raw(7);
+        c.on_submit(Instant::ZERO, a, &OpOptions::new(), State::Backoff);
+        c.on_output(Instant::ZERO, &failed(a, ErrorKind::BufferTimeout));
+        c.on_output::<()>(
+            Instant::ZERO,
+            &Output::Heartbeat {
+                conn: redial_core::ConnId::from_raw(1),
+            },
+        );
+        let b = OpId::from_raw(8);
+        c.on_submit(Instant::ZERO, b, &OpOptions::new(), State::Backoff);
+        c.on_output(Instant::ZERO, &failed(b, ErrorKind::ConnectionLost));
+        c.after_step(&m);
+        assert_eq!(
+            kinds(&c),
+            [
+                "unexpected_outcome",
+                "unexpected_event",
+                "unexpected_outcome"
+            ]
+        );
+        assert!(c.violations().iter().all(|v| v.invariant() == 0));
+    }
+}
