@@ -1,23 +1,44 @@
 //! Random timelines checked against the invariants, with shrinking.
 //!
-//! Each run `i` draws a scenario from `StdRng::seed_from_u64(seed + i)`,
-//! renders it as timeline TOML, parses it like any file and replays it
-//! (every 16th run twice, to check determinism). A failing scenario is
-//! shrunk — steps, workloads and config keys removed one at a time while it
-//! still fails — and handed back as TOML that `redial-sim replay`
-//! reproduces.
+//! One generator draws every random world: [`Scenario::from_unstructured`]
+//! reads its choices from an [`arbitrary::Unstructured`] byte source. Its
+//! three consumers only differ in where the bytes come from:
+//!
+//! - `redial-sim explore` (and [`explore`], [`check_config`], …): run `i`
+//!   decodes [`SCENARIO_BYTES`] bytes of `StdRng::seed_from_u64(seed + i)`
+//!   ([`Scenario::random`]);
+//! - proptest ([`strategy`], feature `proptest`): a byte vector drawn and
+//!   shrunk by proptest;
+//! - cargo-fuzz ([`fuzz_world`], [`fuzz_config`]): the fuzzer's input.
+//!
+//! Each scenario is rendered as timeline TOML, parsed like any file and
+//! replayed (in `explore`, every 16th run twice, to check determinism). A
+//! failing scenario is shrunk — steps, workloads and config keys removed one
+//! at a time while it still fails — and handed back as TOML that
+//! `redial-sim replay` reproduces.
 
+use arbitrary::Unstructured;
+use arbitrary::unstructured::Int;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngCore, SeedableRng};
 
 use crate::output::Format;
 use crate::run::{RunOptions, run, run_formatted};
 use crate::timeline::Timeline;
 
+/// How many bytes [`Scenario::random`] (and [`strategy`]) decode into one
+/// world. The generator reads at most 693 bytes (39 steps of at most 16
+/// bytes each, plus the header, config, endpoints and workload), so a
+/// buffer this long never runs dry; shorter inputs (a fuzzer's) are fine
+/// too: once the bytes run out every draw takes its smallest value and every
+/// optional part is left out.
+pub const SCENARIO_BYTES: usize = 2048;
+
 /// A random scenario, kept as TOML fragments so it can be shrunk and printed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scenario {
-    /// The run seed it was drawn from.
+    /// The seed it was drawn from (for [`Scenario::random`]), or the label
+    /// given to [`Scenario::from_unstructured`]; it is also in the name.
     pub seed: u64,
     /// `[network]` and top-level lines.
     pub header: Vec<String>,
@@ -29,6 +50,32 @@ pub struct Scenario {
     pub steps: Vec<String>,
     /// `[[workload]]` bodies.
     pub workloads: Vec<String>,
+}
+
+/// The generator's draws from an [`Unstructured`]. None fails: once the
+/// bytes run out, an integer is the start of its range, a choice the first
+/// one and a chance `false` — the smallest world.
+struct Draw<'u, 'a> {
+    u: &'u mut Unstructured<'a>,
+}
+
+impl Draw<'_, '_> {
+    /// An integer in `range` (inclusive).
+    fn int<T: Int>(&mut self, range: core::ops::RangeInclusive<T>) -> T {
+        let start = *range.start();
+        self.u.int_in_range(range).unwrap_or(start)
+    }
+
+    /// `true` with probability `p` (to 1/256); `false` once out of bytes.
+    fn chance(&mut self, p: f64) -> bool {
+        let threshold = (p * 256.0).round().clamp(0.0, 256.0) as u16;
+        u16::from(self.int(0..=u8::MAX)) >= 256 - threshold
+    }
+
+    /// One of `items` (not empty).
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.int(0..=items.len() - 1)]
+    }
 }
 
 impl Scenario {
@@ -43,78 +90,98 @@ impl Scenario {
         s
     }
 
-    /// Draws a scenario from `seed`.
+    /// Draws a scenario from `seed`: [`SCENARIO_BYTES`] bytes of
+    /// `StdRng::seed_from_u64(seed)`, decoded by
+    /// [`from_unstructured`](Self::from_unstructured).
     pub fn random(seed: u64) -> Scenario {
-        let mut r = StdRng::seed_from_u64(seed);
+        let mut bytes = vec![0u8; SCENARIO_BYTES];
+        StdRng::seed_from_u64(seed).fill_bytes(&mut bytes);
+        Scenario::from_unstructured(&mut Unstructured::new(&bytes), seed)
+    }
+
+    /// The generator: draws a scenario from the bytes of `u`, labelled
+    /// `seed` (its name and [`seed`](Self::seed) field; nothing is drawn
+    /// from it). Any bytes give a scenario, with at most 3 endpoints, 39
+    /// steps and one workload; once `u` runs dry every further choice is
+    /// the smallest (no bytes at all: one endpoint, no step, no workload,
+    /// the `mongodb-legacy` preset). Its random `[config]` may still be one
+    /// the timeline parser refuses (some combinations are invalid).
+    ///
+    /// ```
+    /// use arbitrary::Unstructured;
+    /// use redial_sim::Timeline;
+    /// use redial_sim::explore::Scenario;
+    ///
+    /// let s = Scenario::from_unstructured(&mut Unstructured::new(b"any bytes at all"), 0);
+    /// let tl = Timeline::parse(&s.to_toml(), "fuzz.toml");
+    /// # let _ = tl;
+    /// let empty = Scenario::from_unstructured(&mut Unstructured::new(&[]), 0);
+    /// assert!(empty.steps.is_empty() && Timeline::parse(&empty.to_toml(), "x").is_ok());
+    /// ```
+    pub fn from_unstructured(u: &mut Unstructured<'_>, seed: u64) -> Scenario {
+        let mut d = Draw { u };
         let mut header = vec![
             format!("name = \"explore seed {seed}\""),
-            format!("seed = {}", r.random_range(0..1000u32)),
-            format!("until = \"{}ms\"", r.random_range(15_000..40_000u32)),
+            format!("seed = {}", d.int(0..=999u32)),
+            format!("until = \"{}ms\"", d.int(15_000..=39_999u32)),
         ];
         header.push(String::new());
         header.push("[network]".into());
-        header.push(format!("latency = \"{}ms\"", r.random_range(0..20u32)));
-        header.push(format!(
-            "service_time = \"{}ms\"",
-            r.random_range(0..300u32)
-        ));
-        header.push(format!("jitter = \"{}ms\"", r.random_range(0..5u32)));
+        header.push(format!("latency = \"{}ms\"", d.int(0..=19u32)));
+        header.push(format!("service_time = \"{}ms\"", d.int(0..=299u32)));
+        header.push(format!("jitter = \"{}ms\"", d.int(0..=4u32)));
 
         let presets = ["mongodb-legacy", "mongoose", "fail-fast", "recommended"];
-        let mut config = vec![format!(
-            "preset = \"{}\"",
-            presets[r.random_range(0..presets.len())]
-        )];
-        let mut maybe = |r: &mut StdRng, line: String| {
-            if r.random_bool(0.35) {
-                config.push(line);
-            }
-        };
-        let b = r.random_bool(0.5);
-        maybe(&mut r, format!("auto_reconnect = {b}"));
-        let n = r.random_range(-1..6i64);
-        maybe(&mut r, format!("buffer_max_entries = {n}"));
-        let tries = r.random_range(0..6u32);
-        let unlimited = r.random_bool(0.3);
-        let interval = r.random_range(1..800u32);
-        // Keep the pair valid: an unlimited budget needs a non-zero delay.
-        maybe(
-            &mut r,
-            if unlimited {
+        let mut config = vec![format!("preset = \"{}\"", d.pick(&presets))];
+        // Each other key is set with probability 0.35; its value is drawn
+        // only then.
+        let maybe = |d: &mut Draw<'_, '_>| d.chance(0.35);
+        if maybe(&mut d) {
+            let b = d.chance(0.5);
+            config.push(format!("auto_reconnect = {b}"));
+        }
+        if maybe(&mut d) {
+            let n = d.int(-1..=5i64);
+            config.push(format!("buffer_max_entries = {n}"));
+        }
+        if maybe(&mut d) {
+            // Keep the pair valid: an unlimited budget needs a non-zero delay.
+            config.push(if d.chance(0.3) {
+                let interval = d.int(1..=799u32);
                 format!("reconnect_tries = \"unlimited\"\nreconnect_interval = \"{interval}ms\"")
             } else {
-                format!(
-                    "reconnect_tries = {tries}\nreconnect_interval = \"{}ms\"",
-                    interval - 1
-                )
-            },
-        );
-        let jitters = redial_core::Jitter::ALL;
-        let j = jitters[r.random_range(0..jitters.len())];
-        maybe(&mut r, format!("jitter = \"{j}\""));
-        let init = r.random_range(10..300u32);
-        let cap = init + r.random_range(0..3000u32);
-        let shape = r.random_range(0..2u32);
-        let mult = r.random_range(1..3u32);
-        let step = r.random_range(0..200u32);
-        maybe(
-            &mut r,
-            if shape == 0 {
-                format!(
-                    "backoff = \"exponential\"\nbackoff_initial = \"{init}ms\"\nbackoff_max = \"{cap}ms\"\nbackoff_multiplier = {mult}.5"
-                )
-            } else {
+                let tries = d.int(0..=5u32);
+                let interval = d.int(0..=798u32);
+                format!("reconnect_tries = {tries}\nreconnect_interval = \"{interval}ms\"")
+            });
+        }
+        if maybe(&mut d) {
+            let j = d.pick(redial_core::Jitter::ALL);
+            config.push(format!("jitter = \"{j}\""));
+        }
+        if maybe(&mut d) {
+            let init = d.int(10..=299u32);
+            let cap = init + d.int(0..=2999u32);
+            config.push(if d.chance(0.5) {
+                let step = d.int(0..=199u32);
                 format!(
                     "backoff = \"linear\"\nbackoff_initial = \"{init}ms\"\nbackoff_step = \"{step}ms\"\nbackoff_max = \"{cap}ms\""
                 )
-            },
-        );
-        let ic = if r.random_bool(0.5) {
-            redial_core::InitialConnect::Retry
-        } else {
-            redial_core::InitialConnect::FailFast
-        };
-        maybe(&mut r, format!("initial_connect = \"{ic}\""));
+            } else {
+                let mult = d.int(1..=2u32);
+                format!(
+                    "backoff = \"exponential\"\nbackoff_initial = \"{init}ms\"\nbackoff_max = \"{cap}ms\"\nbackoff_multiplier = {mult}.5"
+                )
+            });
+        }
+        if maybe(&mut d) {
+            let ic = if d.chance(0.5) {
+                redial_core::InitialConnect::Retry
+            } else {
+                redial_core::InitialConnect::FailFast
+            };
+            config.push(format!("initial_connect = \"{ic}\""));
+        }
         for key in [
             "connect_timeout",
             "socket_timeout",
@@ -124,73 +191,74 @@ impl Scenario {
             "buffer_timeout",
             "op_deadline",
         ] {
-            let v = r.random_range(0..3000u32);
-            maybe(&mut r, format!("{key} = \"{v}ms\""));
+            if maybe(&mut d) {
+                let v = d.int(0..=2999u32);
+                config.push(format!("{key} = \"{v}ms\""));
+            }
         }
-        let a = r.random_range(1..6u32);
-        maybe(&mut r, format!("max_op_attempts = {a}"));
-        let t = r.random_range(0..8u32);
-        maybe(&mut r, format!("retry_budget_tokens = {t}"));
+        if maybe(&mut d) {
+            let a = d.int(1..=5u32);
+            config.push(format!("max_op_attempts = {a}"));
+        }
+        if maybe(&mut d) {
+            let t = d.int(0..=7u32);
+            config.push(format!("retry_budget_tokens = {t}"));
+        }
 
-        let n_endpoints = r.random_range(1..4usize);
+        let n_endpoints = d.int(1..=3usize);
         let mut endpoints = Vec::new();
         for i in 0..n_endpoints {
-            let role = if i == 0 || r.random_bool(0.2) {
+            let role = if i == 0 || d.chance(0.2) {
                 "primary"
             } else {
                 "secondary"
             };
-            let listed = i == 0 || r.random_bool(0.7);
-            let up = i == 0 || r.random_bool(0.9);
+            // Out of bytes, an extra endpoint is a listed one that is up.
+            let listed = i == 0 || !d.chance(0.3);
+            let up = i == 0 || !d.chance(0.1);
             endpoints.push(format!(
                 "name = \"db.{i}\"\nrole = \"{role}\"\nlisted = {listed}\nup = {up}"
             ));
         }
 
         let mut steps = Vec::new();
-        for _ in 0..r.random_range(0..40u32) {
-            let at = r.random_range(0..15_000u32);
-            let step = match r.random_range(0..10u32) {
+        for _ in 0..d.int(0..=39u32) {
+            let at = d.int(0..=14_999u32);
+            let step = match d.int(0..=9u32) {
                 0..=3 => {
                     let actions = ["up", "down", "crash", "blackhole", "promote", "demote"];
-                    let a = actions[r.random_range(0..actions.len())];
+                    let a = d.pick(&actions);
                     let mut s = format!(
                         "at = \"{at}ms\"\nserver = \"{a}\"\nendpoint = \"db.{}\"",
-                        r.random_range(0..n_endpoints)
+                        d.int(0..=n_endpoints - 1)
                     );
-                    if r.random_bool(0.6) {
-                        s.push_str(&format!("\nfor = \"{}ms\"", r.random_range(0..8000u32)));
+                    if d.chance(0.6) {
+                        s.push_str(&format!("\nfor = \"{}ms\"", d.int(0..=7999u32)));
                     }
                     s
                 }
                 4..=8 => {
                     let mut s = format!("at = \"{at}ms\"\nsubmit = \"op\"");
-                    if r.random_bool(0.4) {
+                    if d.chance(0.4) {
                         s.push_str("\nretryable = true");
                     }
-                    if r.random_bool(0.2) {
-                        s.push_str(&format!(
-                            "\ndeadline = \"{}ms\"",
-                            r.random_range(1..5000u32)
-                        ));
+                    if d.chance(0.2) {
+                        s.push_str(&format!("\ndeadline = \"{}ms\"", d.int(1..=4999u32)));
                     }
-                    if r.random_bool(0.2) {
-                        s.push_str(&format!("\nmax_attempts = {}", r.random_range(1..6u32)));
+                    if d.chance(0.2) {
+                        s.push_str(&format!("\nmax_attempts = {}", d.int(1..=5u32)));
                     }
-                    if r.random_bool(0.3) {
-                        s.push_str(&format!("\ncount = {}", r.random_range(1..8u32)));
+                    if d.chance(0.3) {
+                        s.push_str(&format!("\ncount = {}", d.int(1..=7u32)));
                     }
-                    if r.random_bool(0.1) {
+                    if d.chance(0.1) {
                         s.push_str("\nserver_error = true");
                     }
-                    if r.random_bool(0.1) {
+                    if d.chance(0.1) {
                         s.push_str("\nthen = \"followup\"");
                     }
-                    if r.random_bool(0.15) {
-                        s.push_str(&format!(
-                            "\ncancel_after = \"{}ms\"",
-                            r.random_range(1..3000u32)
-                        ));
+                    if d.chance(0.15) {
+                        s.push_str(&format!("\ncancel_after = \"{}ms\"", d.int(1..=2999u32)));
                     }
                     s
                 }
@@ -199,17 +267,17 @@ impl Scenario {
             steps.push(step);
         }
         let mut workloads = Vec::new();
-        if r.random_bool(0.5) {
-            let from = r.random_range(0..5000u32);
+        if d.chance(0.5) {
+            let from = d.int(0..=4999u32);
+            let every = d.int(20..=999u32);
+            let until = from + d.int(0..=19_999u32);
+            let retryable = if d.chance(0.3) {
+                "\nretryable = true"
+            } else {
+                ""
+            };
             workloads.push(format!(
-                "submit = \"tick\"\nevery = \"{}ms\"\nfrom = \"{from}ms\"\nuntil = \"{}ms\"{}",
-                r.random_range(20..1000u32),
-                from + r.random_range(0..20_000u32),
-                if r.random_bool(0.3) {
-                    "\nretryable = true"
-                } else {
-                    ""
-                }
+                "submit = \"tick\"\nevery = \"{every}ms\"\nfrom = \"{from}ms\"\nuntil = \"{until}ms\"{retryable}"
             ));
         }
         Scenario {
@@ -308,6 +376,11 @@ pub fn check_config(config: &[String], runs: u64, seed: u64, mode: Mode) -> Expl
 /// A proptest strategy of random worlds around `config` (feature
 /// `proptest`): property-test your configuration with your own runner.
 ///
+/// Each case is [`SCENARIO_BYTES`] bytes drawn by proptest and decoded by
+/// the same generator as [`Scenario::random`] (so the worlds are those of
+/// `redial-sim explore`), with `config` pinned. On failure proptest shrinks
+/// the bytes towards zero, which leaves optional parts of the world out.
+///
 /// ```
 /// use proptest::prelude::*;
 /// use redial_sim::explore::{check, strategy};
@@ -321,41 +394,57 @@ pub fn check_config(config: &[String], runs: u64, seed: u64, mode: Mode) -> Expl
 #[cfg(feature = "proptest")]
 pub fn strategy(config: Vec<String>) -> impl proptest::strategy::Strategy<Value = Scenario> {
     use proptest::strategy::Strategy;
-    proptest::arbitrary::any::<u64>()
-        .prop_map(move |seed| Scenario::random_with_config(seed, &config))
+    proptest::collection::vec(proptest::arbitrary::any::<u8>(), SCENARIO_BYTES).prop_map(
+        move |bytes| {
+            let mut s = Scenario::from_unstructured(&mut Unstructured::new(&bytes), 0);
+            s.config = config.clone();
+            s
+        },
+    )
 }
 
-/// Fuzz *your* configuration: `data` is read as a timeline file (the
-/// world: endpoints, network, faults, ops, callers), its own `[config]`
-/// replaced by `config`; the run (bounded to 20,000 events) must hold every
-/// invariant, and with `through_driver` the real driver must agree with the
-/// fast loop. `None` when `data` is not a timeline the configuration fits
-/// (a fuzzer's everyday input); else the violations (empty: all held).
+/// Fuzz the simulator's worlds: `data` (any bytes, e.g. a cargo-fuzz
+/// input) is decoded by the generator ([`Scenario::from_unstructured`])
+/// into a world — endpoints, network, faults, ops, callers that give up —
+/// and run, bounded to 20,000 events and 600 s of virtual time; every
+/// invariant must hold, and with `through_driver` the real driver must
+/// agree with the fast loop ([`crate::compare_with_fast_loop`]).
 ///
-/// The body of a cargo-fuzz target (`fuzz/fuzz_targets/your_config.rs` is
-/// a complete one):
+/// With `config`, that configuration is pinned (the number of endpoints it
+/// is built for is the world's listed ones) and the drawn `[config]` is
+/// ignored; without, the drawn one is used. `None` when the configuration
+/// does not fit the world (a drawn one the parser refuses, or a pinned one
+/// that does not build for the world's endpoints); else the violations and
+/// differences (empty: all held). The same bytes give the same world with
+/// or without `config`.
 ///
 /// ```
-/// use redial_sim::core::Config;
-/// use redial_sim::explore::fuzz_config;
+/// use redial_sim::explore::fuzz_world;
 ///
-/// let mine = Config::recommended();
-/// let data = b"[[step]]\nat = \"1s\"\nserver = \"crash\"\nfor = \"2s\"\n[[step]]\nat = \"1500ms\"\nsubmit = \"q\"\n";
-/// let v = fuzz_config(data, &mine, true).expect("a timeline");
-/// assert!(v.is_empty(), "{v:?}");
+/// for data in [&b""[..], b"\xff\xff\xff\xff", b"some fuzzer input"] {
+///     if let Some(v) = fuzz_world(data, None, true) {
+///         assert!(v.is_empty(), "{v:?}");
+///     }
+/// }
 /// ```
-pub fn fuzz_config(
+pub fn fuzz_world(
     data: &[u8],
-    config: &redial_core::Config,
+    config: Option<&redial_core::Config>,
     through_driver: bool,
 ) -> Option<Vec<String>> {
-    let text = std::str::from_utf8(data).ok()?;
-    let mut tl = Timeline::parse(text, "fuzz.toml").ok()?;
-    tl.config = config
-        .to_builder()
-        .endpoints(tl.config.endpoints())
-        .build()
-        .ok()?;
+    let mut s = Scenario::from_unstructured(&mut Unstructured::new(data), 0);
+    if config.is_some() {
+        // The defaults: a world always parses with them.
+        s.config.clear();
+    }
+    let mut tl = Timeline::parse(&s.to_toml(), "fuzz.toml").ok()?;
+    if let Some(config) = config {
+        tl.config = config
+            .to_builder()
+            .endpoints(tl.config.endpoints())
+            .build()
+            .ok()?;
+    }
     let opts = RunOptions {
         max_events: Some(20_000),
         max_time: core::time::Duration::from_secs(600),
@@ -367,6 +456,34 @@ pub fn fuzz_config(
     } else {
         run(&tl, &opts, |_| {}).violations
     })
+}
+
+/// Fuzz *your* configuration: [`fuzz_world`] with `config` pinned. `data`
+/// is any bytes — the fuzzer's input, decoded into a world around your
+/// configuration (not a timeline file); the run must hold every invariant,
+/// and with `through_driver` the real driver must agree with the fast loop.
+/// `None` only when `config` does not build for the world's listed
+/// endpoints; else the violations (empty: all held).
+///
+/// The body of a cargo-fuzz target (`fuzz/fuzz_targets/your_config.rs` is
+/// a complete one):
+///
+/// ```
+/// use redial_sim::core::Config;
+/// use redial_sim::explore::fuzz_config;
+///
+/// let mine = Config::recommended();
+/// for data in [&b""[..], b"\x00\x01\x02\x03", &[0xff; 64], b"any bytes are a world"] {
+///     let v = fuzz_config(data, &mine, true).expect("the config fits");
+///     assert!(v.is_empty(), "{v:?}");
+/// }
+/// ```
+pub fn fuzz_config(
+    data: &[u8],
+    config: &redial_core::Config,
+    through_driver: bool,
+) -> Option<Vec<String>> {
+    fuzz_world(data, Some(config), through_driver)
 }
 
 /// Shrinks `s` while `fails` holds, over its first `fields` parts (steps,
@@ -546,5 +663,123 @@ mod tests {
             let tl = Timeline::parse(&text, "x").expect("valid");
             println!("{}", crate::run_to_string(&tl, &RunOptions::default()).0);
         }
+    }
+
+    /// Bytes from `StdRng::seed_from_u64(seed)`, `len` of them.
+    fn bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        StdRng::seed_from_u64(seed).fill_bytes(&mut b);
+        b
+    }
+
+    #[test]
+    fn a_seed_is_one_scenario() {
+        for seed in [0, 1, 42, u64::MAX] {
+            let a = Scenario::random(seed).to_toml();
+            assert_eq!(a, Scenario::random(seed).to_toml());
+            assert_ne!(a, Scenario::random(seed.wrapping_add(1)).to_toml());
+            assert!(a.starts_with(&format!("name = \"explore seed {seed}\"")));
+        }
+        // `random` is the generator over the seed's bytes.
+        let b = bytes(7, SCENARIO_BYTES);
+        assert_eq!(
+            Scenario::random(7),
+            Scenario::from_unstructured(&mut Unstructured::new(&b), 7)
+        );
+        let pinned = vec!["preset = \"fail-fast\"".to_string()];
+        let s = Scenario::random_with_config(7, &pinned);
+        assert_eq!(s.config, pinned);
+        assert_eq!((s.header, s.endpoints, s.steps, s.workloads), {
+            let r = Scenario::random(7);
+            (r.header, r.endpoints, r.steps, r.workloads)
+        });
+    }
+
+    #[test]
+    fn any_bytes_decode_into_a_small_world() {
+        let mut inputs: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            vec![0],
+            vec![0xff],
+            vec![0xff; 3],
+            vec![0xff; 64],
+            vec![0xff; SCENARIO_BYTES],
+            vec![0; SCENARIO_BYTES],
+            vec![0x80; 100],
+            (0..=255).collect(),
+            b"[[step]]\nat = \"1s\"\nserver = \"crash\"\n".to_vec(),
+        ];
+        for seed in 0..300 {
+            inputs.push(bytes(seed, (seed as usize * 7) % 900));
+        }
+        let mut parsed = 0;
+        for data in &inputs {
+            let mut u = Unstructured::new(data);
+            let s = Scenario::from_unstructured(&mut u, 0);
+            // The bound SCENARIO_BYTES is sized for.
+            assert!(data.len() - u.len() <= 693, "{}", data.len() - u.len());
+            assert!(!s.endpoints.is_empty() && s.endpoints.len() <= 3);
+            assert!(s.steps.len() <= 39 && s.workloads.len() <= 1);
+            assert!(s.to_toml().len() < 16_000);
+            // The drawn config may be one the parser refuses; the world
+            // itself always parses.
+            if Timeline::parse(&s.to_toml(), "x").is_ok() {
+                parsed += 1;
+            }
+            let mut world = s.clone();
+            world.config.clear();
+            let text = world.to_toml();
+            if let Err(e) = Timeline::parse(&text, "x") {
+                panic!("{e}\n{text}");
+            }
+        }
+        assert!(
+            parsed * 4 > inputs.len() * 3,
+            "{parsed} of {}",
+            inputs.len()
+        );
+        // No bytes (or all zeros): the smallest world, which parses as is.
+        let empty = Scenario::from_unstructured(&mut Unstructured::new(&[]), 0);
+        assert_eq!(
+            empty,
+            Scenario::from_unstructured(&mut Unstructured::new(&[0; 64]), 0)
+        );
+        assert_eq!(empty.config, ["preset = \"mongodb-legacy\""]);
+        assert_eq!(empty.endpoints.len(), 1);
+        assert!(empty.steps.is_empty() && empty.workloads.is_empty());
+        assert!(Timeline::parse(&empty.to_toml(), "x").is_ok());
+        // Random full buffers never run dry.
+        for seed in 0..2000 {
+            let b = bytes(seed, SCENARIO_BYTES);
+            let mut u = Unstructured::new(&b);
+            Scenario::from_unstructured(&mut u, seed);
+            assert!(SCENARIO_BYTES - u.len() <= 693);
+        }
+    }
+
+    #[test]
+    fn fuzz_inputs_hold_every_invariant() {
+        let mine = redial_core::Config::recommended();
+        let mut fits = 0;
+        for seed in 0..60 {
+            let data = bytes(seed, (seed as usize * 37) % 1000);
+            let through_driver = seed % 6 == 0;
+            if let Some(v) = fuzz_world(&data, None, through_driver) {
+                fits += 1;
+                assert!(v.is_empty(), "{v:?}");
+            }
+            let v = fuzz_config(&data, &mine, through_driver).expect("recommended fits");
+            assert!(v.is_empty(), "{v:?}");
+        }
+        assert!(fits > 40, "{fits}");
+        assert_eq!(fuzz_world(&[], None, true), Some(Vec::new()));
+    }
+
+    #[test]
+    fn seeds_explore_clean() {
+        let e = explore(300, 1_000, |_| {});
+        assert_eq!(e.runs, 300);
+        assert!(e.failures.is_empty(), "{:?}", e.failures);
+        assert!(e.skipped < 100, "{}", e.skipped);
     }
 }
