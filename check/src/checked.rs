@@ -46,8 +46,10 @@ impl Watcher {
 
     /// One drained output, in order, at the machine time `now`.
     pub fn on_output<P>(&mut self, now: Instant, out: &Output<P>) {
+        // The contract reads the checker's books as they were before this
+        // output.
+        self.contract.on_output(now, out, &self.checker);
         self.checker.on_output(now, out);
-        self.contract.on_output(now, out);
     }
 
     /// Once the machine is drained after an input.

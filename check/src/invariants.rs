@@ -69,6 +69,7 @@ use redial_core::{
     OpError, OpId, OpOptions, Output, State, Tries,
 };
 
+use crate::table::OpTable;
 use crate::violation::{Found, Violation, ViolationKind, ViolationKind as K};
 
 /// What the checker knows about one open op.
@@ -104,15 +105,12 @@ pub struct Checker {
 
     // ops
     next_seq: u64,
-    open: BTreeMap<OpId, Track>,
-    /// Per slab slot of the machine's op ids (`generation << 32 | slot`),
-    /// the newest generation that finished: an id at or below it is done.
-    /// Memory stays proportional to the most ops ever outstanding at once,
-    /// not to the number of ops (ids are never reused: a slot whose
-    /// generation would wrap is retired).
-    finished: BTreeMap<u32, u32>,
+    /// Open ops, indexed like the machine's slab (O(1) per lookup; memory
+    /// proportional to the most ops outstanding at once), with the ids
+    /// that already finished.
+    open: OpTable<Track>,
     /// Open ops in flight, by connection (kept with `Track::in_flight`), so
-    /// a step costs O(log n), not a scan of every open op.
+    /// a loss finds its ops without a scan of every open op.
     in_flight_on: BTreeMap<ConnId, BTreeSet<OpId>>,
     /// Open ops with a deadline, by deadline.
     by_deadline: BTreeSet<(Instant, OpId)>,
@@ -158,8 +156,7 @@ impl Checker {
             found: Found::default(),
             now: Instant::ZERO,
             next_seq: 0,
-            open: BTreeMap::new(),
-            finished: BTreeMap::new(),
+            open: OpTable::new(),
             in_flight_on: BTreeMap::new(),
             by_deadline: BTreeSet::new(),
             submitted: 0,
@@ -206,6 +203,23 @@ impl Checker {
         self.open.len()
     }
 
+    // ----- what the contract asks ---------------------------------------------
+
+    /// The deadline of open op `id` (`None`: not open; `Some(None)`: no deadline).
+    pub(crate) fn deadline_of(&self, id: OpId) -> Option<Option<Instant>> {
+        self.open.get(id).map(|t| t.deadline)
+    }
+
+    /// Whether open op `id` was dispatched (`None`: not open).
+    pub(crate) fn was_dispatched(&self, id: OpId) -> Option<bool> {
+        self.open.get(id).map(|t| t.dispatches > 0)
+    }
+
+    /// Ops in flight on `conn`.
+    pub(crate) fn in_flight_on(&self, conn: ConnId) -> usize {
+        self.in_flight_on.get(&conn).map_or(0, BTreeSet::len)
+    }
+
     // ----- conveniences for the unit tests ------------------------------------
 
     #[cfg(test)]
@@ -236,18 +250,12 @@ impl Checker {
 
     // ----- hooks --------------------------------------------------------------
 
-    /// Whether `id` already had its outcome.
-    fn is_finished(&self, id: OpId) -> bool {
-        let (slot, generation) = split_id(id);
-        self.finished.get(&slot).is_some_and(|g| generation <= *g)
-    }
-
     /// Records a submission. Call right after [`Machine::submit`] with the
     /// id it returned, the options given and the state before the call.
     pub fn on_submit(&mut self, now: Instant, id: OpId, opts: &OpOptions, state_before: State) {
         self.tick(now);
         self.submitted += 1;
-        if self.open.contains_key(&id) || self.is_finished(id) {
+        if self.open.contains(id) || self.open.is_finished(id) {
             self.flag(K::DuplicateId, format!("{id} was handed out twice"));
             return;
         }
@@ -262,7 +270,7 @@ impl Checker {
         if let Some(d) = deadline {
             self.by_deadline.insert((d, id));
         }
-        self.open.insert(
+        let fresh = self.open.insert(
             id,
             Track {
                 seq: self.next_seq,
@@ -274,6 +282,13 @@ impl Checker {
                 in_flight: None,
             },
         );
+        if !fresh {
+            self.flag(
+                K::DuplicateId,
+                format!("{id} was handed out while its slab slot still holds an open op"),
+            );
+            return;
+        }
         self.next_seq += 1;
         match state_before {
             State::Failed => self.must_complete.push((id, ErrorKind::TopologyDestroyed)),
@@ -428,7 +443,7 @@ impl Checker {
         // from step to step.)
         let mut must_complete = core::mem::take(&mut self.must_complete);
         for (id, _) in must_complete.drain(..) {
-            if self.open.contains_key(&id) {
+            if self.open.contains(id) {
                 self.flag(
                     K::TerminalOutcome,
                     format!("{id} was kept instead of failing at once"),
@@ -441,7 +456,7 @@ impl Checker {
         let lost = core::mem::take(&mut self.step_lost);
         let mut redirected_survivors: BTreeMap<ConnId, u32> = BTreeMap::new();
         for l in &lost {
-            let Some(t) = self.open.get(&l.op) else {
+            let Some(t) = self.open.get(l.op) else {
                 continue;
             };
             let (retryable, dispatches, redirects, max) =
@@ -533,7 +548,7 @@ impl Checker {
     /// Call at the very end, after [`Machine::close`] and a last drain:
     /// every submitted op must have had exactly one outcome.
     pub fn finish(&mut self) {
-        let open: Vec<OpId> = self.open.keys().copied().collect();
+        let open: Vec<OpId> = self.open.ids().collect();
         for id in open {
             self.flag(K::MissingOutcome, format!("{id} never got an outcome"));
         }
@@ -621,7 +636,7 @@ impl Checker {
             ),
             Some(_) => {}
         }
-        let Some(t) = self.open.get(&op).cloned() else {
+        let Some(t) = self.open.get(op).cloned() else {
             self.flag(
                 K::DispatchUnknownOp,
                 format!("{op} dispatched but it is not an open op"),
@@ -657,7 +672,7 @@ impl Checker {
                 ),
             );
         }
-        if let Some(tr) = self.open.get_mut(&op) {
+        if let Some(tr) = self.open.get_mut(op) {
             tr.dispatches = dispatches;
         }
         self.set_in_flight(op, Some(conn));
@@ -665,7 +680,7 @@ impl Checker {
 
     /// Moves open op `id` onto `conn` (or off the wire), keeping the index.
     fn set_in_flight(&mut self, id: OpId, conn: Option<ConnId>) {
-        let Some(t) = self.open.get_mut(&id) else {
+        let Some(t) = self.open.get_mut(id) else {
             return;
         };
         if let Some(old) = core::mem::replace(&mut t.in_flight, conn) {
@@ -687,8 +702,8 @@ impl Checker {
     }
 
     fn on_complete(&mut self, id: OpId, result: Result<Done, OpError>) {
-        let Some(t) = self.open.remove(&id) else {
-            if self.is_finished(id) {
+        let Some(t) = self.open.remove(id) else {
+            if self.open.is_finished(id) {
                 self.flag(K::DoubleOutcome, format!("{id} completed twice"));
             } else {
                 self.flag(
@@ -704,9 +719,6 @@ impl Checker {
         if let Some(d) = t.deadline {
             self.by_deadline.remove(&(d, id));
         }
-        let (slot, generation) = split_id(id);
-        let newest = self.finished.entry(slot).or_insert(0);
-        *newest = (*newest).max(generation);
         match result {
             Ok(done) => {
                 if done.attempts != t.dispatches {
@@ -876,7 +888,7 @@ impl Checker {
                     .unwrap_or_default();
                 for id in on_conn {
                     self.set_in_flight(id, None);
-                    if let Some(t) = self.open.get_mut(&id) {
+                    if let Some(t) = self.open.get_mut(id) {
                         if reason == DisconnectReason::WrongServer {
                             t.redirects += 1;
                         }
@@ -995,7 +1007,7 @@ impl Checker {
                 // in this same step; anything left is caught by after_step.
                 for set in core::mem::take(&mut self.in_flight_on).into_values() {
                     for id in set {
-                        if let Some(t) = self.open.get_mut(&id) {
+                        if let Some(t) = self.open.get_mut(id) {
                             t.in_flight = None;
                         }
                     }
@@ -1010,11 +1022,6 @@ impl Checker {
             _ => {}
         }
     }
-}
-
-/// The machine's op id as (slab slot, generation).
-fn split_id(id: OpId) -> (u32, u32) {
-    ((id.get() & 0xFFFF_FFFF) as u32, (id.get() >> 32) as u32)
 }
 
 #[cfg(test)]

@@ -72,6 +72,7 @@ mod checked;
 pub mod harness;
 mod invariants;
 pub mod reference;
+mod table;
 mod violation;
 
 pub use checked::{Checked, Watcher};

@@ -1,10 +1,11 @@
 //! Template: fuzz *your* configuration. Copy this file into your own
 //! cargo-fuzz crate (depending on `redial-sim`), put your `Config` below,
-//! and run `cargo fuzz run your_config` (with `-dict` pointing at redial's
-//! `fuzz/timeline.dict`, and `fuzz/corpus/timeline` as a starting corpus).
-//! Each input is a world (endpoints, network, faults, ops, callers that
-//! give up) around your configuration; every invariant must hold, and the
-//! real driver must agree with the fast loop.
+//! and run `cargo fuzz run your_config` (an empty corpus is a fine start).
+//! Each input's bytes are decoded by the simulator's world generator (the
+//! one `redial-sim explore` uses) into a world — endpoints, network,
+//! faults, ops, callers that give up — around your configuration
+//! (`redial_sim::explore::fuzz_config`); every invariant and the policy
+//! contract must hold, and the real driver must agree with the fast loop.
 #![no_main]
 
 use redial_sim::core::Config;

@@ -10,10 +10,11 @@
 //!   outcome per op; determinism.
 //! - [`timeline`]: any bytes as a simulator timeline file; when they parse,
 //!   a bounded replay. Never a panic: bad input is an error value.
-//! - [`driver`]: the same bytes replayed through the fast loop *and* the
-//!   real driver (`redial::Client` on the virtual runtime): both must hold
-//!   every invariant and give the same op fates and events.
-
+//! - [`driver`]: bytes decoded by the simulator's world generator (the one
+//!   `explore` uses) into a configuration and a world, replayed through the
+//!   fast loop *and* the real driver (`redial::Client` on the virtual
+//!   runtime): both must hold every invariant and give the same op fates
+//!   and events.
 
 /// Most simulated events one `timeline` input may cause.
 pub const TIMELINE_MAX_EVENTS: u64 = 20_000;
@@ -45,23 +46,21 @@ fn bounded_timeline(data: &[u8]) -> Option<(redial_sim::Timeline, redial_sim::Ru
     Some((tl, opts))
 }
 
-/// The `driver` target: `data` as the text of a timeline file; when it
-/// parses, the fast loop and the real driver replay it (bounded to
-/// [`TIMELINE_MAX_EVENTS`] events each) and must agree, with every
-/// invariant held in both.
+/// The `driver` target: `data` decoded by the simulator's world generator
+/// ([`redial_sim::explore::fuzz_world`] — the same generator `explore` and
+/// the proptest strategy use) into a configuration and a world; the fast
+/// loop and the real driver replay it (bounded to 20,000 events each) and
+/// must agree, with every invariant and the policy contract held in both.
 ///
 /// # Panics
 ///
-/// On a disagreement or a violated invariant (that is the finding).
+/// On a disagreement or a violation (that is the finding).
 pub fn driver(data: &[u8]) {
-    let Some((tl, opts)) = bounded_timeline(data) else {
-        return;
-    };
-    let d = redial_sim::compare_with_fast_loop(&tl, &opts);
-    assert!(
-        d.differences.is_empty() && d.violations.is_empty(),
-        "driver and fast loop disagree, or an invariant failed:\n{}\n{}",
-        d.differences.join("\n"),
-        d.violations.join("\n")
-    );
+    if let Some(found) = redial_sim::explore::fuzz_world(data, None, true) {
+        assert!(
+            found.is_empty(),
+            "driver and fast loop disagree, or a violation:\n{}",
+            found.join("\n")
+        );
+    }
 }

@@ -1,26 +1,20 @@
 //! The [`Contract`]: what the configured policy promises around the
 //! invariants, for *any* configuration.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use redial_core::{
     BufferPolicy, Config, DisconnectReason, ErrorKind, Event, Instant, Machine, OpId, OpOptions,
     Output, State,
 };
 
+use crate::Checker;
 use crate::violation::{Found, Violation, ViolationKind as K};
 
-/// What the contract knows about one open op.
-#[derive(Clone, Copy, Debug)]
-struct Open {
-    dispatched: bool,
-    deadline: Option<Instant>,
-}
-
 /// Watches a machine from the outside and reports where it leaves the
-/// policy its [`Config`] states — for every configuration, with the same
-/// calling contract as the [`Checker`](crate::Checker) (and threaded the
-/// same way by [`Checked`](crate::Checked)):
+/// policy its [`Config`] states — for every configuration. It keeps no
+/// book of its own about ops: it reads the [`Checker`]'s (which op is open,
+/// dispatched, with which deadline, what is in flight where), so it runs
+/// beside one, inside a [`Watcher`](crate::Watcher) or
+/// [`Checked`](crate::Checked). What it checks:
 ///
 /// - an op submitted while connected is dispatched in the same step
 ///   (`not_dispatched`);
@@ -46,9 +40,6 @@ pub struct Contract {
     cfg: Config,
     found: Found,
     now: Instant,
-    open: BTreeMap<OpId, Open>,
-    /// Ops in flight on the current connection.
-    in_flight: BTreeSet<OpId>,
     ever_connected: bool,
     closed: bool,
     // per step
@@ -66,8 +57,6 @@ impl Contract {
             cfg: config.clone(),
             found: Found::default(),
             now: Instant::ZERO,
-            open: BTreeMap::new(),
-            in_flight: BTreeSet::new(),
             ever_connected: false,
             closed: false,
             must_dispatch: Vec::new(),
@@ -103,17 +92,9 @@ impl Contract {
         self.found.flag(kind, self.now, message);
     }
 
-    /// Records a submission (see [`Checker::on_submit`](crate::Checker::on_submit)).
-    pub fn on_submit(&mut self, now: Instant, id: OpId, opts: &OpOptions, state_before: State) {
+    /// A submission (see [`Checker::on_submit`]).
+    pub(crate) fn on_submit(&mut self, now: Instant, id: OpId, _: &OpOptions, state_before: State) {
         self.tick(now);
-        let deadline = opts.deadline.or(self.cfg.op_deadline()).map(|d| now + d);
-        self.open.insert(
-            id,
-            Open {
-                dispatched: false,
-                deadline,
-            },
-        );
         match state_before {
             State::Connected => self.must_dispatch.push(id),
             State::Connecting | State::Backoff | State::Down
@@ -125,8 +106,9 @@ impl Contract {
         }
     }
 
-    /// Records one drained output, at the machine time `now`.
-    pub fn on_output<P>(&mut self, now: Instant, out: &Output<P>) {
+    /// One drained output, at the machine time `now` — before the
+    /// `checker` has seen it.
+    pub(crate) fn on_output<P>(&mut self, now: Instant, out: &Output<P>, checker: &Checker) {
         self.tick(now);
         match out {
             Output::Connect {
@@ -147,10 +129,9 @@ impl Contract {
             }
             Output::Close { .. } => {}
             Output::Dispatch { op, .. } => {
-                if let Some(o) = self.open.get_mut(op) {
-                    o.dispatched = true;
+                if let Some(i) = self.must_dispatch.iter().position(|o| o == op) {
+                    self.must_dispatch.swap_remove(i);
                 }
-                self.in_flight.insert(*op);
             }
             Output::Heartbeat { conn } => {
                 if self.cfg.heartbeat().is_none() {
@@ -161,14 +142,31 @@ impl Contract {
                 }
             }
             Output::Complete(c) => {
-                self.in_flight.remove(&c.id);
-                let Some(o) = self.open.remove(&c.id) else {
+                let id = c.id;
+                let (Some(dispatched), Some(deadline)) =
+                    (checker.was_dispatched(id), checker.deadline_of(id))
+                else {
                     return; // unknown or twice: the checker's question
                 };
+                if let Some(i) = self.must_dispatch.iter().position(|o| *o == id) {
+                    self.must_dispatch.swap_remove(i);
+                }
+                let fail_fast = match self.must_fail_fast.iter().position(|o| *o == id) {
+                    Some(i) => {
+                        self.must_fail_fast.swap_remove(i);
+                        true
+                    }
+                    None => false,
+                };
                 let Err(e) = &c.result else {
+                    if fail_fast {
+                        self.flag(
+                            K::NotFailedFast,
+                            format!("{id} succeeded instead of failing with no_connection"),
+                        );
+                    }
                     return;
                 };
-                let id = c.id;
                 let kind = e.kind();
                 let needs_dispatch = matches!(
                     kind,
@@ -176,7 +174,7 @@ impl Contract {
                         | ErrorKind::ConnectionLost
                         | ErrorKind::RetryBudgetExhausted
                 );
-                if needs_dispatch && !o.dispatched {
+                if needs_dispatch && !dispatched {
                     self.flag(
                         K::UnexpectedOutcome,
                         format!("{id} failed with {kind} but was never dispatched"),
@@ -195,12 +193,11 @@ impl Contract {
                             );
                         }
                     }
-                    ErrorKind::DeadlineExceeded if o.deadline.is_none_or(|d| now < d) => {
+                    ErrorKind::DeadlineExceeded if deadline.is_none_or(|d| now < d) => {
                         self.flag(
                             K::EarlyDeadline,
                             format!(
-                                "{id} failed with deadline_exceeded at {now}, deadline {:?}",
-                                o.deadline
+                                "{id} failed with deadline_exceeded at {now}, deadline {deadline:?}"
                             ),
                         );
                     }
@@ -213,18 +210,18 @@ impl Contract {
                     ErrorKind::Closed => self.closed_outcomes = true,
                     _ => {}
                 }
-                if kind != ErrorKind::NoConnection && self.must_fail_fast.contains(&id) {
+                if kind != ErrorKind::NoConnection && fail_fast {
                     self.flag(
                         K::NotFailedFast,
                         format!("{id} failed with {kind} instead of no_connection"),
                     );
                 }
             }
-            Output::Event(e) => self.on_event(*e),
+            Output::Event(e) => self.on_event(*e, checker),
         }
     }
 
-    fn on_event(&mut self, e: Event) {
+    fn on_event(&mut self, e: Event, checker: &Checker) {
         match e {
             Event::Connected { .. } | Event::Reconnected { .. } => {
                 let re = matches!(e, Event::Reconnected { .. });
@@ -235,10 +232,9 @@ impl Contract {
                     );
                 }
                 self.ever_connected = true;
-                self.in_flight.clear();
             }
-            Event::Disconnected { reason, .. } => {
-                let in_flight = self.in_flight.len();
+            Event::Disconnected { conn, reason, .. } => {
+                let in_flight = checker.in_flight_on(conn);
                 match reason {
                     DisconnectReason::Idle if self.cfg.socket_timeout().is_none() => self.flag(
                         K::UnexpectedEvent,
@@ -259,15 +255,11 @@ impl Contract {
                     }
                     _ => {}
                 }
-                self.in_flight.clear();
             }
             Event::Reconnecting { endpoint, .. } if endpoint >= self.cfg.endpoints() => {
                 self.flag(K::ConnectTarget, format!("{e}: no such endpoint"));
             }
-            Event::Closed => {
-                self.closed = true;
-                self.in_flight.clear();
-            }
+            Event::Closed => self.closed = true,
             Event::BufferOverflow { failed } => {
                 if !matches!(self.cfg.buffer(), BufferPolicy::Bounded { .. }) {
                     self.flag(
@@ -281,8 +273,8 @@ impl Contract {
         }
     }
 
-    /// Checks what had to happen within the step (after the drain).
-    pub fn after_step<P>(&mut self, m: &Machine<P>) {
+    /// What had to happen within the step (after the drain).
+    pub(crate) fn after_step<P>(&mut self, m: &Machine<P>) {
         self.tick(m.now());
         if self.closed_outcomes && !self.closed {
             self.flag(
@@ -291,24 +283,21 @@ impl Contract {
             );
         }
         self.closed_outcomes = false;
+        // What is left was neither dispatched nor completed in the step.
         let mut list = core::mem::take(&mut self.must_dispatch);
         for id in list.drain(..) {
-            if self.open.get(&id).is_some_and(|o| !o.dispatched) {
-                self.flag(
-                    K::NotDispatched,
-                    format!("{id} was submitted while connected but not dispatched"),
-                );
-            }
+            self.flag(
+                K::NotDispatched,
+                format!("{id} was submitted while connected but not dispatched"),
+            );
         }
         self.must_dispatch = list;
         let mut list = core::mem::take(&mut self.must_fail_fast);
         for id in list.drain(..) {
-            if self.open.contains_key(&id) {
-                self.flag(
-                    K::NotFailedFast,
-                    format!("{id} was kept instead of failing at once (buffering disabled)"),
-                );
-            }
+            self.flag(
+                K::NotFailedFast,
+                format!("{id} was kept instead of failing at once (buffering disabled)"),
+            );
         }
         self.must_fail_fast = list;
         if self.overflow_announced != self.overflow_failed {
@@ -328,6 +317,7 @@ impl Contract {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Watcher;
     use redial_core::{Completion, Duration, OpError, Tries};
 
     fn cfg() -> Config {
@@ -339,8 +329,12 @@ mod tests {
             .unwrap()
     }
 
-    fn kinds(c: &Contract) -> Vec<&'static str> {
-        c.violations().iter().map(|v| v.kind.name()).collect()
+    fn kinds(c: &Watcher) -> Vec<&'static str> {
+        c.contract()
+            .violations()
+            .iter()
+            .map(|v| v.kind.name())
+            .collect()
     }
 
     fn failed(id: OpId, kind: ErrorKind) -> Output<()> {
@@ -354,7 +348,7 @@ mod tests {
     #[test]
     fn flags_fail_fast_breaches_and_overflow_miscounts() {
         let config = cfg().to_builder().buffer_max_entries(0).build().unwrap();
-        let mut c = Contract::new(&config);
+        let mut c = Watcher::new(&config);
         let m: Machine<()> = Machine::new(config, 1, Instant::ZERO);
         c.on_submit(
             Instant::ZERO,
@@ -366,7 +360,7 @@ mod tests {
         assert_eq!(kinds(&c), ["not_failed_fast"]);
 
         let config = cfg().to_builder().buffer_max_entries(1).build().unwrap();
-        let mut c = Contract::new(&config);
+        let mut c = Watcher::new(&config);
         c.on_output::<()>(
             Instant::ZERO,
             &Output::Event(Event::BufferOverflow { failed: 2 }),
@@ -379,7 +373,7 @@ mod tests {
     #[test]
     fn flags_ops_not_dispatched_while_connected_and_early_deadlines() {
         let m: Machine<()> = Machine::new(cfg(), 1, Instant::ZERO);
-        let mut c = Contract::new(&cfg());
+        let mut c = Watcher::new(&cfg());
         let now = Instant::ZERO;
         c.on_submit(
             now,
@@ -390,7 +384,7 @@ mod tests {
         c.after_step(&m);
         assert_eq!(kinds(&c), ["not_dispatched"]);
 
-        let mut c = Contract::new(&cfg());
+        let mut c = Watcher::new(&cfg());
         let b = OpId::from_raw(501);
         let opts = OpOptions::new().deadline(Duration::from_millis(100));
         c.on_submit(now, b, &opts, State::Backoff);
@@ -404,7 +398,7 @@ mod tests {
     #[test]
     fn flags_outcomes_and_events_the_config_cannot_produce() {
         let m: Machine<()> = Machine::new(cfg(), 1, Instant::ZERO);
-        let mut c = Contract::new(&cfg()); // no buffer timeout, no heartbeat
+        let mut c = Watcher::new(&cfg()); // no buffer timeout, no heartbeat
         let a = OpId::from_raw(7);
         c.on_submit(Instant::ZERO, a, &OpOptions::new(), State::Backoff);
         c.on_output(Instant::ZERO, &failed(a, ErrorKind::BufferTimeout));
@@ -426,6 +420,6 @@ mod tests {
                 "unexpected_outcome"
             ]
         );
-        assert!(c.violations().iter().all(|v| v.invariant() == 0));
+        assert!(c.contract().violations().iter().all(|v| v.invariant() == 0));
     }
 }
