@@ -80,3 +80,9 @@ pub use client::{BuildError, Builder, Call, CallOptions, CallResult, Client, Err
 pub use connector::{Connector, Failure};
 pub use observer::Observer;
 pub use runtime::{AsyncTimer, Runtime, default_runtime};
+
+/// The README's Rust examples, compiled (and, where they need no server,
+/// run) as doc tests, so the README cannot drift from the API.
+#[cfg(all(doctest, feature = "redis"))]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;

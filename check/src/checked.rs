@@ -132,6 +132,7 @@ pub struct Checked<P> {
 
 impl<P> Checked<P> {
     /// A new machine ([`Machine::new`]) with both oracles attached.
+    #[inline]
     pub fn new(config: Config, seed: u64, now: Instant) -> Self {
         let watcher = Watcher::new(&config);
         Checked {
@@ -143,6 +144,7 @@ impl<P> Checked<P> {
 
     /// A new machine with no oracle attached: the same driving code, at
     /// the machine's own cost (for measuring what checking costs).
+    #[inline]
     pub fn unchecked(config: Config, seed: u64, now: Instant) -> Self {
         Checked {
             machine: Machine::new(config, seed, now),
@@ -152,26 +154,31 @@ impl<P> Checked<P> {
     }
 
     /// Whether the oracles are attached.
+    #[inline]
     pub fn is_checked(&self) -> bool {
         self.watcher.is_some()
     }
 
     /// The oracles, when attached.
+    #[inline]
     pub fn watcher(&self) -> Option<&Watcher> {
         self.watcher.as_ref()
     }
 
     /// Every breach so far (none when unchecked).
+    #[inline]
     pub fn violations(&self) -> impl Iterator<Item = &Violation> {
         self.watcher.iter().flat_map(Watcher::violations)
     }
 
     /// `true` while nothing was breached.
+    #[inline]
     pub fn is_ok(&self) -> bool {
         self.watcher.as_ref().is_none_or(Watcher::is_ok)
     }
 
     /// Panics with every violation (one per line) if there is any.
+    #[inline]
     pub fn assert_ok(&self) {
         if let Some(w) = &self.watcher {
             w.assert_ok();
@@ -180,6 +187,7 @@ impl<P> Checked<P> {
 
     /// The end of the run: after [`close`](Self::close) and a last drain,
     /// every submitted op must have had exactly one outcome.
+    #[inline]
     pub fn finish(&mut self) {
         self.end_step();
         if let Some(w) = &mut self.watcher {
@@ -188,11 +196,13 @@ impl<P> Checked<P> {
     }
 
     /// The machine, for what `Deref` does not give (e.g. to move it out).
+    #[inline]
     pub fn into_inner(self) -> Machine<P> {
         self.machine
     }
 
     /// Ends the previous step if its drain was cut short.
+    #[inline]
     fn end_step(&mut self) {
         if core::mem::take(&mut self.stepping) {
             if let Some(w) = &mut self.watcher {
@@ -201,6 +211,7 @@ impl<P> Checked<P> {
         }
     }
 
+    #[inline]
     fn begin_step(&mut self) {
         self.end_step();
         self.stepping = true;
@@ -208,6 +219,7 @@ impl<P> Checked<P> {
 
     /// The next output ([`Machine::poll_output`]), seen by the oracles; the
     /// `None` that ends a drain also ends the step for them.
+    #[inline]
     pub fn poll_output(&mut self) -> Option<Output<P>> {
         let out = self.machine.poll_output();
         match &out {
@@ -222,42 +234,49 @@ impl<P> Checked<P> {
     }
 
     /// [`Machine::handle_connected`].
+    #[inline]
     pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
         self.begin_step();
         self.machine.handle_connected(now, conn);
     }
 
     /// [`Machine::handle_connect_failed`].
+    #[inline]
     pub fn handle_connect_failed(&mut self, now: Instant, conn: ConnId, why: ConnectFailure) {
         self.begin_step();
         self.machine.handle_connect_failed(now, conn, why);
     }
 
     /// [`Machine::handle_connection_lost`].
+    #[inline]
     pub fn handle_connection_lost(&mut self, now: Instant, conn: ConnId, kind: LossKind) {
         self.begin_step();
         self.machine.handle_connection_lost(now, conn, kind);
     }
 
     /// [`Machine::handle_op_result`].
+    #[inline]
     pub fn handle_op_result(&mut self, now: Instant, op: OpId, conn: ConnId, result: OpResult) {
         self.begin_step();
         self.machine.handle_op_result(now, op, conn, result);
     }
 
     /// [`Machine::handle_heartbeat`].
+    #[inline]
     pub fn handle_heartbeat(&mut self, now: Instant, conn: ConnId, result: OpResult) {
         self.begin_step();
         self.machine.handle_heartbeat(now, conn, result);
     }
 
     /// [`Machine::handle_heartbeat_ok`].
+    #[inline]
     pub fn handle_heartbeat_ok(&mut self, now: Instant, conn: ConnId) {
         self.begin_step();
         self.machine.handle_heartbeat_ok(now, conn);
     }
 
     /// [`Machine::handle_timeout`]; the oracles know it is a timer step.
+    #[inline]
     pub fn handle_timeout(&mut self, now: Instant) {
         self.begin_step();
         if let Some(w) = &mut self.watcher {
@@ -267,6 +286,7 @@ impl<P> Checked<P> {
     }
 
     /// [`Machine::submit`].
+    #[inline]
     pub fn submit(&mut self, now: Instant, payload: P, options: OpOptions) -> OpId {
         self.begin_step();
         let before = self.machine.state();
@@ -278,12 +298,14 @@ impl<P> Checked<P> {
     }
 
     /// [`Machine::cancel`].
+    #[inline]
     pub fn cancel(&mut self, now: Instant, op: OpId) {
         self.begin_step();
         self.machine.cancel(now, op);
     }
 
     /// [`Machine::close`].
+    #[inline]
     pub fn close(&mut self, now: Instant) {
         self.begin_step();
         self.machine.close(now);

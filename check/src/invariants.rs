@@ -87,6 +87,15 @@ struct Track {
     in_flight: Option<ConnId>,
 }
 
+/// The ops dispatched on one connection: how many are still in flight on
+/// it, and their ids — with stale entries (ops completed or moved since),
+/// dropped lazily, so a dispatch and a completion cost no allocation.
+#[derive(Clone, Debug, Default)]
+struct Lane {
+    live: usize,
+    ids: Vec<OpId>,
+}
+
 /// An op that was in flight on a connection that ended during this step.
 #[derive(Clone, Copy, Debug)]
 struct Lost {
@@ -111,7 +120,7 @@ pub struct Checker {
     open: OpTable<Track>,
     /// Open ops in flight, by connection (kept with `Track::in_flight`), so
     /// a loss finds its ops without a scan of every open op.
-    in_flight_on: BTreeMap<ConnId, BTreeSet<OpId>>,
+    in_flight_on: BTreeMap<ConnId, Lane>,
     /// Open ops with a deadline, by deadline.
     by_deadline: BTreeSet<(Instant, OpId)>,
     submitted: u64,
@@ -217,7 +226,7 @@ impl Checker {
 
     /// Ops in flight on `conn`.
     pub(crate) fn in_flight_on(&self, conn: ConnId) -> usize {
-        self.in_flight_on.get(&conn).map_or(0, BTreeSet::len)
+        self.in_flight_on.get(&conn).map_or(0, |l| l.live)
     }
 
     // ----- conveniences for the unit tests ------------------------------------
@@ -388,15 +397,19 @@ impl Checker {
         let cur = self.current.map(|(c, _)| c);
         let in_flight_here = cur
             .and_then(|c| self.in_flight_on.get(&c))
-            .map_or(0, BTreeSet::len);
-        let stranded = self.in_flight_on.keys().any(|c| Some(*c) != cur);
+            .map_or(0, |l| l.live);
+        let stranded = self
+            .in_flight_on
+            .iter()
+            .any(|(c, l)| Some(*c) != cur && l.live > 0);
         if in_flight_here != m.in_flight() || stranded {
-            let stranded: Vec<OpId> = self
+            let dead: Vec<ConnId> = self
                 .in_flight_on
-                .iter()
-                .filter(|(c, _)| Some(**c) != cur)
-                .flat_map(|(_, set)| set.iter().copied())
+                .keys()
+                .copied()
+                .filter(|c| Some(*c) != cur)
                 .collect();
+            let stranded: Vec<OpId> = dead.into_iter().flat_map(|c| self.on_lane(c)).collect();
             self.flag(K::InFlightMismatch,
                 format!(
                     "machine: {} in flight; checker: {in_flight_here} on the current connection, {stranded:?} on a dead one",
@@ -687,16 +700,55 @@ impl Checker {
             self.unindex(id, old);
         }
         if let Some(c) = conn {
-            self.in_flight_on.entry(c).or_default().insert(id);
+            let lane = self.in_flight_on.entry(c).or_default();
+            lane.live += 1;
+            lane.ids.push(id);
+            if lane.ids.len() > 2 * lane.live + 32 {
+                self.compact(c);
+            }
         }
     }
 
+    /// Whether open op `id` is in flight on `conn` (a lane entry is live).
+    fn is_on(&self, id: OpId, conn: ConnId) -> bool {
+        self.open.get(id).is_some_and(|t| t.in_flight == Some(conn))
+    }
+
+    /// Drops the stale entries of `conn`'s lane.
+    fn compact(&mut self, conn: ConnId) {
+        let Some(mut lane) = self.in_flight_on.remove(&conn) else {
+            return;
+        };
+        lane.ids.retain(|id| self.is_on(*id, conn));
+        lane.ids.sort_unstable();
+        lane.ids.dedup();
+        self.in_flight_on.insert(conn, lane);
+    }
+
+    /// The ops in flight on `conn`, in id order.
+    fn on_lane(&self, conn: ConnId) -> Vec<OpId> {
+        let mut ids: Vec<OpId> = self
+            .in_flight_on
+            .get(&conn)
+            .map(|l| {
+                l.ids
+                    .iter()
+                    .copied()
+                    .filter(|id| self.is_on(*id, conn))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Drops `id` from the index of ops in flight on `conn`.
-    fn unindex(&mut self, id: OpId, conn: ConnId) {
-        if let Some(set) = self.in_flight_on.get_mut(&conn) {
-            set.remove(&id);
-            if set.is_empty() {
-                self.in_flight_on.remove(&conn);
+    fn unindex(&mut self, _id: OpId, conn: ConnId) {
+        if let Some(lane) = self.in_flight_on.get_mut(&conn) {
+            lane.live = lane.live.saturating_sub(1);
+            if lane.live == 0 {
+                lane.ids.clear(); // every entry is stale; the capacity stays
             }
         }
     }
@@ -881,11 +933,7 @@ impl Checker {
                     ),
                     Some(_) => {}
                 }
-                let on_conn: Vec<OpId> = self
-                    .in_flight_on
-                    .get(&conn)
-                    .map(|set| set.iter().copied().collect())
-                    .unwrap_or_default();
+                let on_conn = self.on_lane(conn);
                 for id in on_conn {
                     self.set_in_flight(id, None);
                     if let Some(t) = self.open.get_mut(id) {
@@ -898,6 +946,9 @@ impl Checker {
                         conn,
                         reason,
                     });
+                }
+                if self.in_flight_on.get(&conn).is_some_and(|l| l.live == 0) {
+                    self.in_flight_on.remove(&conn);
                 }
                 self.attempt_no = if reason == DisconnectReason::WrongServer {
                     self.attempt_before_connect
@@ -1005,13 +1056,15 @@ impl Checker {
                 self.pending_reconnect = None;
                 // Ops in flight on the closed connection fail with `closed`
                 // in this same step; anything left is caught by after_step.
-                for set in core::mem::take(&mut self.in_flight_on).into_values() {
-                    for id in set {
+                let lanes: Vec<ConnId> = self.in_flight_on.keys().copied().collect();
+                for c in lanes {
+                    for id in self.on_lane(c) {
                         if let Some(t) = self.open.get_mut(id) {
                             t.in_flight = None;
                         }
                     }
                 }
+                self.in_flight_on.clear();
             }
             Event::Unresponsive { conn } if self.current.is_none_or(|(c, _)| c != conn) => {
                 self.flag(

@@ -783,3 +783,61 @@ mod tests {
         assert!(e.skipped < 100, "{}", e.skipped);
     }
 }
+
+/// Bytes one machine run is drawn from (the generator reads fewer).
+pub const MACHINE_RUN_BYTES: usize = 4096;
+
+/// The bytes of machine run `seed` (see [`explore_machine`]).
+pub fn machine_run_bytes(seed: u64) -> Vec<u8> {
+    let mut bytes = vec![0; MACHINE_RUN_BYTES];
+    StdRng::seed_from_u64(seed).fill_bytes(&mut bytes);
+    bytes
+}
+
+/// A failing machine run: its seed, its bytes (the input the `machine`
+/// fuzz target and `redial_check::harness::run_bytes` reproduce it from)
+/// and the panic message.
+#[derive(Clone, Debug)]
+pub struct MachineFailure {
+    /// The run's seed.
+    pub seed: u64,
+    /// Its input bytes.
+    pub bytes: Vec<u8>,
+    /// What failed.
+    pub message: String,
+}
+
+/// Random *machine* runs, below the world: `runs` inputs (seeds
+/// `seed..`) of [`MACHINE_RUN_BYTES`] random bytes each, decoded and run
+/// by redial-check's one generator and harness
+/// ([`redial_check::harness::run_bytes`], the `machine` fuzz target's
+/// body: any configuration, any input sequence, both oracles on every
+/// step, the reference model where it reaches). Stops at the first
+/// failure. `progress` is called every 10,000 runs.
+pub fn explore_machine(
+    runs: u64,
+    seed: u64,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, MachineFailure> {
+    for i in 0..runs {
+        let s = seed.wrapping_add(i);
+        let bytes = machine_run_bytes(s);
+        let run = std::panic::catch_unwind(|| redial_check::harness::run_bytes(&bytes));
+        if let Err(panic) = run {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".into());
+            return Err(MachineFailure {
+                seed: s,
+                bytes,
+                message,
+            });
+        }
+        if (i + 1) % 10_000 == 0 && i + 1 < runs {
+            progress(i + 1);
+        }
+    }
+    Ok(runs)
+}

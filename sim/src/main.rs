@@ -1,5 +1,6 @@
 //! The `redial-sim` command line.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -157,6 +158,11 @@ enum Cmd {
         /// (the world is still random): check *your* configuration.
         #[arg(long, value_name = "FILE")]
         config: Option<String>,
+        /// Explore below the world: random machine runs from redial-check's
+        /// generator (any configuration, any input sequence; the `machine`
+        /// fuzz target's body). A failing input's bytes go to `--out`.
+        #[arg(long, conflicts_with_all = ["through_driver", "config"])]
+        machine: bool,
     },
 }
 
@@ -223,7 +229,11 @@ fn main() -> ExitCode {
             out,
             through_driver,
             config,
+            machine,
         } => {
+            if machine {
+                return explore_machine(runs, seed, &out);
+            }
             let pinned = match config.as_deref().map(|file| {
                 std::fs::read_to_string(file)
                     .map_err(|e| format!("{file}: cannot read: {e}"))
@@ -357,6 +367,46 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::from(1)
             }
+        }
+    }
+}
+
+/// `explore --machine`.
+fn explore_machine(runs: u64, seed: u64, out: &str) -> ExitCode {
+    let started = std::time::Instant::now();
+    // The harness's panics are the findings: report them once, below.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = explore::explore_machine(runs, seed, |n| {
+        eprintln!("explore: {n} machine runs, no violation so far")
+    });
+    std::panic::set_hook(hook);
+    let secs = started.elapsed().as_secs_f64();
+    match result {
+        Ok(n) => {
+            let _ = writeln!(
+                std::io::stdout(),
+                "explore: {n} random machine runs (seeds {seed}..{}), no invariant, contract or model disagreement ({secs:.1} s)",
+                seed.wrapping_add(n)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(f) => {
+            let _ = writeln!(
+                std::io::stdout(),
+                "explore: machine run with seed {} failed:\n{}",
+                f.seed,
+                f.message
+            );
+            if let Err(err) = std::fs::write(out, &f.bytes) {
+                eprintln!("{out}: cannot write: {err}");
+            }
+            let _ = writeln!(
+                std::io::stdout(),
+                "its input bytes are in {out}; reproduce with: redial-sim explore --machine --runs 1 --seed {}  (or, in fuzz/: cargo run --release --example replay -- machine {out})",
+                f.seed
+            );
+            ExitCode::from(1)
         }
     }
 }

@@ -248,6 +248,7 @@ impl FuzzOpts {
 
 /// One thing that happens to the machine.
 #[derive(Arbitrary, Clone, Copy, Debug)]
+#[non_exhaustive]
 pub enum Step {
     /// A connect attempt succeeded.
     Connected(ConnRef),

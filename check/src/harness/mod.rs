@@ -39,6 +39,7 @@ pub use transitions::TransitionsInput;
 
 /// One random machine run.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum RunInput {
     /// Any configuration (invalid ones end the run at `build()`, which
     /// must not panic); both oracles on every step; determinism.

@@ -53,6 +53,7 @@ pub enum Outcome {
 
 /// Something observable.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Seen {
     /// An event, by name.
     Event(&'static str),
