@@ -274,6 +274,20 @@ impl<C: Connector> Builder<C> {
     /// [`BuildError`]: no runtime, no endpoint, or a config whose
     /// `endpoints` disagrees with the connector's seed list.
     pub fn build(self) -> Result<Client<C>, BuildError> {
+        self.build_inner(false).map(|(c, _)| c)
+    }
+
+    /// As [`build`](Self::build), plus an event stream subscribed before
+    /// the client starts: it sees every event from the very first
+    /// (`connected`), which [`Client::events`] called right after `build`
+    /// may miss on a multi-threaded runtime (the driver can connect before
+    /// the subscription reaches it).
+    pub fn build_with_events(self) -> Result<(Client<C>, Events), BuildError> {
+        self.build_inner(true)
+            .map(|(c, e)| (c, e.expect("subscribed before the start")))
+    }
+
+    fn build_inner(self, subscribe: bool) -> Result<(Client<C>, Option<Events>), BuildError> {
         let runtime = self
             .runtime
             .or_else(default_runtime)
@@ -317,14 +331,18 @@ impl<C: Connector> Builder<C> {
             state.clone(),
             self.observer,
         );
-        runtime.spawn(Box::pin(driver));
-        Ok(Client {
+        let client = Client {
             shared: Arc::new(Shared {
                 tx,
                 next_key: AtomicU64::new(0),
                 state,
             }),
-        })
+        };
+        // Queued before the driver runs: its first poll takes commands
+        // before any report, so this stream misses no event.
+        let events = subscribe.then(|| client.events());
+        runtime.spawn(Box::pin(driver));
+        Ok((client, events))
     }
 }
 
@@ -383,6 +401,10 @@ impl<C: Connector> Client<C> {
     /// 1024 events not yet read; newer events are dropped while it is full
     /// and counted in [`Events::missed`] (a subscriber that stops reading
     /// costs bounded memory and never slows the client).
+    ///
+    /// Events that happen before the subscription reaches the driver are
+    /// not seen; to see every event from the start (the first
+    /// `connected`), build with [`Builder::build_with_events`].
     pub fn events(&self) -> Events {
         // A futures channel holds its buffer plus one slot per sender.
         let (tx, rx) = mpsc::channel(EVENT_QUEUE - 1);
@@ -411,6 +433,17 @@ impl<C: Connector> Client<C> {
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts reconnecting now with a fresh reconnect budget — after the
+    /// client gave up (`reconnect_failed` under
+    /// [`GiveUp::Terminal`](crate::core::GiveUp::Terminal): later calls
+    /// failed with `topology was destroyed`), after a loss with
+    /// auto-reconnect off, or during a backoff or cool-down wait. Event
+    /// subscribers keep their streams. Ignored while connected or
+    /// connecting, and after [`close`](Self::close).
+    pub fn revive(&self) {
+        let _ = self.shared.tx.unbounded_send(Command::Revive);
     }
 
     /// Closes the client: every op still pending fails with `closed`. Resolves

@@ -2,13 +2,22 @@
 
 use std::future::Future;
 
-use crate::core::{ConnectFailure, LossKind};
+use std::time::Duration;
+
+use crate::core::{ConnectFailure, LossKind, Role};
 
 /// How a failed op (or ping) is to be read. The adapter passes this to the
 /// core unchanged; the core decides what happens next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Failure {
+    /// The server refused the op *for now* and did not run it (loading,
+    /// busy, too many connections): the core re-queues it and holds the
+    /// connection for `retry_after` (or its backoff), then probes.
+    Pushback {
+        /// The server's hint of how long to wait, when it gave one.
+        retry_after: Option<Duration>,
+    },
     /// The connection broke (IO error, closed, reset): the op may have run.
     ConnectionLost,
     /// The server refused because it is not the primary (READONLY, not
@@ -86,6 +95,18 @@ pub trait Connector: Send + Sync + 'static {
     fn ping(&self, conn: &Self::Conn) -> impl Future<Output = Result<(), Self::Error>> + Send {
         let _ = conn;
         std::future::ready(Ok(()))
+    }
+
+    /// The role of the server `conn` reached (primary or secondary), asked
+    /// once right after each successful [`connect`](Connector::connect),
+    /// before the core hears of the connection; with
+    /// [`Config::require_primary`](crate::core::Config::require_primary)
+    /// the core refuses a secondary. The default says
+    /// [`Role::Unknown`] without touching the network (a panic here reads
+    /// as unknown too). The core's connect timeout covers this call.
+    fn role(&self, conn: &Self::Conn) -> impl Future<Output = Role> + Send {
+        let _ = conn;
+        std::future::ready(Role::Unknown)
     }
 
     /// Resolves when the other side closed `conn`, saying how (the default

@@ -32,7 +32,7 @@ use crate::client::{CallResult, Error};
 use crate::connector::{Connector, Failure};
 use crate::core::{
     Completion, ConnId, ConnectFailure, ErrorKind, Event, Instant, LossKind, Machine, OpId,
-    OpOptions, OpResult, Output, State,
+    OpOptions, OpResult, Output, Role, State,
 };
 use crate::observer::Observer;
 use crate::runtime::{AsyncTimer, Runtime};
@@ -60,6 +60,7 @@ pub(crate) enum Command<C: Connector> {
     Close {
         reply: oneshot::Sender<()>,
     },
+    Revive,
     Subscribe {
         tx: mpsc::Sender<Event>,
         missed: Arc<AtomicU64>,
@@ -89,7 +90,7 @@ type RunOutcome<C> = Outcome<<C as Connector>::Output, <C as Connector>::Error>;
 
 /// What a slot's future reports when it finishes.
 enum Report<C: Connector> {
-    Connected(ConnId, Outcome<C::Conn, C::Error>),
+    Connected(ConnId, Outcome<C::Conn, C::Error>, Role),
     OpDone(OpId, ConnId, RunOutcome<C>),
     Heartbeat(ConnId, Outcome<(), C::Error>),
     PeerClosed(ConnId, Outcome<LossKind, C::Error>),
@@ -258,6 +259,7 @@ impl<C: Connector> Driver<C> {
             Failure::ConnectionLost => OpResult::ConnectionLost,
             Failure::WrongServer => OpResult::WrongServer,
             Failure::ServerError => OpResult::ServerError,
+            Failure::Pushback { retry_after } => OpResult::Pushback { retry_after },
         }
     }
 
@@ -288,6 +290,12 @@ impl<C: Connector> Driver<C> {
                 self.drain();
                 let _ = reply.send(());
             }
+            Command::Revive => {
+                if let Some(o) = self.observer.as_mut() {
+                    o.on_revive(now, self.machine.state());
+                }
+                self.machine.revive(now);
+            }
             Command::Subscribe { tx, missed } => {
                 // Streams dropped while no event came are swept out here,
                 // whenever the list has doubled since the last sweep, so
@@ -306,7 +314,7 @@ impl<C: Connector> Driver<C> {
     fn on_report(&mut self, report: Report<C>) {
         let now = self.now();
         match report {
-            Report::Connected(id, result) => {
+            Report::Connected(id, result, role) => {
                 let Some(slot) = self.slots.get_mut(&id) else {
                     return; // the core closed this attempt already: drop it
                 };
@@ -322,7 +330,10 @@ impl<C: Connector> Driver<C> {
                             .await;
                             Report::PeerClosed(id, kind)
                         });
-                        self.machine.handle_connected(now, id);
+                        if let Some(o) = self.observer.as_mut() {
+                            o.on_connected(now, id, role);
+                        }
+                        self.machine.handle_connected_as(now, id, role);
                     }
                     Err(fault) => {
                         let connector = &self.connector;
@@ -359,6 +370,9 @@ impl<C: Connector> Driver<C> {
                     Err(fault) => self.reading(fault),
                 };
                 self.last = Some((op, result));
+                if let Some(o) = self.observer.as_mut() {
+                    o.on_op_result(now, op, conn, &observed);
+                }
                 self.machine.handle_op_result(now, op, conn, observed);
             }
             Report::Heartbeat(conn, mut result) => {
@@ -410,7 +424,15 @@ impl<C: Connector> Driver<C> {
                     self.start(conn, async move {
                         let result =
                             guarded("connect", async { connector.connect(endpoint).await }).await;
-                        Report::Connected(conn, result)
+                        let role = match &result {
+                            Ok(c) => guarded("role", async {
+                                Ok::<_, C::Error>(connector.role(c).await)
+                            })
+                            .await
+                            .unwrap_or(Role::Unknown),
+                            Err(_) => Role::Unknown,
+                        };
+                        Report::Connected(conn, result, role)
                     });
                 }
                 Output::Close { conn } => {

@@ -1,6 +1,6 @@
 //! A window on every step of the machine a client's driver runs.
 
-use crate::core::{Instant, Machine, OpId, OpOptions, Output, State};
+use crate::core::{ConnId, Instant, Machine, OpId, OpOptions, OpResult, Output, Role, State};
 
 /// Watches the core as the driver drives it: what was submitted, every
 /// timer step, every output, and the machine after each step. The
@@ -22,6 +22,19 @@ pub trait Observer<P>: Send + 'static {
     /// An op was submitted as `op`, while the machine was in `before`.
     fn on_submit(&mut self, now: Instant, op: OpId, options: &OpOptions, before: State) {
         let _ = (now, op, options, before);
+    }
+    /// An op's answer (as the core will read it) is about to be fed.
+    fn on_op_result(&mut self, now: Instant, op: OpId, conn: ConnId, result: &OpResult) {
+        let _ = (now, op, conn, result);
+    }
+    /// A successful connect, with the role the connector found, is about
+    /// to be fed.
+    fn on_connected(&mut self, now: Instant, conn: ConnId, role: Role) {
+        let _ = (now, conn, role);
+    }
+    /// The application's revive is about to be fed, in state `before`.
+    fn on_revive(&mut self, now: Instant, before: State) {
+        let _ = (now, before);
     }
     /// A timer step at `now` is about to run.
     fn on_timeout(&mut self, now: Instant) {

@@ -45,14 +45,29 @@ fn base() -> ConfigBuilder {
         .retry_budget(None)
 }
 
-fn client(rt: &Arc<dyn Runtime>, b: ConfigBuilder, ports: Vec<u16>) -> Client<LineConnector> {
+fn builder(
+    rt: &Arc<dyn Runtime>,
+    b: ConfigBuilder,
+    ports: Vec<u16>,
+) -> redial::Builder<LineConnector> {
     let n = ports.len();
     Client::builder(LineConnector { ports })
         .config(b.endpoints(n).build().expect("valid config"))
         .seed(4)
         .runtime(rt.clone())
-        .build()
-        .expect("client")
+}
+
+fn client(rt: &Arc<dyn Runtime>, b: ConfigBuilder, ports: Vec<u16>) -> Client<LineConnector> {
+    builder(rt, b, ports).build().expect("client")
+}
+
+/// A client and an event stream that sees every event from the start.
+fn client_ev(
+    rt: &Arc<dyn Runtime>,
+    b: ConfigBuilder,
+    ports: Vec<u16>,
+) -> (Client<LineConnector>, redial::Events) {
+    builder(rt, b, ports).build_with_events().expect("client")
 }
 
 async fn wait_event(ev: &mut redial::Events, name: &str) -> Event {
@@ -66,8 +81,7 @@ async fn wait_event(ev: &mut redial::Events, name: &str) -> Event {
 
 async fn basic(rt: Arc<dyn Runtime>) {
     let s = LineServer::start();
-    let c = client(&rt, base(), vec![s.port]);
-    let mut ev = c.events();
+    let (c, mut ev) = client_ev(&rt, base(), vec![s.port]);
     assert_eq!(c.call("INCR").await.expect("incr"), 1);
     assert_eq!(wait_event(&mut ev, "connected").await.name(), "connected");
     let e = c.call("BOGUS").await.expect_err("server error");
@@ -83,8 +97,7 @@ async fn basic(rt: Arc<dyn Runtime>) {
 async fn cut_buffers_and_replays(rt: Arc<dyn Runtime>) {
     let s = LineServer::start();
     let p = Proxy::start(s.port);
-    let c = client(&rt, base(), vec![p.port]);
-    let mut ev = c.events();
+    let (c, mut ev) = client_ev(&rt, base(), vec![p.port]);
     assert_eq!(c.call("INCR").await.expect("warm up"), 1);
     p.set(Mode::Refuse);
     p.cut();
@@ -135,8 +148,7 @@ async fn blackhole_detected(rt: Arc<dyn Runtime>) {
         interval: Duration::from_millis(100),
         timeout: Duration::from_millis(100),
     };
-    let c = client(&rt, base().heartbeat(Some(hb)), vec![p.port]);
-    let mut ev = c.events();
+    let (c, mut ev) = client_ev(&rt, base().heartbeat(Some(hb)), vec![p.port]);
     assert_eq!(c.call("INCR").await.expect("warm up"), 1);
     let t = Instant::now();
     p.set(Mode::Blackhole);
@@ -157,8 +169,7 @@ async fn fail_fast(rt: Arc<dyn Runtime>) {
         timeout: Duration::from_millis(50),
     };
     let b = base().buffer(BufferPolicy::Disabled).heartbeat(Some(hb));
-    let c = client(&rt, b, vec![p.port]);
-    let mut ev = c.events();
+    let (c, mut ev) = client_ev(&rt, b, vec![p.port]);
     wait_event(&mut ev, "connected").await;
     assert_eq!(c.call("INCR").await.expect("warm up"), 1);
     p.set(Mode::Refuse);

@@ -49,13 +49,20 @@ fn base() -> ConfigBuilder {
         }))
 }
 
-fn client(b: ConfigBuilder, urls: &[String]) -> Client<RedisConnector> {
+fn builder(b: ConfigBuilder, urls: &[String]) -> redial::Builder<RedisConnector> {
     let conn = RedisConnector::new(urls.iter().map(String::as_str)).expect("urls");
     Client::builder(conn)
         .config(b.endpoints(urls.len()).build().expect("config"))
         .seed(4)
-        .build()
-        .expect("client")
+}
+
+fn client(b: ConfigBuilder, urls: &[String]) -> Client<RedisConnector> {
+    builder(b, urls).build().expect("client")
+}
+
+/// A client and an event stream that sees every event from the start.
+fn client_ev(b: ConfigBuilder, urls: &[String]) -> (Client<RedisConnector>, redial::Events) {
+    builder(b, urls).build_with_events().expect("client")
 }
 
 async fn wait_event(ev: &mut Events, name: &str) {
@@ -122,8 +129,7 @@ fn kill_and_restart_under_buffering() {
         return;
     };
     run(async move {
-        let c = client(base(), &[server.url()]);
-        let mut ev = c.events();
+        let (c, mut ev) = client_ev(base(), &[server.url()]);
         wait_event(&mut ev, "connected").await;
         let start = Instant::now();
         let load = tokio::spawn(workload(
@@ -221,8 +227,7 @@ fn fail_fast_during_outage() {
         return;
     };
     run(async move {
-        let c = client(base().buffer(BufferPolicy::Disabled), &[server.url()]);
-        let mut ev = c.events();
+        let (c, mut ev) = client_ev(base().buffer(BufferPolicy::Disabled), &[server.url()]);
         wait_event(&mut ev, "connected").await;
         assert_eq!(int(&c.call(incr()).await.expect("warm")), 1);
         server.kill();
@@ -256,8 +261,7 @@ fn reconnect_budget_exhausted() {
     };
     let port = server.port;
     run(async move {
-        let c = client(base().reconnect_tries(Tries::Limited(2)), &[server.url()]);
-        let mut ev = c.events();
+        let (c, mut ev) = client_ev(base().reconnect_tries(Tries::Limited(2)), &[server.url()]);
         wait_event(&mut ev, "connected").await;
         server.kill();
         wait_event(&mut ev, "disconnected").await;
@@ -329,8 +333,7 @@ fn silent_loss_sigstop() {
             interval: Duration::from_millis(200),
             timeout: Duration::from_millis(300),
         };
-        let c = client(base().heartbeat(Some(hb)), &[server.url()]);
-        let mut ev = c.events();
+        let (c, mut ev) = client_ev(base().heartbeat(Some(hb)), &[server.url()]);
         wait_event(&mut ev, "connected").await;
         assert_eq!(int(&c.call(incr()).await.expect("warm")), 1);
         server.pause();
@@ -373,8 +376,7 @@ fn failover_with_replicaof() {
             assert!(Instant::now() < deadline, "replica did not sync");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let c = client(base(), &[a.url(), b.url()]);
-        let mut ev = c.events();
+        let (c, mut ev) = client_ev(base(), &[a.url(), b.url()]);
         wait_event(&mut ev, "connected").await;
         let start = Instant::now();
         let load = tokio::spawn(workload(

@@ -5,7 +5,7 @@ use core::ops::Deref;
 
 use redial_core::{
     Config, ConnId, ConnectFailure, Instant, LossKind, Machine, OpId, OpOptions, OpResult, Output,
-    State,
+    Role, State,
 };
 
 use crate::invariants::Checker;
@@ -42,6 +42,27 @@ impl Watcher {
     /// Right before [`Machine::handle_timeout`], with the same `now`.
     pub fn on_timeout(&mut self, now: Instant) {
         self.checker.on_timeout(now);
+    }
+
+    /// Right before [`Machine::handle_connected_as`] (or
+    /// `handle_connected`, with [`Role::Unknown`]).
+    pub fn on_connected(&mut self, now: Instant, conn: ConnId, role: Role) {
+        self.contract.on_connected_as(now, conn, role);
+    }
+
+    /// Right before [`Machine::handle_op_result`]: the answer, so that
+    /// refusals (wrong server, pushback) are known to have not run.
+    pub fn on_op_result(&mut self, now: Instant, op: OpId, conn: ConnId, result: &OpResult) {
+        let here = self.checker.takes_answer(op, conn);
+        let draining = self.checker.is_draining(conn);
+        self.contract
+            .on_op_result(now, op, conn, result, here, draining);
+        self.checker.on_op_result(now, op, conn, result);
+    }
+
+    /// Right before [`Machine::revive`], with the state before it.
+    pub fn on_revive(&mut self, now: Instant, state_before: State) {
+        self.checker.on_revive(now, state_before);
     }
 
     /// One drained output, in order, at the machine time `now`.
@@ -236,8 +257,27 @@ impl<P> Checked<P> {
     /// [`Machine::handle_connected`].
     #[inline]
     pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
+        self.handle_connected_as(now, conn, Role::Unknown);
+    }
+
+    /// [`Machine::handle_connected_as`].
+    #[inline]
+    pub fn handle_connected_as(&mut self, now: Instant, conn: ConnId, role: Role) {
         self.begin_step();
-        self.machine.handle_connected(now, conn);
+        if let Some(w) = &mut self.watcher {
+            w.on_connected(now, conn, role);
+        }
+        self.machine.handle_connected_as(now, conn, role);
+    }
+
+    /// [`Machine::revive`].
+    #[inline]
+    pub fn revive(&mut self, now: Instant) {
+        self.begin_step();
+        if let Some(w) = &mut self.watcher {
+            w.on_revive(now, self.machine.state());
+        }
+        self.machine.revive(now);
     }
 
     /// [`Machine::handle_connect_failed`].
@@ -258,6 +298,9 @@ impl<P> Checked<P> {
     #[inline]
     pub fn handle_op_result(&mut self, now: Instant, op: OpId, conn: ConnId, result: OpResult) {
         self.begin_step();
+        if let Some(w) = &mut self.watcher {
+            w.on_op_result(now, op, conn, &result);
+        }
         self.machine.handle_op_result(now, op, conn, result);
     }
 

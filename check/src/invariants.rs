@@ -65,8 +65,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use redial_core::{
-    Config, ConnId, DisconnectReason, Done, ErrorKind, Event, InitialConnect, Instant, Machine,
-    OpError, OpId, OpOptions, Output, State, Tries,
+    Config, ConnId, DisconnectReason, Done, ErrorKind, Event, GiveUp, InitialConnect, Instant,
+    Machine, OpError, OpId, OpOptions, OpResult, Output, State, Tries,
 };
 
 use crate::table::OpTable;
@@ -83,7 +83,7 @@ struct Track {
     dispatches: u32,
     /// Wrong-server disconnects that happened while the op was in flight
     /// (each may cover one dispatch that certainly did not run).
-    redirects: u32,
+    refused: u32,
     in_flight: Option<ConnId>,
 }
 
@@ -155,6 +155,17 @@ pub struct Checker {
     must_complete: Vec<(OpId, ErrorKind)>,
     /// This step is a `handle_timeout` (see [`Checker::on_timeout`]).
     timeout_step: bool,
+    /// The current connection answered "wrong server": nothing more may be
+    /// dispatched on it.
+    draining: Option<ConnId>,
+    /// A give-up with a cool-down happened: the `reconnecting` that
+    /// announces the pause may come (attempt 1, the pause as its delay).
+    cooling: Option<core::time::Duration>,
+    /// Ops may fail with `reconnect_failed` in this step (the give-up).
+    gave_up_step: bool,
+    /// [`Checker::on_revive`] was called: the next connect needs no
+    /// `reconnecting` before it.
+    revived: bool,
 }
 
 impl Checker {
@@ -183,6 +194,10 @@ impl Checker {
             just_closed: None,
             step_lost: Vec::new(),
             must_complete: Vec::new(),
+            draining: None,
+            cooling: None,
+            gave_up_step: false,
+            revived: false,
             timeout_step: false,
         }
     }
@@ -222,6 +237,17 @@ impl Checker {
     /// Whether open op `id` was dispatched (`None`: not open).
     pub(crate) fn was_dispatched(&self, id: OpId) -> Option<bool> {
         self.open.get(id).map(|t| t.dispatches > 0)
+    }
+
+    /// Whether `op` is in flight on `conn`, the current connection (an
+    /// answer about it is one the machine takes).
+    pub(crate) fn takes_answer(&self, op: OpId, conn: ConnId) -> bool {
+        self.current.is_some_and(|(c, _)| c == conn) && self.is_on(op, conn)
+    }
+
+    /// Whether `conn` answered "wrong server".
+    pub(crate) fn is_draining(&self, conn: ConnId) -> bool {
+        self.draining == Some(conn)
     }
 
     /// Ops in flight on `conn`.
@@ -287,7 +313,7 @@ impl Checker {
                 max_attempts,
                 deadline,
                 dispatches: 0,
-                redirects: 0,
+                refused: 0,
                 in_flight: None,
             },
         );
@@ -303,6 +329,56 @@ impl Checker {
             State::Failed => self.must_complete.push((id, ErrorKind::TopologyDestroyed)),
             State::Closed => self.must_complete.push((id, ErrorKind::Closed)),
             _ => {}
+        }
+    }
+
+    /// Records an op's answer, right before it is fed with
+    /// [`Machine::handle_op_result`]: a refusal (wrong server, pushback)
+    /// means that dispatch certainly did not run (invariant 9) and takes
+    /// the op off the wire; after a wrong-server answer nothing more may be
+    /// dispatched on that connection (invariant 2). Answers the machine
+    /// ignores (stale ids, other connections) are ignored here too.
+    pub fn on_op_result(&mut self, now: Instant, op: OpId, conn: ConnId, result: &OpResult) {
+        self.tick(now);
+        let current = self.current.is_some_and(|(c, _)| c == conn);
+        let here = self.open.get(op).is_some_and(|t| t.in_flight == Some(conn));
+        if !current || !here {
+            return;
+        }
+        match result {
+            OpResult::WrongServer => {
+                self.refuse(op, conn);
+                self.draining = Some(conn);
+            }
+            OpResult::Pushback { .. } => self.refuse(op, conn),
+            _ => {}
+        }
+    }
+
+    fn refuse(&mut self, op: OpId, conn: ConnId) {
+        if let Some(t) = self.open.get_mut(op) {
+            t.refused = t.refused.saturating_add(1);
+        }
+        self.set_in_flight(op, None);
+        // The refused op is back in the buffer, ahead of later ones: the
+        // order of dispatches on this connection starts again from it.
+        if self.current.is_some_and(|(c, _)| c == conn) {
+            self.last_seq = None;
+        }
+    }
+
+    /// Records [`Machine::revive`], right before it is fed: a terminal
+    /// `Failed` state (or `Down`, or a wait) ends, and a connect may follow
+    /// at once without a `reconnecting` before it.
+    pub fn on_revive(&mut self, now: Instant, state_before: State) {
+        self.tick(now);
+        if matches!(state_before, State::Failed | State::Down | State::Backoff) {
+            self.terminal = None;
+            self.down = false;
+            self.pending_reconnect = None;
+            self.attempt_no = 0;
+            self.cooling = None;
+            self.revived = true;
         }
     }
 
@@ -464,33 +540,16 @@ impl Checker {
             }
         }
         self.must_complete = must_complete;
+        self.gave_up_step = false;
 
         // 4. ops lost in flight that survived the step (re-queued).
         let lost = core::mem::take(&mut self.step_lost);
-        let mut redirected_survivors: BTreeMap<ConnId, u32> = BTreeMap::new();
         for l in &lost {
             let Some(t) = self.open.get(l.op) else {
                 continue;
             };
-            let (retryable, dispatches, redirects, max) =
-                (t.retryable, t.dispatches, t.redirects, t.max_attempts);
-            if l.reason == DisconnectReason::WrongServer {
-                // One op per wrong-server answer certainly did not run and
-                // may be sent again, retryable or not.
-                if !retryable {
-                    let n = redirected_survivors.entry(l.conn).or_insert(0);
-                    *n += 1;
-                    if *n > 1 {
-                        self.flag(K::ResentAfterLoss,
-                            format!(
-                                "{} non-retryable ops lost with {} kept for another dispatch; only the one answered wrong-server may be",
-                                *n, l.conn
-                            ),
-                        );
-                    }
-                }
-                continue;
-            }
+            let (retryable, dispatches, refused, max) =
+                (t.retryable, t.dispatches, t.refused, t.max_attempts);
             if !retryable {
                 self.flag(
                     K::ResentAfterLoss,
@@ -501,10 +560,10 @@ impl Checker {
                         l.reason.name()
                     ),
                 );
-            } else if dispatches.saturating_sub(redirects) >= max {
+            } else if dispatches.saturating_sub(refused) >= max {
                 self.flag(K::TooManyDispatches,
                     format!(
-                        "retryable {} used {dispatches} dispatches ({redirects} redirected) of {max} and was kept for another",
+                        "retryable {} used {dispatches} dispatches ({refused} refused) of {max} and was kept for another",
                         l.op
                     ),
                 );
@@ -623,7 +682,7 @@ impl Checker {
                     );
                 }
             }
-            None if self.connects > 0 => self.flag(
+            None if self.connects > 0 && !core::mem::take(&mut self.revived) => self.flag(
                 K::ConnectWithoutReconnecting,
                 format!("connect {conn} without a reconnecting event before it"),
             ),
@@ -648,6 +707,12 @@ impl Checker {
                 format!("{op} dispatched on {conn}/{endpoint}, current {c}/{e}"),
             ),
             Some(_) => {}
+        }
+        if self.draining == Some(conn) {
+            self.flag(
+                K::DispatchWhileDraining,
+                format!("{op} dispatched on {conn}, which answered wrong server"),
+            );
         }
         let Some(t) = self.open.get(op).cloned() else {
             self.flag(
@@ -676,12 +741,12 @@ impl Checker {
         }
         self.last_seq = Some(t.seq);
         let dispatches = t.dispatches + 1;
-        let limit = t.max_attempts.saturating_add(t.redirects);
+        let limit = t.max_attempts.saturating_add(t.refused);
         if dispatches > limit {
             self.flag(K::TooManyDispatches,
                 format!(
                     "{op} dispatched {dispatches} times (retryable: {}, max attempts {}, wrong-server redirects {})",
-                    t.retryable, t.max_attempts, t.redirects
+                    t.retryable, t.max_attempts, t.refused
                 ),
             );
         }
@@ -822,13 +887,23 @@ impl Checker {
                             e.kind()
                         ),
                     );
-                }
-                if t.dispatches > t.redirects && !e.maybe_executed() {
-                    self.flag(K::MaybeExecuted,
+                } else if t.dispatches <= t.refused && e.maybe_executed() {
+                    self.flag(
+                        K::RefusedMayHaveRun,
                         format!(
-                            "{id} was dispatched {} times ({} possibly redirected) but failed ({}) claiming it did not run",
+                            "{id} was refused by the server on every dispatch ({}) but failed ({}) with maybe_executed",
                             t.dispatches,
-                            t.redirects,
+                            e.kind()
+                        ),
+                    );
+                }
+                if t.dispatches > t.refused && !e.maybe_executed() {
+                    self.flag(
+                        K::MaybeExecuted,
+                        format!(
+                            "{id} was dispatched {} times ({} refused) but failed ({}) claiming it did not run",
+                            t.dispatches,
+                            t.refused,
                             e.kind()
                         ),
                     );
@@ -842,7 +917,9 @@ impl Checker {
                             );
                         }
                     }
-                    ErrorKind::ReconnectFailed if self.terminal != Some(State::Failed) => {
+                    ErrorKind::ReconnectFailed
+                        if self.terminal != Some(State::Failed) && !self.gave_up_step =>
+                    {
                         self.flag(K::TerminalOutcome,
                             format!(
                                 "{id} failed with reconnect_failed before reconnect_failed was emitted"
@@ -904,6 +981,7 @@ impl Checker {
                     self.flag(K::ConnectWhileConnected, format!("{e} while {c} is up"));
                 }
                 self.attempt = None;
+                self.draining = None;
                 self.current = Some((conn, endpoint));
                 self.ever_connected = true;
                 self.attempt_before_connect = self.attempt_no;
@@ -934,13 +1012,18 @@ impl Checker {
                     Some(_) => {}
                 }
                 let on_conn = self.on_lane(conn);
+                if reason == DisconnectReason::WrongServer && !on_conn.is_empty() {
+                    self.flag(
+                        K::DrainCutShort,
+                        format!(
+                            "{e} with {} ops still in flight there ({on_conn:?}): a wrong server is left only once they are back",
+                            on_conn.len()
+                        ),
+                    );
+                }
+                self.draining = None;
                 for id in on_conn {
                     self.set_in_flight(id, None);
-                    if let Some(t) = self.open.get_mut(id) {
-                        if reason == DisconnectReason::WrongServer {
-                            t.redirects += 1;
-                        }
-                    }
                     self.step_lost.push(Lost {
                         op: id,
                         conn,
@@ -966,7 +1049,12 @@ impl Checker {
                 endpoint,
                 error,
             } => {
-                if error.is_some_and(|e| !e.is_retried()) {
+                // The pause of a cool-down give-up: attempt 1 of a fresh
+                // budget, announced with the pause as its delay.
+                let cool_down = self.cooling.take().filter(|d| *d == delay && attempt == 1);
+                if cool_down.is_some() {
+                    self.attempt_no = 0;
+                } else if error.is_some_and(|e| !e.is_retried()) {
                     self.flag(
                         K::ReconnectAttempt,
                         format!("{e} after a connect failure that is never retried"),
@@ -984,7 +1072,7 @@ impl Checker {
                         format!("{e} but the previous attempt was {}", self.attempt_no),
                     );
                 }
-                if let Tries::Limited(n) = self.cfg.reconnect_tries() {
+                if let (Tries::Limited(n), None) = (self.cfg.reconnect_tries(), cool_down) {
                     if attempt > n {
                         self.flag(
                             K::ReconnectAttempt,
@@ -993,7 +1081,7 @@ impl Checker {
                     }
                 }
                 let (lo, hi) = self.cfg.reconnect_delay_bounds(attempt);
-                if delay < lo || delay > hi {
+                if cool_down.is_none() && (delay < lo || delay > hi) {
                     self.flag(
                         K::ReconnectDelay,
                         format!("{e}: delay {delay:?} outside [{lo:?}, {hi:?}]"),
@@ -1022,7 +1110,8 @@ impl Checker {
                     && !self.ever_connected
                     && self.cfg.initial_connect() == InitialConnect::FailFast;
                 let budget_spent = match self.cfg.reconnect_tries() {
-                    Tries::Limited(n) => attempts == n,
+                    // `>`: after a cool-down, its own attempt counts too.
+                    Tries::Limited(n) => attempts >= n,
                     Tries::Unlimited => false,
                 };
                 let rejected = error.is_some_and(|e| !e.is_retried());
@@ -1039,9 +1128,15 @@ impl Checker {
                 if self.current.is_some() {
                     self.flag(K::EventWrongConn, format!("{e} while connected"));
                 }
-                if self.terminal.is_none() {
-                    self.terminal = Some(State::Failed);
+                match self.cfg.give_up() {
+                    GiveUp::CoolDown(pause) => self.cooling = Some(pause),
+                    _ => {
+                        if self.terminal.is_none() {
+                            self.terminal = Some(State::Failed);
+                        }
+                    }
                 }
+                self.gave_up_step = true;
                 self.pending_reconnect = None;
                 self.attempt = None;
             }
@@ -1051,6 +1146,7 @@ impl Checker {
                 }
                 self.terminal = Some(State::Closed);
                 self.current = None;
+                self.draining = None;
                 self.just_closed = None;
                 self.attempt = None;
                 self.pending_reconnect = None;

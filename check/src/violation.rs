@@ -85,6 +85,8 @@ kinds! {
     /// Invariant 2: a connection event about a connection that is not the
     /// current one.
     EventWrongConn = 2, "event_wrong_conn";
+    /// Invariant 2: a dispatch on a connection that answered "wrong server".
+    DispatchWhileDraining = 2, "dispatch_while_draining";
     /// Invariant 3: more ops buffered than the bound.
     BufferBound = 3, "buffer_bound";
     /// Invariant 3 (and 5): ops left in the buffer while connected.
@@ -130,6 +132,12 @@ kinds! {
     ReconnectLate = 7, "reconnect_late";
     /// Invariant 10: a timer step left an op open past its deadline.
     DeadlineLate = 10, "deadline_late";
+    /// Invariant 9: an op the server refused on every dispatch (wrong
+    /// server, pushback) reported as "may have run".
+    RefusedMayHaveRun = 9, "refused_may_have_run";
+    /// Invariant 9: a wrong server left while ops were still in flight on
+    /// it (their refusals or answers would be lost).
+    DrainCutShort = 9, "drain_cut_short";
     /// Policy: an op submitted while connected was not dispatched at once.
     NotDispatched = 0, "not_dispatched";
     /// Policy: buffering is disabled but an op submitted while disconnected
@@ -147,6 +155,9 @@ kinds! {
     /// Policy: a connect to an endpoint that does not exist, or with
     /// another timeout than configured.
     ConnectTarget = 0, "connect_target";
+    /// Policy: a paused connection (server pushback) got a dispatch during
+    /// its wait, or a second probe while one was out.
+    PushbackIgnored = 0, "pushback_ignored";
 }
 
 impl fmt::Display for ViolationKind {

@@ -70,6 +70,22 @@ pub enum Tries {
     Unlimited,
 }
 
+/// What happens when the reconnect budget ([`Tries`]) is spent (or a
+/// connect failure that is never retried comes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GiveUp {
+    /// The legacy row: `reconnect_failed`, buffered ops fail with it, and
+    /// the client stays down — later ops fail with `topology was
+    /// destroyed` — until [`Machine::revive`](crate::Machine::revive).
+    Terminal,
+    /// `reconnect_failed`, buffered ops fail with it, then reconnecting
+    /// resumes after this pause with a fresh budget (attempt 1 is announced
+    /// with the pause as its delay). New ops meanwhile are buffered as while
+    /// reconnecting.
+    CoolDown(Duration),
+}
+
 /// The nominal delay before reconnect attempt `n` (1-based), before jitter.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Backoff {
@@ -327,6 +343,8 @@ impl Preset {
             max_op_attempts: 1,
             retry_budget: None,
             endpoints: 1,
+            require_primary: false,
+            give_up: GiveUp::Terminal,
             deferred: None,
         };
         match self {
@@ -368,6 +386,8 @@ impl Preset {
                     token_ratio: 0.1,
                 }),
                 endpoints: 1,
+                require_primary: true,
+                give_up: GiveUp::Terminal,
                 deferred: None,
             },
         }
@@ -593,6 +613,15 @@ impl Config {
     pub fn endpoints(&self) -> usize {
         self.b.endpoints
     }
+    /// Whether a connection the connector reports as a secondary is refused
+    /// before anything is dispatched on it ([`crate::ConnectFailure::NotPrimary`]).
+    pub fn require_primary(&self) -> bool {
+        self.b.require_primary
+    }
+    /// What happens when the reconnect budget is spent.
+    pub fn give_up(&self) -> GiveUp {
+        self.b.give_up
+    }
 
     /// The range a jittered delay before reconnect attempt `n` falls in.
     ///
@@ -648,6 +677,8 @@ pub struct ConfigBuilder {
     pub(crate) max_op_attempts: u32,
     pub(crate) retry_budget: Option<RetryBudget>,
     pub(crate) endpoints: usize,
+    pub(crate) require_primary: bool,
+    pub(crate) give_up: GiveUp,
     /// An error found by a setter that cannot fail on the spot.
     deferred: Option<ConfigError>,
 }
@@ -778,6 +809,24 @@ impl ConfigBuilder {
         self
     }
 
+    /// Refuse a connection the connector reports as a secondary
+    /// ([`Machine::handle_connected_as`](crate::Machine::handle_connected_as)
+    /// with [`Role::Secondary`](crate::Role::Secondary)): it counts as a
+    /// failed attempt (`not_primary`) and the next endpoint is tried, before
+    /// anything is dispatched or `connected`/`reconnected` is announced.
+    /// Off in the legacy presets, on in [`Preset::Recommended`].
+    pub fn require_primary(mut self, on: bool) -> Self {
+        self.require_primary = on;
+        self
+    }
+
+    /// What happens when the reconnect budget is spent (default:
+    /// [`GiveUp::Terminal`]). A cool-down must be positive.
+    pub fn give_up(mut self, policy: GiveUp) -> Self {
+        self.give_up = policy;
+        self
+    }
+
     /// Number of endpoints in the seed list (≥ 1).
     pub fn endpoints(mut self, n: usize) -> Self {
         self.endpoints = n;
@@ -793,6 +842,9 @@ impl ConfigBuilder {
         }
         if self.endpoints == 0 {
             return err("endpoints", K::MustBePositive);
+        }
+        if self.give_up == GiveUp::CoolDown(Duration::ZERO) {
+            return err("give_up", K::MustBePositive);
         }
         if let BufferPolicy::Bounded { max: 0, .. } = self.buffer {
             return err("buffer_max_entries", K::MustBePositive);

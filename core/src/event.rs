@@ -47,6 +47,42 @@ pub enum ConnectFailure {
     /// reading its error): a bug that retrying would only repeat. Not
     /// retried, as [`Rejected`](Self::Rejected).
     Panicked,
+    /// The connection came up, but the connector found a secondary
+    /// (replica, standby) while the configuration requires the primary
+    /// ([`Config::require_primary`](crate::Config::require_primary)): the
+    /// machine closes it before anything is dispatched or announced, and
+    /// tries the next endpoint. Retried.
+    NotPrimary,
+}
+
+/// The role a connector found on the server it connected to, reported
+/// with [`Machine::handle_connected_as`](crate::Machine::handle_connected_as).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Role {
+    /// The primary (master, read-write).
+    Primary,
+    /// A secondary (replica, standby, read-only).
+    Secondary,
+    /// Not checked, or the server would not say.
+    Unknown,
+}
+
+impl Role {
+    /// Stable snake_case name (`primary`, `secondary`, `unknown`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Secondary => "secondary",
+            Role::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl ConnectFailure {
@@ -57,10 +93,11 @@ impl ConnectFailure {
         ConnectFailure::Unavailable,
         ConnectFailure::Rejected,
         ConnectFailure::Panicked,
+        ConnectFailure::NotPrimary,
     ];
 
     /// Stable snake_case name (`refused`, `timed_out`, `unavailable`,
-    /// `rejected`, `panicked`).
+    /// `rejected`, `panicked`, `not_primary`).
     pub fn name(self) -> &'static str {
         match self {
             ConnectFailure::Refused => "refused",
@@ -68,6 +105,7 @@ impl ConnectFailure {
             ConnectFailure::Unavailable => "unavailable",
             ConnectFailure::Rejected => "rejected",
             ConnectFailure::Panicked => "panicked",
+            ConnectFailure::NotPrimary => "not_primary",
         }
     }
 

@@ -157,11 +157,11 @@ mod rng;
 mod time;
 
 pub use config::{
-    Backoff, BufferPolicy, Config, ConfigBuilder, ConfigError, ConfigErrorKind, Heartbeat,
+    Backoff, BufferPolicy, Config, ConfigBuilder, ConfigError, ConfigErrorKind, GiveUp, Heartbeat,
     InitialConnect, Jitter, OverflowPolicy, Preset, RetryBudget, Tries, UnknownName,
 };
-pub use event::{ConnectFailure, DisconnectReason, Event, LossKind};
-pub use machine::{ConnId, Machine, Output, State, TimerKind};
+pub use event::{ConnectFailure, DisconnectReason, Event, LossKind, Role};
+pub use machine::{ConnId, GaveUp, Machine, Output, State, TimerKind};
 pub use op::{Completion, Done, ErrorKind, OpError, OpId, OpOptions, OpResult};
 pub use time::Instant;
 

@@ -80,9 +80,22 @@ pub enum OpResult {
     /// The machine treats the whole connection as lost.
     ConnectionLost,
     /// The server refused the op because it is not the primary (READONLY,
-    /// "not primary"): the op certainly did not run. The machine drops the
-    /// connection, reconnects to the next endpoint and re-queues the op.
+    /// "not primary"): the op certainly did not run. The machine re-queues
+    /// it, dispatches nothing more on that connection, lets the ops already
+    /// in flight there finish (refused ones are re-queued in order too),
+    /// then closes it and tries the next endpoint.
     WrongServer,
+    /// The server refused the op *for now* and did not run it: it is
+    /// loading its data set, busy, or out of connections (Redis `LOADING`,
+    /// `BUSY`, `TRYAGAIN`, `MASTERDOWN`; PostgreSQL 57P03, 53300). The
+    /// machine re-queues the op at the front (safe for every op: it did
+    /// not run), holds dispatches on that connection for `retry_after` (or
+    /// the configured backoff), then sends one probe at a time until the
+    /// server answers; probes are charged to the retry budget.
+    Pushback {
+        /// The server's hint of how long to wait, when it gave one.
+        retry_after: Option<Duration>,
+    },
 }
 
 /// The stable kinds of failure. [`ErrorKind::name`] gives the snake_case name.
@@ -111,11 +124,14 @@ pub enum ErrorKind {
     ServerError,
     /// The caller cancelled the op.
     Cancelled,
+    /// The server kept pushing back ([`OpResult::Pushback`]) and the retry
+    /// budget allowed no further probe: the op did not run there.
+    ServerBusy,
 }
 
 impl ErrorKind {
     /// Every kind, in a stable order.
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::NoConnection,
         ErrorKind::BufferOverflow,
         ErrorKind::BufferTimeout,
@@ -127,6 +143,7 @@ impl ErrorKind {
         ErrorKind::Closed,
         ErrorKind::ServerError,
         ErrorKind::Cancelled,
+        ErrorKind::ServerBusy,
     ];
 
     /// The stable snake_case name (`no_connection`, `buffer_overflow`, …).
@@ -143,6 +160,7 @@ impl ErrorKind {
             ErrorKind::Closed => "closed",
             ErrorKind::ServerError => "server_error",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::ServerBusy => "server_busy",
         }
     }
 }
@@ -245,6 +263,9 @@ impl fmt::Display for OpError {
             ErrorKind::Closed => f.write_str("client closed"),
             ErrorKind::ServerError => f.write_str("server returned an error"),
             ErrorKind::Cancelled => f.write_str("operation cancelled"),
+            ErrorKind::ServerBusy => f.write_str(
+                "the server kept refusing the operation for now (busy or loading); it did not run",
+            ),
         }
     }
 }

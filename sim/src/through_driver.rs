@@ -32,7 +32,7 @@ use futures::{FutureExt, StreamExt};
 use redial::{Call, CallResult, Client, Connector, Failure, Observer};
 use redial_check::Watcher;
 use redial_core::{
-    ErrorKind, Event, Instant, LossKind, Machine, OpId, OpOptions, OpResult, Output,
+    ConnId, ErrorKind, Event, Instant, LossKind, Machine, OpId, OpOptions, OpResult, Output, Role,
     State as CoreState,
 };
 
@@ -364,6 +364,15 @@ impl<P> Observer<P> for Watch {
     }
     fn on_timeout(&mut self, now: Instant) {
         self.with(|c| c.on_timeout(now));
+    }
+    fn on_op_result(&mut self, now: Instant, op: OpId, conn: ConnId, result: &OpResult) {
+        self.with(|c| c.on_op_result(now, op, conn, result));
+    }
+    fn on_connected(&mut self, now: Instant, conn: ConnId, role: Role) {
+        self.with(|c| c.on_connected(now, conn, role));
+    }
+    fn on_revive(&mut self, now: Instant, before: CoreState) {
+        self.with(|c| c.on_revive(now, before));
     }
     fn on_output(&mut self, now: Instant, output: &Output<P>) {
         self.with(|c| c.on_output(now, output));

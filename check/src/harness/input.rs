@@ -38,7 +38,9 @@ mirror!(/// [`redial_core::LossKind`].
 mirror!(/// [`redial_core::OpResult`].
     OpResult => OpResult { Ok, ServerError, ConnectionLost, WrongServer });
 mirror!(/// [`redial_core::ConnectFailure`].
-    ConnectFailure => ConnectFailure { Refused, TimedOut, Unavailable, Rejected, Panicked });
+    ConnectFailure => ConnectFailure { Refused, TimedOut, Unavailable, Rejected, Panicked, NotPrimary });
+mirror!(/// [`redial_core::Role`].
+    Role => Role { Primary, Secondary, Unknown });
 
 /// Most steps one input may carry (keeps executions fast).
 pub const MAX_STEPS: usize = 200;
@@ -131,6 +133,11 @@ pub struct FuzzConfig {
     pub endpoints: u8,
     /// Jitter PRNG seed.
     pub seed: u64,
+    /// Refuse connections reported as a secondary.
+    pub require_primary: bool,
+    /// `None`: terminal give-up; else a cool-down in milliseconds (0 is
+    /// refused).
+    pub cool_down: Option<u16>,
 }
 
 impl FuzzConfig {
@@ -182,6 +189,11 @@ impl FuzzConfig {
                 token_ratio: ratio.get(),
             }))
             .endpoints(usize::from(self.endpoints))
+            .require_primary(self.require_primary)
+            .give_up(match self.cool_down {
+                Some(d) => redial_core::GiveUp::CoolDown(ms(d)),
+                None => redial_core::GiveUp::Terminal,
+            })
     }
 }
 
@@ -276,6 +288,13 @@ pub enum Step {
     /// A heartbeat answer of any kind (an error, a lost or wrong-server
     /// answer included).
     Heartbeat(ConnRef, OpResult),
+    /// Server pushback for an op ("not now"), with the server's hint in
+    /// milliseconds when it gave one.
+    Pushback(OpRef, Option<u16>),
+    /// A connect attempt succeeded and the connector found this role.
+    ConnectedAs(ConnRef, Role),
+    /// The application revives the client.
+    Revive,
 }
 
 /// Decodes steps until the bytes run out (or [`MAX_STEPS`]): every byte

@@ -326,6 +326,30 @@ impl Harness {
                 self.m.handle_heartbeat(now, c, result.into());
                 i.map_or(Applied::Nothing, Applied::Conn)
             }
+            Step::Pushback(r, hint) => match self.op(r) {
+                Some((op, conn)) => {
+                    let c =
+                        conn.unwrap_or_else(|| self.conn_id(self.conns.len().saturating_sub(1)));
+                    let result = redial_core::OpResult::Pushback {
+                        retry_after: hint.map(ms),
+                    };
+                    self.m.handle_op_result(now, op, c, result);
+                    match (self.index_of(op), self.index_of_conn(c)) {
+                        (Some(i), Some(k)) => Applied::OpOnConn(i, k),
+                        _ => Applied::Nothing,
+                    }
+                }
+                None => Applied::Nothing,
+            },
+            Step::ConnectedAs(r, role) => {
+                let (c, i) = self.conn(r);
+                self.m.handle_connected_as(now, c, role.into());
+                i.map_or(Applied::Nothing, Applied::Conn)
+            }
+            Step::Revive => {
+                self.m.revive(now);
+                Applied::Plain
+            }
             Step::HeartbeatOk(r) => {
                 let (c, i) = self.conn(r);
                 self.m.handle_heartbeat_ok(now, c);

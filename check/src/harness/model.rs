@@ -11,7 +11,7 @@ use redial_core::{
 };
 
 use crate::Checked;
-use crate::harness::input::{FuzzOpts, MAX_STEPS, Step, ms};
+use crate::harness::input::{FuzzOpts, Jump, MAX_STEPS, Step, ms};
 use crate::harness::{Applied, Harness};
 use crate::reference::{Buffer, Model, ModelConfig, Outcome, Seen};
 
@@ -169,9 +169,13 @@ pub(crate) fn run(input: &ModelInput) {
             deadline: None,
             ..o
         }),
-        // The model retries every failed connect, and has no heartbeats.
+        // The model retries every failed connect, and has no heartbeats,
+        // pushback, roles (its configurations do not require the primary)
+        // or revive.
         Step::ConnectFailedWith(r, _) => Step::ConnectFailed(r),
         Step::Heartbeat(r, _) => Step::HeartbeatOk(r),
+        Step::ConnectedAs(r, _) => Step::Connected(r),
+        Step::Pushback(..) | Step::Revive => Step::Wait(Jump::Zero),
         s => s,
     });
     let mut history = Vec::new();

@@ -1,9 +1,11 @@
 //! The [`Contract`]: what the configured policy promises around the
 //! invariants, for *any* configuration.
 
+use core::time::Duration;
+
 use redial_core::{
-    BufferPolicy, Config, DisconnectReason, ErrorKind, Event, Instant, Machine, OpId, OpOptions,
-    Output, State,
+    BufferPolicy, Config, ConnId, DisconnectReason, ErrorKind, Event, Instant, Machine, OpId,
+    OpOptions, OpResult, Output, Role, State,
 };
 
 use crate::Checker;
@@ -31,7 +33,13 @@ use crate::violation::{Found, Violation, ViolationKind as K};
 ///   `retry_budget_exhausted`) have one (`unexpected_outcome`,
 ///   `unexpected_event`);
 /// - connects go to a listed endpoint with the configured timeout
-///   (`connect_target`).
+///   (`connect_target`);
+/// - with [`Config::require_primary`], a connection reported as a
+///   secondary is never announced (`connected`/`reconnected`)
+///   (`unexpected_event`);
+/// - after a pushback, the connection gets no dispatch before the wait
+///   (the server's hint, or at least 1 ms) and then one probe at a time
+///   until a probe is answered (`pushback_ignored`).
 ///
 /// The exact outcome of every op, for the configurations it covers, is the
 /// [`Model`](super::Model)'s business.
@@ -42,6 +50,11 @@ pub struct Contract {
     now: Instant,
     ever_connected: bool,
     closed: bool,
+    /// An attempt reported as a secondary while the primary is required.
+    secondary: Option<ConnId>,
+    /// A connection paused by a pushback: no dispatch before the instant;
+    /// the probe in flight, if any.
+    paused: Option<(ConnId, Instant, Option<OpId>)>,
     // per step
     must_dispatch: Vec<OpId>,
     must_fail_fast: Vec<OpId>,
@@ -59,6 +72,8 @@ impl Contract {
             now: Instant::ZERO,
             ever_connected: false,
             closed: false,
+            secondary: None,
+            paused: None,
             must_dispatch: Vec::new(),
             must_fail_fast: Vec::new(),
             overflow_announced: 0,
@@ -106,6 +121,52 @@ impl Contract {
         }
     }
 
+    /// A successful connect reported with the role found (before it is fed).
+    pub(crate) fn on_connected_as(&mut self, now: Instant, conn: ConnId, role: Role) {
+        self.tick(now);
+        // Only for this step: the connection it announces, if any, must
+        // not be this one.
+        self.secondary = (role == Role::Secondary && self.cfg.require_primary()).then_some(conn);
+    }
+
+    /// An op's answer (before it is fed), with the checker's books as they
+    /// were: is `op` in flight on `conn`, the current connection?
+    pub(crate) fn on_op_result(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        conn: ConnId,
+        result: &OpResult,
+        in_flight_here: bool,
+        draining: bool,
+    ) {
+        self.tick(now);
+        if !in_flight_here {
+            return;
+        }
+        match *result {
+            OpResult::Pushback { retry_after } if !draining => {
+                let probe_refused = self
+                    .paused
+                    .is_some_and(|(c, _, p)| c == conn && p == Some(op));
+                if self.paused.is_none() || probe_refused {
+                    let wait = retry_after
+                        .unwrap_or(Duration::ZERO)
+                        .max(Duration::from_millis(1));
+                    self.paused = Some((conn, self.now.saturating_add(wait), None));
+                }
+            }
+            OpResult::Ok | OpResult::ServerError
+                if self
+                    .paused
+                    .is_some_and(|(c, _, p)| c == conn && p == Some(op)) =>
+            {
+                self.paused = None;
+            }
+            _ => {}
+        }
+    }
+
     /// One drained output, at the machine time `now` — before the
     /// `checker` has seen it.
     pub(crate) fn on_output<P>(&mut self, now: Instant, out: &Output<P>, checker: &Checker) {
@@ -128,9 +189,25 @@ impl Contract {
                 }
             }
             Output::Close { .. } => {}
-            Output::Dispatch { op, .. } => {
+            Output::Dispatch { op, conn, .. } => {
                 if let Some(i) = self.must_dispatch.iter().position(|o| o == op) {
                     self.must_dispatch.swap_remove(i);
+                }
+                if let Some((c, not_before, probe)) = self.paused {
+                    if c == *conn {
+                        if self.now < not_before {
+                            self.flag(
+                                K::PushbackIgnored,
+                                format!("{op} dispatched on {conn} at {}, during the pushback wait (until {not_before})", self.now),
+                            );
+                        } else if let Some(p) = probe {
+                            self.flag(
+                                K::PushbackIgnored,
+                                format!("{op} dispatched on {conn} while probe {p} is still out"),
+                            );
+                        }
+                        self.paused = Some((c, not_before, Some(*op)));
+                    }
                 }
             }
             Output::Heartbeat { conn } => {
@@ -143,6 +220,11 @@ impl Contract {
             }
             Output::Complete(c) => {
                 let id = c.id;
+                if let Some((pc, nb, Some(p))) = self.paused {
+                    if p == id {
+                        self.paused = Some((pc, nb, None));
+                    }
+                }
                 let (Some(dispatched), Some(deadline)) =
                     (checker.was_dispatched(id), checker.deadline_of(id))
                 else {
@@ -223,7 +305,13 @@ impl Contract {
 
     fn on_event(&mut self, e: Event, checker: &Checker) {
         match e {
-            Event::Connected { .. } | Event::Reconnected { .. } => {
+            Event::Connected { conn, .. } | Event::Reconnected { conn, .. } => {
+                if self.secondary == Some(conn) {
+                    self.flag(
+                        K::UnexpectedEvent,
+                        format!("{e}, but the connector reported a secondary and the primary is required"),
+                    );
+                }
                 let re = matches!(e, Event::Reconnected { .. });
                 if re != self.ever_connected {
                     self.flag(
@@ -234,6 +322,7 @@ impl Contract {
                 self.ever_connected = true;
             }
             Event::Disconnected { conn, reason, .. } => {
+                self.paused = None;
                 let in_flight = checker.in_flight_on(conn);
                 match reason {
                     DisconnectReason::Idle if self.cfg.socket_timeout().is_none() => self.flag(
@@ -259,7 +348,10 @@ impl Contract {
             Event::Reconnecting { endpoint, .. } if endpoint >= self.cfg.endpoints() => {
                 self.flag(K::ConnectTarget, format!("{e}: no such endpoint"));
             }
-            Event::Closed => self.closed = true,
+            Event::Closed => {
+                self.closed = true;
+                self.paused = None;
+            }
             Event::BufferOverflow { failed } => {
                 if !matches!(self.cfg.buffer(), BufferPolicy::Bounded { .. }) {
                     self.flag(
@@ -276,6 +368,10 @@ impl Contract {
     /// What had to happen within the step (after the drain).
     pub(crate) fn after_step<P>(&mut self, m: &Machine<P>) {
         self.tick(m.now());
+        if m.state() != State::Paused {
+            self.paused = None;
+        }
+        self.secondary = None;
         if self.closed_outcomes && !self.closed {
             self.flag(
                 K::UnexpectedOutcome,

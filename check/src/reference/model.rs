@@ -5,10 +5,12 @@
 //! It covers a subset of the configuration space: the six rows of the
 //! autoReconnect × bufferMaxEntries matrix (plus the two modern overflow
 //! policies), a reconnect budget with a constant interval and no jitter,
-//! fail-fast or retried initial connect, wrong-server re-queueing, and the
-//! retry of retryable ops up to their attempt limit. Not covered (the
-//! `model` target keeps them off): connect/socket/response/buffer timeouts,
-//! heartbeats, deadlines, jitter, non-constant backoff, the retry budget.
+//! fail-fast or retried initial connect, wrong-server draining (refused ops
+//! back in line in submission order, the server left once nothing is in
+//! flight), and the retry of retryable ops up to their attempt limit. Not
+//! covered (model runs keep them off): connect/socket/response/buffer
+//! timeouts, heartbeats, deadlines, jitter, non-constant backoff, the retry
+//! budget, server pushback, roles and revive.
 
 use std::collections::VecDeque;
 
@@ -69,6 +71,9 @@ pub enum Seen {
 enum Phase {
     Connecting,
     Connected,
+    /// Answered "wrong server": nothing more is sent; left once nothing
+    /// is in flight.
+    Draining,
     Backoff,
     Down,
     Failed,
@@ -81,8 +86,6 @@ struct Op {
     max_attempts: u32,
     /// Sends that may have run (a wrong-server answer takes one back).
     runs: u32,
-    /// Answered "wrong server" on its last send.
-    wrong_server: bool,
     done: bool,
 }
 
@@ -199,14 +202,15 @@ impl Model {
                 1
             },
             runs: 0,
-            wrong_server: false,
             done: false,
         });
         match self.phase {
             Phase::Closed => self.finish(i, Outcome::Err(ErrorKind::Closed, false)),
             Phase::Failed => self.finish(i, Outcome::Err(ErrorKind::TopologyDestroyed, false)),
             Phase::Connected => self.send(i),
-            Phase::Connecting | Phase::Backoff | Phase::Down => self.buffer_new(i),
+            Phase::Connecting | Phase::Backoff | Phase::Down | Phase::Draining => {
+                self.buffer_new(i)
+            }
         }
     }
 
@@ -225,13 +229,25 @@ impl Model {
                 self.finish(i, Outcome::Err(ErrorKind::ServerError, true));
             }
             OpResult::WrongServer => {
-                // It certainly did not run: take the send back.
+                // It certainly did not run: take the send back, and put it
+                // back in line. Nothing more goes to this server.
                 self.ops[i].runs -= 1;
-                self.ops[i].wrong_server = true;
-                self.lose(true);
+                self.in_flight.retain(|o| *o != i);
+                self.requeue(i, ErrorKind::NoConnection);
+                if self.phase == Phase::Connected {
+                    self.phase = Phase::Draining;
+                }
             }
             // ConnectionLost (and any reading the model does not know yet).
             _ => self.lose(false),
+        }
+        self.drained();
+    }
+
+    /// A draining wrong server with nothing left in flight is left.
+    fn drained(&mut self) {
+        if self.phase == Phase::Draining && self.in_flight.is_empty() {
+            self.lose(true);
         }
     }
 
@@ -244,6 +260,7 @@ impl Model {
             let ran = self.ops[i].runs > 0;
             self.finish(i, Outcome::Err(ErrorKind::Cancelled, ran));
         }
+        self.drained();
     }
 
     /// The application closes the client.
@@ -308,11 +325,7 @@ impl Model {
         self.seen.push(Seen::Event("disconnected"));
         for i in std::mem::take(&mut self.in_flight) {
             let op = self.ops[i];
-            if op.wrong_server {
-                // Did not run: back in the queue, as if never sent.
-                self.ops[i].wrong_server = false;
-                self.requeue(i, ErrorKind::NoConnection);
-            } else if op.retryable && op.runs < op.max_attempts {
+            if op.retryable && op.runs < op.max_attempts {
                 self.requeue(i, ErrorKind::ConnectionLost);
             } else {
                 self.fail(i, ErrorKind::ConnectionLost);
@@ -339,10 +352,12 @@ impl Model {
     }
 
     /// An op that came back from the wire waits for the next connection,
-    /// if the buffer has room; otherwise it fails with `otherwise`.
+    /// in submission order, if the buffer has room; otherwise it fails with
+    /// `otherwise`.
     fn requeue(&mut self, i: usize, otherwise: ErrorKind) {
         if self.room() {
-            self.buffer.push_back(i);
+            let at = self.buffer.partition_point(|o| *o < i);
+            self.buffer.insert(at, i);
         } else {
             self.fail(i, otherwise);
         }

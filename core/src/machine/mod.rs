@@ -9,8 +9,8 @@ use alloc::collections::{BinaryHeap, VecDeque};
 use core::cmp::Reverse;
 use core::time::Duration;
 
-use crate::config::{BufferPolicy, Config, InitialConnect, OverflowPolicy, Tries};
-use crate::event::{ConnectFailure, DisconnectReason, Event, LossKind};
+use crate::config::{BufferPolicy, Config, GiveUp, InitialConnect, OverflowPolicy, Tries};
+use crate::event::{ConnectFailure, DisconnectReason, Event, LossKind, Role};
 use crate::op::{Completion, Done, ErrorKind, OpError, OpId, OpOptions, OpResult};
 use crate::time::Instant;
 
@@ -22,7 +22,11 @@ mod types;
 use backoff::Delays;
 use budget::TokenBucket;
 use ops::{Op, Ops, Place, Queue};
-pub use types::{ConnId, Output, State, TimerKind};
+pub use types::{ConnId, GaveUp, Output, State, TimerKind};
+
+/// The shortest wait after a pushback, whatever the hint or the backoff
+/// says: a server that refuses at once is never probed in a tight loop.
+const MIN_PUSHBACK_WAIT: Duration = Duration::from_millis(1);
 
 #[derive(Clone, Copy, Debug)]
 struct Attempt {
@@ -38,6 +42,12 @@ struct Conn {
     idle_since: Instant,
     heartbeat_next: Option<Instant>,
     heartbeat_deadline: Option<Instant>,
+    /// Server pushback: dispatches are held until then (state `Paused`).
+    hold_until: Option<Instant>,
+    /// Consecutive pushbacks (the wait grows with the backoff).
+    pushbacks: u32,
+    /// The one op sent to see whether the server takes work again.
+    probe: Option<OpId>,
 }
 
 /// The sans-IO reconnect machine. See the [crate docs](crate) for the
@@ -87,6 +97,16 @@ pub struct Machine<P> {
     delays: Delays,
     /// Retry budget tokens.
     budget: TokenBucket,
+    /// Submission counter (ops re-queued go back in submission order).
+    next_seq: u64,
+    /// The op last put back into the buffer in order (where the next
+    /// ordered insert starts looking).
+    requeue_hint: Option<OpId>,
+    /// When the connection was lost (or the machine started): the clock of
+    /// [`GaveUp::since_loss`].
+    lost_at: Instant,
+    /// Why the machine gave up, until it connects or is revived.
+    gave_up: Option<GaveUp>,
 }
 
 impl<P> Machine<P> {
@@ -114,6 +134,10 @@ impl<P> Machine<P> {
             last_connect_error: None,
             delays,
             budget,
+            next_seq: 0,
+            requeue_hint: None,
+            lost_at: now,
+            gave_up: None,
         };
         m.start_attempt();
         m
@@ -168,6 +192,14 @@ impl<P> Machine<P> {
         self.last_connect_error
     }
 
+    /// Why the machine gave up reconnecting (attempts, time since the loss,
+    /// the last connect error): set by the give-up — in the terminal
+    /// `Failed` state, or during a [`GiveUp::CoolDown`] — until the next
+    /// connection or [`revive`](Self::revive).
+    pub fn gave_up(&self) -> Option<GaveUp> {
+        self.gave_up
+    }
+
     /// Retry budget tokens left (whole tokens), if a budget is configured.
     pub fn retry_tokens(&self) -> Option<u64> {
         self.budget.whole_tokens()
@@ -203,6 +235,7 @@ impl<P> Machine<P> {
         );
         offer(self.reconnect_at, TimerKind::Reconnect);
         if let Some(c) = self.conn {
+            offer(c.hold_until, TimerKind::Probe);
             offer(c.heartbeat_deadline, TimerKind::HeartbeatTimeout);
             if self.ops.len(Queue::InFlight) == 0 {
                 // A ping waits for nothing: sent only while no op is in
@@ -247,8 +280,29 @@ impl<P> Machine<P> {
 
     /// The connect attempt `conn` succeeded. A late success for an attempt
     /// the machine already gave up on yields [`Output::Close`] for it.
+    /// Same as [`handle_connected_as`](Self::handle_connected_as) with
+    /// [`Role::Unknown`].
     pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
+        self.handle_connected_as(now, conn, Role::Unknown);
+    }
+
+    /// The connect attempt `conn` succeeded and the connector found the
+    /// server in `role`. With [`Config::require_primary`], a
+    /// [`Role::Secondary`] is refused before anything is dispatched or
+    /// announced: the attempt fails with [`ConnectFailure::NotPrimary`]
+    /// ([`Output::Close`] follows) and the next endpoint is tried.
+    pub fn handle_connected_as(&mut self, now: Instant, conn: ConnId, role: Role) {
         self.advance(now);
+        if self.cfg.require_primary()
+            && role == Role::Secondary
+            && self.attempt.is_some_and(|a| a.conn == conn)
+        {
+            self.attempt = None;
+            self.outputs.push_back(Output::Close { conn });
+            self.attempt_failed(ConnectFailure::NotPrimary);
+            self.finish();
+            return;
+        }
         match self.attempt {
             Some(a) if a.conn == conn => {
                 self.attempt = None;
@@ -258,8 +312,13 @@ impl<P> Machine<P> {
                     idle_since: self.now,
                     heartbeat_next: self.cfg.heartbeat().map(|h| self.now + h.interval),
                     heartbeat_deadline: None,
+                    hold_until: None,
+                    pushbacks: 0,
+                    probe: None,
                 });
                 self.state = State::Connected;
+                self.gave_up = None;
+                self.requeue_hint = None;
                 self.tries_before_connect = self.tries;
                 self.tries = 0;
                 self.last_connect_error = None;
@@ -353,28 +412,85 @@ impl<P> Machine<P> {
                         }),
                     }));
                     self.touch_idle();
+                    self.answered(op);
                 }
                 OpResult::ServerError => {
                     let idx = self.ops.index(op).expect("checked in flight above");
                     self.ops.unlink(idx);
                     self.fail(idx, ErrorKind::ServerError);
                     self.touch_idle();
+                    self.answered(op);
                 }
                 OpResult::ConnectionLost => {
                     self.lose(DisconnectReason::Lost(LossKind::Reset));
                 }
                 OpResult::WrongServer => {
-                    let idx = self.ops.index(op).expect("checked in flight above");
-                    let o = self.ops.at_mut(idx);
-                    o.redirected = true;
-                    o.executions = o.executions.saturating_sub(1);
-                    // Try the next endpoint: this one is not the primary.
-                    self.endpoint = (self.endpoint + 1) % self.cfg.endpoints();
-                    self.lose(DisconnectReason::WrongServer);
+                    self.refused(op);
+                    if self.state != State::Draining {
+                        // Nothing more goes to this server; the next
+                        // endpoint is tried once what is in flight here
+                        // has come back (`finish` ends the drain).
+                        self.state = State::Draining;
+                        self.endpoint = (self.endpoint + 1) % self.cfg.endpoints();
+                        if let Some(c) = self.conn.as_mut() {
+                            c.hold_until = None;
+                            c.probe = None;
+                        }
+                    }
+                }
+                OpResult::Pushback { retry_after } => {
+                    self.refused(op);
+                    if self.state == State::Draining {
+                        // Leaving anyway: the refusal only puts it back.
+                    } else if self.state == State::Connected
+                        || self.conn.is_some_and(|c| c.probe == Some(op))
+                    {
+                        let c = self.conn.as_mut().expect("checked current above");
+                        c.pushbacks = c.pushbacks.saturating_add(1);
+                        c.probe = None;
+                        let n = c.pushbacks;
+                        let wait = retry_after
+                            .unwrap_or_else(|| self.cfg.backoff().nominal(n))
+                            .max(MIN_PUSHBACK_WAIT);
+                        let c = self.conn.as_mut().expect("checked current above");
+                        c.hold_until = Some(self.now.saturating_add(wait));
+                        self.state = State::Paused;
+                    }
+                    // Another op refused while already paused: the wait
+                    // under way covers it.
                 }
             }
         }
         self.finish();
+    }
+
+    /// An op in flight was refused by the server (wrong server or
+    /// pushback): it did not run, so it goes back to the buffer in
+    /// submission order, whatever its retry settings.
+    fn refused(&mut self, op: OpId) {
+        let idx = self.ops.index(op).expect("refused ops are in flight");
+        self.ops.unlink(idx);
+        let o = self.ops.at_mut(idx);
+        o.executions = o.executions.saturating_sub(1);
+        self.requeue(idx, ErrorKind::NoConnection);
+        self.touch_idle();
+    }
+
+    /// `op` was answered (ok or a server error): if it was the probe of a
+    /// paused connection, the server takes work again.
+    fn answered(&mut self, op: OpId) {
+        if self.state != State::Paused {
+            return;
+        }
+        if let Some(c) = self.conn.as_mut() {
+            if c.probe == Some(op) {
+                c.probe = None;
+                c.pushbacks = 0;
+                c.hold_until = None;
+                self.state = State::Connected;
+                self.flush_buffer();
+            }
+        }
     }
 
     /// The heartbeat on `conn` was answered: shorthand for
@@ -427,6 +543,8 @@ impl<P> Machine<P> {
             .or(self.cfg.op_deadline())
             .map(|d| self.now + d);
         let mut op = Op::new(payload, deadline, self.now);
+        op.seq = self.next_seq;
+        self.next_seq += 1;
         if options.retryable {
             op.retryable = true;
             op.max_attempts = options
@@ -443,7 +561,9 @@ impl<P> Machine<P> {
             State::Closed => self.fail(idx, ErrorKind::Closed),
             State::Failed => self.fail(idx, ErrorKind::TopologyDestroyed),
             State::Connected => self.dispatch(idx),
-            State::Connecting | State::Backoff | State::Down => self.enqueue(idx),
+            State::Connecting | State::Backoff | State::Down | State::Draining | State::Paused => {
+                self.enqueue(idx)
+            }
         }
         self.finish();
         id
@@ -495,6 +615,23 @@ impl<P> Machine<P> {
     }
 
     fn finish(&mut self) {
+        // A drained wrong server is left as soon as nothing is in flight
+        // on it, whatever brought the last op back (an answer, a refusal,
+        // a cancel, a deadline).
+        if self.state == State::Draining && self.ops.len(Queue::InFlight) == 0 {
+            self.lose(DisconnectReason::WrongServer);
+        }
+        // A probe that left without an answer (cancelled, past its
+        // deadline): the next one goes out now.
+        if self.state == State::Paused {
+            let now = self.now;
+            if let Some(c) = self.conn.as_mut() {
+                if c.hold_until.is_none() && c.probe.is_some_and(|p| self.ops.get(p).is_none()) {
+                    c.probe = None;
+                    c.hold_until = Some(now);
+                }
+            }
+        }
         self.prune_deadlines();
     }
 
@@ -559,6 +696,11 @@ impl<P> Machine<P> {
     }
 
     fn give_up(&mut self) {
+        self.gave_up = Some(GaveUp {
+            attempts: self.tries,
+            since_loss: self.now.saturating_duration_since(self.lost_at),
+            error: self.last_connect_error,
+        });
         self.state = State::Failed;
         self.reconnect_at = None;
         self.emit(Event::ReconnectFailed {
@@ -566,6 +708,36 @@ impl<P> Machine<P> {
             error: self.last_connect_error,
         });
         self.fail_list(Queue::Buffer, ErrorKind::ReconnectFailed);
+        if let GiveUp::CoolDown(pause) = self.cfg.give_up() {
+            // A fresh budget after the pause, announced as attempt 1.
+            self.tries = 1;
+            self.reconnect_at = Some(self.now.saturating_add(pause));
+            self.state = State::Backoff;
+            self.emit(Event::Reconnecting {
+                attempt: 1,
+                delay: pause,
+                endpoint: self.endpoint,
+                error: self.last_connect_error,
+            });
+        }
+    }
+
+    /// Starts reconnecting now, with a fresh reconnect budget, from the
+    /// terminal `Failed` state (after a [`GiveUp::Terminal`] give-up), from
+    /// `Down` (a loss with auto-reconnect off) or from a backoff or
+    /// cool-down wait (skipping the rest of it). Ignored while connected or
+    /// connecting, and after [`close`](Self::close). Ops submitted from now
+    /// on are handled as while reconnecting.
+    pub fn revive(&mut self, now: Instant) {
+        self.advance(now);
+        if matches!(self.state, State::Failed | State::Down | State::Backoff) {
+            self.gave_up = None;
+            self.reconnect_at = None;
+            self.tries = 0;
+            self.delays.reset(self.cfg.backoff());
+            self.start_attempt();
+        }
+        self.finish();
     }
 
     /// The current connection is gone (the driver saw it end, or the
@@ -576,21 +748,17 @@ impl<P> Machine<P> {
             .take()
             .expect("lose() is only called with a connection");
         self.outputs.push_back(Output::Close { conn: c.id });
+        self.lost_at = self.now;
         self.emit(Event::Disconnected {
             conn: c.id,
             endpoint: c.endpoint,
             reason,
         });
-        // Ops in flight: re-queue (in dispatch order, ahead of nothing: the
-        // buffer is empty while connected) or fail.
+        // Ops in flight: re-queue (in submission order, ahead of later ops
+        // buffered while draining or paused) or fail.
         while let Some(idx) = self.ops.first(Queue::InFlight) {
             self.ops.unlink(idx);
             let o = self.ops.at_mut(idx);
-            if o.redirected {
-                o.redirected = false;
-                self.requeue(idx, ErrorKind::NoConnection);
-                continue;
-            }
             let wants_retry = o.retryable && o.executions < o.max_attempts;
             self.budget.charge();
             if !wants_retry {
@@ -642,6 +810,7 @@ impl<P> Machine<P> {
                     self.lose(DisconnectReason::Unresponsive);
                 }
             }
+            TimerKind::Probe => self.probe(),
             TimerKind::Idle => {
                 if self.conn.is_some() {
                     self.lose(DisconnectReason::Idle);
@@ -760,8 +929,9 @@ impl<P> Machine<P> {
         }
     }
 
-    /// Puts an op that came back from the wire into the buffer, if the
-    /// buffer policy leaves room; otherwise it fails with `otherwise`.
+    /// Puts an op that came back from the wire into the buffer, in
+    /// submission order, if the buffer policy leaves room; otherwise it
+    /// fails with `otherwise`.
     fn requeue(&mut self, idx: u32, otherwise: ErrorKind) {
         let room = self
             .cfg
@@ -769,9 +939,47 @@ impl<P> Machine<P> {
             .bound()
             .is_none_or(|max| self.ops.len(Queue::Buffer) < max);
         if room {
-            self.ops.link_back(idx, Queue::Buffer, self.now);
+            self.ops.link_in_order(idx, self.requeue_hint, self.now);
+            self.requeue_hint = Some(self.ops.at(idx).id);
         } else {
             self.fail(idx, otherwise);
+        }
+    }
+
+    /// The pushback wait is over: one probe goes out (the oldest buffered
+    /// op), charged to the retry budget; when the budget says no, that op
+    /// fails with `server_busy` (it did not run there) and the wait starts
+    /// again for the next. Nothing buffered: the connection takes work again.
+    fn probe(&mut self) {
+        let Some(c) = self.conn.as_mut() else {
+            return;
+        };
+        c.hold_until = None;
+        let Some(idx) = self.ops.first(Queue::Buffer) else {
+            c.pushbacks = 0;
+            self.state = State::Connected;
+            return;
+        };
+        self.budget.charge();
+        if !self.budget.allows_retry() {
+            self.ops.unlink(idx);
+            self.fail(idx, ErrorKind::ServerBusy);
+            let c = self.conn.as_mut().expect("checked above");
+            c.pushbacks = c.pushbacks.saturating_add(1);
+            let wait = self
+                .cfg
+                .backoff()
+                .nominal(c.pushbacks)
+                .max(MIN_PUSHBACK_WAIT);
+            let c = self.conn.as_mut().expect("checked above");
+            c.hold_until = Some(self.now.saturating_add(wait));
+            return;
+        }
+        self.ops.unlink(idx);
+        let id = self.ops.at(idx).id;
+        self.dispatch(idx);
+        if let Some(c) = self.conn.as_mut() {
+            c.probe = Some(id);
         }
     }
 

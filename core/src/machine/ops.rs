@@ -33,16 +33,17 @@ pub(super) enum Queue {
 #[derive(Debug)]
 pub(super) struct Op<P> {
     pub(super) id: OpId,
+    /// Submission order (ops re-queued go back in this order).
+    pub(super) seq: u64,
     pub(super) payload: P,
     pub(super) retryable: bool,
     pub(super) max_attempts: u32,
     pub(super) deadline: Option<Instant>,
     /// Dispatches, wrong-server answers included.
     pub(super) attempts: u32,
-    /// Dispatches that may have run (wrong-server answers excluded).
+    /// Dispatches that may have run (refusals — wrong server, pushback —
+    /// excluded).
     pub(super) executions: u32,
-    /// Answered "wrong server" on the current dispatch: certainly not run.
-    pub(super) redirected: bool,
     pub(super) place: Place,
     /// When it entered its current list (buffer wait / response timeouts).
     pub(super) since: Instant,
@@ -56,13 +57,13 @@ impl<P> Op<P> {
     pub(super) fn new(payload: P, deadline: Option<Instant>, now: Instant) -> Self {
         Op {
             id: OpId(0),
+            seq: 0,
             payload,
             retryable: false,
             max_attempts: 1,
             deadline,
             attempts: 0,
             executions: 0,
-            redirected: false,
             place: Place::Buffered,
             since: now,
             prev: NIL,
@@ -244,6 +245,58 @@ impl<P> Ops<P> {
         }
         list.tail = idx;
         list.len += 1;
+    }
+
+    /// Puts an unlinked op into the buffer in submission order (ops
+    /// re-queued after a refusal or a loss go back ahead of later ones),
+    /// marked buffered since `now`. The walk starts at `hint` (the op last
+    /// put back this way, when still buffered and earlier), so putting back
+    /// a run of ops in order costs O(1) each.
+    pub(super) fn link_in_order(&mut self, idx: u32, hint: Option<OpId>, now: Instant) {
+        let seq = self.at(idx).seq;
+        let start = hint
+            .and_then(|h| self.index(h))
+            .filter(|&h| self.at(h).place == Place::Buffered && self.at(h).seq < seq);
+        // `after`: the last buffered op that comes before this one.
+        let mut after = match start {
+            Some(h) => h,
+            None => match self.first(Queue::Buffer) {
+                Some(head) if self.at(head).seq < seq => head,
+                _ => NIL,
+            },
+        };
+        if after != NIL {
+            loop {
+                let next = self.at(after).next;
+                if next == NIL || self.at(next).seq > seq {
+                    break;
+                }
+                after = next;
+            }
+        }
+        let next = if after == NIL {
+            self.buffer.head
+        } else {
+            self.at(after).next
+        };
+        {
+            let o = self.at_mut(idx);
+            o.prev = after;
+            o.next = next;
+            o.place = Place::Buffered;
+            o.since = now;
+        }
+        if after == NIL {
+            self.buffer.head = idx;
+        } else {
+            self.at_mut(after).next = idx;
+        }
+        if next == NIL {
+            self.buffer.tail = idx;
+        } else {
+            self.at_mut(next).prev = idx;
+        }
+        self.buffer.len += 1;
     }
 
     /// Removes an op from whichever list holds it.

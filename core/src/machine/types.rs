@@ -6,7 +6,7 @@ use core::time::Duration;
 
 #[cfg(doc)]
 use super::Machine;
-use crate::event::Event;
+use crate::event::{ConnectFailure, Event};
 use crate::op::{Completion, OpId};
 
 /// Identifies a connect attempt and, once it succeeds, the connection it
@@ -40,6 +40,15 @@ pub enum State {
     Connecting,
     /// A connection is up; ops are dispatched on it.
     Connected,
+    /// A connection is up but answered "wrong server": nothing more is
+    /// dispatched on it; the ops already in flight there finish (refused
+    /// ones are re-queued), then it is closed and the next endpoint tried.
+    /// New ops wait in the buffer.
+    Draining,
+    /// A connection is up but the server pushed back ("not now"): dispatches
+    /// are held for the wait, then one probe at a time goes out until the
+    /// server answers. New ops wait in the buffer.
+    Paused,
     /// Waiting before the next reconnect attempt.
     Backoff,
     /// Lost with auto-reconnect off: no connect will ever be started again
@@ -57,6 +66,8 @@ impl State {
         match self {
             State::Connecting => "connecting",
             State::Connected => "connected",
+            State::Draining => "draining",
+            State::Paused => "paused",
             State::Backoff => "backoff",
             State::Down => "down",
             State::Failed => "failed",
@@ -68,6 +79,18 @@ impl State {
     pub fn is_terminal(self) -> bool {
         matches!(self, State::Failed | State::Closed)
     }
+}
+
+/// Why the machine gave up reconnecting ([`Machine::gave_up`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GaveUp {
+    /// Reconnect attempts made since the loss (or since the start).
+    pub attempts: u32,
+    /// Time from the loss (or the start) to the give-up.
+    pub since_loss: Duration,
+    /// Why the last connect attempt failed, when one did.
+    pub error: Option<ConnectFailure>,
 }
 
 /// Which timer [`Machine::poll_timeout`] is reporting (so "why did we wake
@@ -91,6 +114,8 @@ pub enum TimerKind {
     BufferWait,
     /// An op's deadline.
     Deadline,
+    /// The end of a pushback wait: the next probe goes out.
+    Probe,
 }
 
 /// What the machine asks its driver to do, or tells the application.
