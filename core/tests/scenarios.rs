@@ -8,7 +8,7 @@ use harness::{H, ms};
 use redial_core::{
     Backoff, BufferPolicy, Config, ConnId, ConnectFailure, DisconnectReason, Duration, ErrorKind,
     Event, Heartbeat, InitialConnect, Instant, Jitter, LossKind, Machine, OpId, OpOptions,
-    OpResult, Output, OverflowPolicy, RetryBudget, State, Tries,
+    OpResult, Output, OverflowPolicy, RetryBudget, Role, State, Tries,
 };
 
 fn mongoose() -> redial_core::ConfigBuilder {
@@ -1290,4 +1290,225 @@ fn time_at_the_end_of_the_clock_never_hangs() {
     m.handle_timeout(Instant::MAX);
     assert!(m.poll_output().is_none());
     assert!(outputs < 1000, "{outputs} outputs");
+}
+
+// ----- failover that loses nothing: draining, roles, pushback, give-up -----
+
+/// The ops dispatched on `conn`, in order.
+fn sent_on(h: &H, conn: ConnId) -> Vec<OpId> {
+    h.dispatches()
+        .into_iter()
+        .filter(|(_, c, _)| *c == conn)
+        .map(|(op, _, _)| op)
+        .collect()
+}
+
+#[test]
+fn draining_keeps_answers_in_flight_and_leaves_once_nothing_is_out() {
+    let config = legacy().endpoints(2).build().unwrap();
+    let (mut h, c1) = H::connected(config);
+    let (a, b, c) = (h.op(), h.op(), h.op());
+    h.answer(b, OpResult::WrongServer); // b refused: db.0 was demoted
+    assert_eq!(h.state(), State::Draining);
+    h.answer(a, OpResult::Ok); // a had already run: its answer counts
+    assert!(h.outcome(a).unwrap().is_ok());
+    assert_eq!(h.state(), State::Draining, "c is still out");
+    h.cancel(c); // the last op out leaves another way: the drain ends
+    assert!(h.last.contains(&Output::Close { conn: c1 }));
+    assert!(h.is_open(b));
+    let e = h.error(c);
+    assert!(e.maybe_executed(), "c was sent and never answered");
+    let (_, ep) = h.until_connect();
+    assert_eq!(ep, 1);
+    let c2 = h.connect_ok();
+    assert_eq!(sent_on(&h, c2), [b]);
+    h.answer(b, OpResult::Ok);
+    h.finish();
+}
+
+#[test]
+fn a_secondary_is_refused_before_anything_is_sent_or_announced() {
+    let config = legacy()
+        .endpoints(2)
+        .reconnect_interval(ms(10))
+        .initial_connect(InitialConnect::Retry)
+        .require_primary(true)
+        .build()
+        .unwrap();
+    let mut h = H::new(config);
+    let q = h.op(); // buffered while connecting
+    let (c1, ep) = h.pending.expect("first attempt");
+    assert_eq!(ep, 0);
+    h.pending = None;
+    h.m.handle_connected_as(h.now, c1, Role::Secondary);
+    h.drain();
+    assert!(h.last.contains(&Output::Close { conn: c1 }));
+    assert!(h.last.contains(&Output::Event(Event::Reconnecting {
+        attempt: 1,
+        delay: ms(10),
+        endpoint: 1,
+        error: Some(ConnectFailure::NotPrimary),
+    })));
+    assert!(!h.event_names().contains(&"connected"));
+    assert_eq!(h.dispatches_of(q), 0);
+    let (c2, ep) = h.until_connect();
+    assert_eq!(ep, 1);
+    h.pending = None;
+    h.m.handle_connected_as(h.now, c2, Role::Primary);
+    h.drain();
+    assert_eq!(h.event_names().last(), Some(&"connected"));
+    assert_eq!(sent_on(&h, c2), [q]);
+    h.answer(q, OpResult::Ok);
+    h.finish();
+}
+
+#[test]
+fn without_the_role_check_a_reported_secondary_is_used() {
+    let (mut h, _) = H::connected(legacy().build().unwrap());
+    h.finish();
+    let config = legacy().require_primary(false).build().unwrap();
+    let mut h = H::new(config);
+    let (c1, _) = h.pending.take().unwrap();
+    h.m.handle_connected_as(h.now, c1, Role::Secondary);
+    h.drain();
+    assert_eq!(h.state(), State::Connected);
+    h.finish();
+}
+
+#[test]
+fn pushback_requeues_holds_and_probes_one_op_at_a_time() {
+    let config = legacy().reconnect_interval(ms(100)).build().unwrap();
+    let (mut h, c1) = H::connected(config);
+    let (a, b, c) = (h.op(), h.op(), h.op());
+    h.answer(
+        a,
+        OpResult::Pushback {
+            retry_after: Some(ms(300)),
+        },
+    );
+    assert_eq!(h.state(), State::Paused);
+    assert!(h.is_open(a));
+    h.answer(b, OpResult::Ok); // already running: its answer counts
+    let d = h.op(); // held: the server said "not now"
+    assert_eq!(h.dispatches_of(d), 0);
+    h.answer(c, OpResult::Pushback { retry_after: None });
+    assert_eq!(sent_on(&h, c1).len(), 3);
+    h.advance(ms(299));
+    assert_eq!(sent_on(&h, c1).len(), 3, "nothing before the hint");
+    h.advance(ms(1));
+    assert_eq!(sent_on(&h, c1)[3..], [a], "one probe: the oldest");
+    h.answer(a, OpResult::Ok);
+    assert_eq!(h.state(), State::Connected);
+    assert_eq!(
+        sent_on(&h, c1)[4..],
+        [c, d],
+        "the rest, in submission order"
+    );
+    h.answer(c, OpResult::Ok);
+    h.answer(d, OpResult::Ok);
+    let done = h.outcome(a).unwrap().unwrap();
+    assert_eq!(done.attempts, 2);
+    h.finish();
+}
+
+#[test]
+fn pushback_without_budget_fails_the_op_as_not_run() {
+    let config = legacy()
+        .reconnect_interval(ms(100))
+        .retry_budget(Some(RetryBudget {
+            max_tokens: 4,
+            token_ratio: 0.1,
+        }))
+        .build()
+        .unwrap();
+    let (mut h, _) = H::connected(config);
+    let a = h.op();
+    h.answer(a, OpResult::Pushback { retry_after: None });
+    h.advance(ms(100)); // first probe: allowed (4 → 3 tokens)
+    assert_eq!(h.dispatches_of(a), 2);
+    h.answer(a, OpResult::Pushback { retry_after: None });
+    h.advance(ms(100)); // second probe: the budget says no (3 → 2, not > half)
+    let e = h.error(a);
+    assert_eq!(e.kind(), ErrorKind::ServerBusy);
+    assert!(!e.maybe_executed(), "refused every time: it did not run");
+    assert!(e.to_string().contains("did not run"), "{e}");
+    h.finish();
+}
+
+#[test]
+fn terminal_give_up_says_why_and_revive_starts_over() {
+    let config = legacy()
+        .reconnect_tries(Tries::Limited(2))
+        .reconnect_interval(ms(100))
+        .build()
+        .unwrap();
+    let (mut h, _) = H::connected(config);
+    h.advance(ms(50));
+    h.lose(LossKind::Reset);
+    for _ in 0..2 {
+        h.until_connect();
+        h.connect_fail_with(ConnectFailure::TimedOut);
+    }
+    assert_eq!(h.state(), State::Failed);
+    let why = h.m.gave_up().expect("gave up");
+    assert_eq!(
+        (why.attempts, why.since_loss, why.error),
+        (2, ms(200), Some(ConnectFailure::TimedOut))
+    );
+    let late = h.op();
+    assert_eq!(h.kind(late), ErrorKind::TopologyDestroyed);
+    h.m.revive(h.now);
+    h.drain();
+    assert!(h.m.gave_up().is_none());
+    assert_eq!(h.state(), State::Connecting);
+    let c = h.connect_ok();
+    assert_eq!(h.event_names().last(), Some(&"reconnected"));
+    let q = h.op();
+    assert_eq!(sent_on(&h, c), [q]);
+    h.answer(q, OpResult::Ok);
+    h.finish();
+}
+
+#[test]
+fn cool_down_give_up_resumes_with_a_fresh_budget_after_the_pause() {
+    let config = legacy()
+        .reconnect_tries(Tries::Limited(1))
+        .reconnect_interval(ms(100))
+        .give_up(redial_core::GiveUp::CoolDown(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    let (mut h, _) = H::connected(config);
+    h.lose(LossKind::Closed);
+    let buffered = h.op();
+    h.until_connect();
+    h.connect_fail();
+    // reconnect_failed, the buffered op fails with it, then the pause.
+    assert_eq!(h.kind(buffered), ErrorKind::ReconnectFailed);
+    assert!(h.last.contains(&Output::Event(Event::Reconnecting {
+        attempt: 1,
+        delay: Duration::from_secs(10),
+        endpoint: 0,
+        error: Some(ConnectFailure::Refused),
+    })));
+    assert_eq!(h.state(), State::Backoff);
+    assert!(h.m.gave_up().is_some());
+    let waiting = h.op(); // buffered, not "topology destroyed"
+    assert!(h.is_open(waiting));
+    let t0 = h.now;
+    h.until_connect();
+    assert_eq!(h.now, t0 + Duration::from_secs(10));
+    let c = h.connect_ok();
+    assert!(h.m.gave_up().is_none());
+    assert_eq!(sent_on(&h, c), [waiting]);
+    h.answer(waiting, OpResult::Ok);
+    h.finish();
+}
+
+#[test]
+fn a_zero_cool_down_is_refused() {
+    let e = legacy()
+        .give_up(redial_core::GiveUp::CoolDown(Duration::ZERO))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "give_up");
 }
