@@ -21,8 +21,19 @@
 //! - Ops lost in flight fail with `connection_lost` unless marked retryable,
 //!   in which case they are re-queued in order, up to their attempt limit and
 //!   only while the shared [`RetryBudget`] allows.
-//! - A "wrong server" answer (not primary / READONLY) drops the connection,
-//!   moves to the next endpoint and re-queues the op, which did not run.
+//! - A "wrong server" answer (not primary / READONLY) drains the
+//!   connection: nothing more is sent there, the ops in flight keep their
+//!   answers (refused ones are re-queued in submission order: they did not
+//!   run), then the next endpoint is tried. With
+//!   [`Config::require_primary`], a connection the connector reports as a
+//!   secondary ([`Machine::handle_connected_as`]) is refused before
+//!   anything is sent.
+//! - Server pushback ([`OpResult::Pushback`]: loading, busy): the op is
+//!   re-queued, the connection holds its dispatches for the hint or the
+//!   backoff, then probes one op at a time, charged to the retry budget.
+//! - When the budget is spent: [`GiveUp::Terminal`] (the legacy row) or
+//!   [`GiveUp::CoolDown`]; [`Machine::revive`] starts over and
+//!   [`Machine::gave_up`] says why it gave up.
 //! - Every failure says whether the op **may have run** on the server
 //!   ([`OpError::maybe_executed`]); an op that may have run is never sent
 //!   again unless it is retryable.
@@ -38,7 +49,8 @@
 //!    [`handle_op_result`](Machine::handle_op_result),
 //!    [`handle_heartbeat`](Machine::handle_heartbeat), and the
 //!    application's [`submit`](Machine::submit),
-//!    [`cancel`](Machine::cancel), [`close`](Machine::close).
+//!    [`cancel`](Machine::cancel), [`close`](Machine::close),
+//!    [`revive`](Machine::revive).
 //! 3. **Drain rule**: after every input, call
 //!    [`poll_output`](Machine::poll_output) until it returns `None`, and carry
 //!    out each [`Output`] (connect, close, dispatch, heartbeat, complete,
