@@ -22,6 +22,9 @@
 //!
 //! 1. if the input is a submit, call [`Checker::on_submit`] right after
 //!    [`Machine::submit`] with the state the machine was in *before* it;
+//!    if it is an op's answer, call [`Checker::on_op_result`] right before
+//!    [`Machine::handle_op_result`]; if it is a revive,
+//!    [`Checker::on_revive`] right before [`Machine::revive`];
 //! 2. call [`Checker::on_output`] for every drained output, in order;
 //! 3. call [`Checker::after_step`] once the machine is drained;
 //! 4. optionally, call [`Checker::on_timeout`] right before
@@ -38,12 +41,13 @@
 //!
 //! 1. exactly one outcome per op, and `maybe_executed` consistent with the
 //!    dispatches seen;
-//! 2. dispatch only while connected, on the current connection; the
-//!    connection the events announce is the machine's;
+//! 2. dispatch only while connected, on the current connection, and never
+//!    on one that answered "wrong server"; the connection the events
+//!    announce is the machine's;
 //! 3. the buffer bound, and no buffered op left while connected;
 //! 4. at most one dispatch for a non-retryable op, at most its attempt
-//!    limit for a retryable one (wrong-server redirects, which certainly
-//!    did not run, are not counted);
+//!    limit for a retryable one (refusals — wrong server, pushback — which
+//!    certainly did not run, are not counted);
 //! 5. per connection, ops are dispatched in submission order;
 //! 6. terminal states: no connect, no output, every new op fails at once
 //!    with the terminal kind; no reconnect after a loss with auto-reconnect
@@ -57,8 +61,9 @@
 //!    none left late);
 //! 8. determinism is a property of whole runs: tests compare two runs'
 //!    output logs; the checker does not see it;
-//! 9. (refused ops never "may have run") is checked in its sound part: an
-//!    op never dispatched never claims it may have run;
+//! 9. an op refused on every dispatch (wrong server, pushback; seen with
+//!    [`Checker::on_op_result`]) never claims it may have run, and a wrong
+//!    server is left only once nothing is in flight on it;
 //! 10. with [`Checker::on_timeout`], no op is left open past its deadline
 //!     after a timer step.
 
