@@ -14,7 +14,7 @@
 //!   the configured bounds, deadlines) and nothing else. Its cost per step
 //!   does not depend on the number of ops open.
 //! - **Does the machine do what its configuration says?** The
-//!   [`reference`] model: its [`Contract`](reference::Contract) for every
+//!   [`reference`](mod@reference) model: its [`Contract`](reference::Contract) for every
 //!   configuration, its exact [`Model`](reference::Model) for the
 //!   configurations it covers.
 //!
@@ -70,7 +70,7 @@
 
 mod checked;
 pub mod harness;
-mod invariants;
+pub mod invariants;
 pub mod reference;
 mod table;
 mod violation;
