@@ -2,6 +2,7 @@
 //! input, and [`Watcher`], the two oracles for a machine you do not own.
 
 use core::ops::Deref;
+use std::collections::VecDeque;
 
 use redial_core::{
     Config, ConnId, ConnectFailure, Instant, LossKind, Machine, OpId, OpOptions, OpResult, Output,
@@ -149,6 +150,11 @@ pub struct Checked<P> {
     watcher: Option<Watcher>,
     /// An input was fed and its drain has not ended yet.
     stepping: bool,
+    /// Outputs of a step whose drain the caller cut short (another input
+    /// came first): taken from the machine and shown to the oracles when
+    /// the step had to end, handed out by `poll_output` before anything
+    /// newer.
+    held: VecDeque<Output<P>>,
 }
 
 impl<P> Checked<P> {
@@ -160,6 +166,7 @@ impl<P> Checked<P> {
             machine: Machine::new(config, seed, now),
             watcher: Some(watcher),
             stepping: true,
+            held: VecDeque::new(),
         }
     }
 
@@ -171,6 +178,7 @@ impl<P> Checked<P> {
             machine: Machine::new(config, seed, now),
             watcher: None,
             stepping: true,
+            held: VecDeque::new(),
         }
     }
 
@@ -217,16 +225,24 @@ impl<P> Checked<P> {
     }
 
     /// The machine, for what `Deref` does not give (e.g. to move it out).
+    /// Outputs held back from a drain that was cut short are dropped.
     #[inline]
     pub fn into_inner(self) -> Machine<P> {
         self.machine
     }
 
-    /// Ends the previous step if its drain was cut short.
+    /// Ends the current step. If its drain was cut short (the caller fed
+    /// another input, or finished, before `poll_output` said `None`), the
+    /// rest of its outputs are taken now — the oracles see the step whole,
+    /// as the machine's drain rule defines it — and held for the caller.
     #[inline]
     fn end_step(&mut self) {
         if core::mem::take(&mut self.stepping) {
             if let Some(w) = &mut self.watcher {
+                while let Some(o) = self.machine.poll_output() {
+                    w.on_output(self.machine.now(), &o);
+                    self.held.push_back(o);
+                }
                 w.after_step(&self.machine);
             }
         }
@@ -239,9 +255,14 @@ impl<P> Checked<P> {
     }
 
     /// The next output ([`Machine::poll_output`]), seen by the oracles; the
-    /// `None` that ends a drain also ends the step for them.
+    /// `None` that ends a drain also ends the step for them. A drain may be
+    /// cut short (several inputs, then one drain): the outputs come out in
+    /// the same order either way.
     #[inline]
     pub fn poll_output(&mut self) -> Option<Output<P>> {
+        if let Some(o) = self.held.pop_front() {
+            return Some(o);
+        }
         let out = self.machine.poll_output();
         match &out {
             Some(o) => {

@@ -290,8 +290,11 @@ impl Checker {
 
     // ----- hooks --------------------------------------------------------------
 
-    /// Records a submission. Call right after [`Machine::submit`] with the
-    /// id it returned, the options given and the state before the call.
+    /// Records a submission. Call right after [`Machine::submit`] with
+    /// [`Machine::now`] as it is after the call (not the time you passed:
+    /// the machine never goes back in time, and deadlines count from its
+    /// clock), the id it returned, the options given and the state before
+    /// the call.
     pub fn on_submit(&mut self, now: Instant, id: OpId, opts: &OpOptions, state_before: State) {
         self.tick(now);
         self.submitted += 1;
@@ -578,10 +581,16 @@ impl Checker {
         lost.clear();
         self.step_lost = lost;
 
-        // 7. after a timer step nothing due is left behind.
+        // 7. after a timer step nothing due is left behind. (A time that
+        // saturated at the end of the clock is "never": the machine
+        // documents that it does not fire.)
+        let never = |at: Instant| at == Instant::MAX;
         if core::mem::take(&mut self.timeout_step) {
             let t = m.now();
-            if let Some((due, _)) = self.pending_reconnect.filter(|(due, _)| *due <= t) {
+            if let Some((due, _)) = self
+                .pending_reconnect
+                .filter(|(due, _)| *due <= t && !never(*due))
+            {
                 self.flag(
                     K::ReconnectLate,
                     format!("reconnect due at {due} has not started by {t}"),
@@ -590,7 +599,7 @@ impl Checker {
             let late: Vec<OpId> = self
                 .by_deadline
                 .iter()
-                .take_while(|(d, _)| *d <= t)
+                .take_while(|(d, _)| *d <= t && !never(*d))
                 .map(|(_, id)| *id)
                 .collect();
             if !late.is_empty() {
@@ -603,7 +612,7 @@ impl Checker {
 
         // 7. timers armed for what is due.
         let next = m.poll_timeout().map(|(at, _)| at);
-        if let Some((due, _)) = self.pending_reconnect {
+        if let Some((due, _)) = self.pending_reconnect.filter(|(d, _)| !never(*d)) {
             if next.is_none_or(|at| at > due) {
                 self.flag(
                     K::TimerMissing,
@@ -611,7 +620,7 @@ impl Checker {
                 );
             }
         }
-        if let Some(&(d, id)) = self.by_deadline.first() {
+        if let Some(&(d, id)) = self.by_deadline.first().filter(|(d, _)| !never(*d)) {
             if next.is_none_or(|at| at > d) {
                 self.flag(
                     K::TimerMissing,

@@ -4,16 +4,14 @@
 //! and generations growing (a slot whose generation would wrap is retired:
 //! ids are never reused). Indexing by slot makes every lookup O(1) and
 //! keeps memory proportional to the most ops the machine ever had
-//! outstanding at once. Ids whose slot is far beyond every slot seen so
-//! far (no machine hands those out; a made-up id might) go to a small
-//! ordered map instead, so a wild id cannot make the table grow.
+//! outstanding at once. The machine's slab grows one slot at a time and
+//! the checker sees every submission, so a real id's slot is at most the
+//! table's length; an id beyond that (a made-up one) goes to a small
+//! ordered map instead, so wild ids cannot make the table grow.
 
 use std::collections::BTreeMap;
 
 use redial_core::OpId;
-
-/// Slots beyond the table's length by more than this go to the overflow map.
-const SLACK: usize = 1 << 16;
 
 /// One slab slot: the op open in it (with its generation) and the newest
 /// generation that finished in it.
@@ -57,7 +55,7 @@ impl<T> OpTable<T> {
     }
 
     fn is_wild(&self, slot: usize) -> bool {
-        slot >= self.slots.len().saturating_add(SLACK)
+        slot > self.slots.len()
     }
 
     // A wild id stays in the wild maps even once the table has grown
