@@ -380,6 +380,9 @@ impl<C: Connector> Driver<C> {
                     Ok(()) => OpResult::Ok,
                     Err(fault) => self.reading(fault),
                 };
+                if let Some(o) = self.observer.as_mut() {
+                    o.on_heartbeat(now, conn, &observed);
+                }
                 self.machine.handle_heartbeat(now, conn, observed);
             }
             Report::PeerClosed(conn, kind) => {

@@ -27,6 +27,10 @@ pub trait Observer<P>: Send + 'static {
     fn on_op_result(&mut self, now: Instant, op: OpId, conn: ConnId, result: &OpResult) {
         let _ = (now, op, conn, result);
     }
+    /// A heartbeat's answer (as the core will read it) is about to be fed.
+    fn on_heartbeat(&mut self, now: Instant, conn: ConnId, result: &OpResult) {
+        let _ = (now, conn, result);
+    }
     /// A successful connect, with the role the connector found, is about
     /// to be fed.
     fn on_connected(&mut self, now: Instant, conn: ConnId, role: Role) {

@@ -83,6 +83,13 @@ impl Watcher {
     /// At the very end, after [`Machine::close`] and a last drain.
     pub fn finish(&mut self) {
         self.checker.finish();
+        self.contract.finish();
+    }
+
+    /// Right before [`Machine::handle_heartbeat`].
+    pub fn on_heartbeat(&mut self, now: Instant, conn: ConnId, result: &OpResult) {
+        let _ = conn;
+        self.contract.on_heartbeat(now, result);
     }
 
     /// Every breach so far: the invariants' first, then the contract's.
@@ -329,14 +336,16 @@ impl<P> Checked<P> {
     #[inline]
     pub fn handle_heartbeat(&mut self, now: Instant, conn: ConnId, result: OpResult) {
         self.begin_step();
+        if let Some(w) = &mut self.watcher {
+            w.on_heartbeat(now, conn, &result);
+        }
         self.machine.handle_heartbeat(now, conn, result);
     }
 
     /// [`Machine::handle_heartbeat_ok`].
     #[inline]
     pub fn handle_heartbeat_ok(&mut self, now: Instant, conn: ConnId) {
-        self.begin_step();
-        self.machine.handle_heartbeat_ok(now, conn);
+        self.handle_heartbeat(now, conn, OpResult::Ok);
     }
 
     /// [`Machine::handle_timeout`]; the oracles know it is a timer step.

@@ -86,10 +86,12 @@ struct Track {
     max_attempts: u32,
     deadline: Option<Instant>,
     dispatches: u32,
-    /// Wrong-server disconnects that happened while the op was in flight
-    /// (each may cover one dispatch that certainly did not run).
+    /// Dispatches the server refused (wrong server, pushback): certainly
+    /// not run.
     refused: u32,
     in_flight: Option<ConnId>,
+    /// When it last entered the buffer (submitted, or back from the wire).
+    since: Instant,
 }
 
 /// The ops dispatched on one connection: how many are still in flight on
@@ -239,6 +241,11 @@ impl Checker {
         self.open.get(id).map(|t| t.deadline)
     }
 
+    /// When open op `id` last entered the buffer (`None`: not open).
+    pub(crate) fn buffered_since(&self, id: OpId) -> Option<Instant> {
+        self.open.get(id).map(|t| t.since)
+    }
+
     /// Whether open op `id` was dispatched (`None`: not open).
     pub(crate) fn was_dispatched(&self, id: OpId) -> Option<bool> {
         self.open.get(id).map(|t| t.dispatches > 0)
@@ -323,6 +330,7 @@ impl Checker {
                 dispatches: 0,
                 refused: 0,
                 in_flight: None,
+                since: now,
             },
         );
         if !fresh {
@@ -772,9 +780,13 @@ impl Checker {
 
     /// Moves open op `id` onto `conn` (or off the wire), keeping the index.
     fn set_in_flight(&mut self, id: OpId, conn: Option<ConnId>) {
+        let now = self.now;
         let Some(t) = self.open.get_mut(id) else {
             return;
         };
+        if conn.is_none() {
+            t.since = now; // back in the buffer (or gone: then unused)
+        }
         if let Some(old) = core::mem::replace(&mut t.in_flight, conn) {
             self.unindex(id, old);
         }

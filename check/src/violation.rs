@@ -155,6 +155,8 @@ kinds! {
     /// Policy: a connect to an endpoint that does not exist, or with
     /// another timeout than configured.
     ConnectTarget = 0, "connect_target";
+    /// Policy: a connect attempt never got its `Output::Close` by the end.
+    CloseMissing = 0, "close_missing";
     /// Policy: a paused connection (server pushback) got a dispatch during
     /// its wait, or a second probe while one was out.
     PushbackIgnored = 0, "pushback_ignored";

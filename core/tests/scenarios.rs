@@ -1512,3 +1512,60 @@ fn a_zero_cool_down_is_refused() {
         .unwrap_err();
     assert_eq!(e.field(), "give_up");
 }
+
+#[test]
+fn a_long_pushback_never_stalls_the_connection_for_good() {
+    // The budget allows only a few retries; the server pushes back for
+    // much longer. Refused ops run out of budget and fail `server_busy`,
+    // but fresh ops still go out as probes, so the connection takes work
+    // again as soon as the server does.
+    let config = legacy()
+        .reconnect_interval(ms(100))
+        .retry_budget(Some(RetryBudget {
+            max_tokens: 4,
+            token_ratio: 0.1,
+        }))
+        .build()
+        .unwrap();
+    let (mut h, c1) = H::connected(config);
+    let mut busy = Vec::new();
+    for _ in 0..30 {
+        let op = h.op();
+        busy.push(op);
+        // Whatever is out now (the probe) is pushed back.
+        let out: Vec<OpId> = h
+            .dispatches()
+            .into_iter()
+            .map(|(op, _, _)| op)
+            .filter(|op| h.is_open(*op) && h.m.payload(*op).is_some())
+            .collect();
+        for op in out {
+            if h.m.state() != State::Closed {
+                h.answer(op, OpResult::Pushback { retry_after: None });
+            }
+        }
+        h.advance(ms(100));
+    }
+    assert!(
+        busy.iter()
+            .any(|op| !h.is_open(*op) && h.kind(*op) == ErrorKind::ServerBusy)
+    );
+    // The server is back: the probe out now is answered, the rest flow.
+    let probe = h
+        .dispatches()
+        .into_iter()
+        .rev()
+        .map(|(op, _, _)| op)
+        .find(|op| h.is_open(*op))
+        .expect("a probe is out");
+    h.answer(probe, OpResult::Ok);
+    assert_eq!(h.state(), State::Connected);
+    let later = h.op();
+    assert_eq!(sent_on(&h, c1).last(), Some(&later));
+    h.answer(later, OpResult::Ok);
+    let left: Vec<OpId> = busy.iter().copied().filter(|op| h.is_open(*op)).collect();
+    for op in left {
+        h.answer(op, OpResult::Ok);
+    }
+    h.finish();
+}

@@ -368,6 +368,9 @@ impl<P> Observer<P> for Watch {
     fn on_op_result(&mut self, now: Instant, op: OpId, conn: ConnId, result: &OpResult) {
         self.with(|c| c.on_op_result(now, op, conn, result));
     }
+    fn on_heartbeat(&mut self, now: Instant, conn: ConnId, result: &OpResult) {
+        self.with(|c| c.on_heartbeat(now, conn, result));
+    }
     fn on_connected(&mut self, now: Instant, conn: ConnId, role: Role) {
         self.with(|c| c.on_connected(now, conn, role));
     }

@@ -197,8 +197,65 @@ impl FuzzConfig {
     }
 }
 
+impl FuzzConfig {
+    /// Makes the values valid, keeping their shape: durations and counts
+    /// that must be positive become at least 1, caps at least their start,
+    /// multipliers and ratios sensible. Most random runs are decoded this
+    /// way (a configuration `build()` refuses ends the run at once, so
+    /// raw values alone would spend most runs there).
+    pub fn sanitize(&mut self) {
+        fn pos(d: &mut Option<u16>) {
+            if *d == Some(0) {
+                *d = Some(1);
+            }
+        }
+        self.buffer = match self.buffer {
+            FuzzBuffer::Bounded(0, p) => FuzzBuffer::Bounded(1, p),
+            FuzzBuffer::MaxEntries(n) if n < -1 => FuzzBuffer::MaxEntries(-1),
+            b => b,
+        };
+        self.backoff = match self.backoff {
+            FuzzBackoff::Constant(d) => FuzzBackoff::Constant(d.max(1)),
+            FuzzBackoff::Linear(initial, step, max) => {
+                let initial = initial.max(1);
+                FuzzBackoff::Linear(initial, step, max.max(initial))
+            }
+            FuzzBackoff::Exponential(initial, multiplier, max) => {
+                let initial = initial.max(1);
+                let quarters = match multiplier {
+                    FuzzFloat::Quarters(q) => 4 + q % 13,
+                    FuzzFloat::Raw(_) => 8,
+                };
+                FuzzBackoff::Exponential(initial, FuzzFloat::Quarters(quarters), max.max(initial))
+            }
+        };
+        for d in [
+            &mut self.connect_timeout,
+            &mut self.socket_timeout,
+            &mut self.response_timeout,
+            &mut self.buffer_timeout,
+            &mut self.op_deadline,
+            &mut self.cool_down,
+        ] {
+            pos(d);
+        }
+        if let Some((interval, timeout)) = self.heartbeat {
+            self.heartbeat = Some((interval.max(1), timeout.max(1)));
+        }
+        self.max_op_attempts = self.max_op_attempts.max(1);
+        self.endpoints = 1 + self.endpoints % 4;
+        if let Some((tokens, ratio)) = self.retry_budget {
+            let q = match ratio {
+                FuzzFloat::Quarters(q) => 1 + q % 4,
+                FuzzFloat::Raw(_) => 1,
+            };
+            self.retry_budget = Some((tokens.max(1), FuzzFloat::Quarters(q)));
+        }
+    }
+}
+
 /// Which connection (or connect attempt) an input is about.
-#[derive(Arbitrary, Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub enum ConnRef {
     /// The most recent attempt the machine asked for.
     Latest,
@@ -210,8 +267,21 @@ pub enum ConnRef {
     Raw(u64),
 }
 
+impl<'a> Arbitrary<'a> for ConnRef {
+    /// Mostly the latest attempt (where the action is), sometimes stale,
+    /// future or raw ids.
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        Ok(match u8::arbitrary(u)? {
+            0..=199 => ConnRef::Latest,
+            200..=224 => ConnRef::Older(u8::arbitrary(u)?),
+            225..=244 => ConnRef::Future(u8::arbitrary(u)?),
+            _ => ConnRef::Raw(u64::arbitrary(u)?),
+        })
+    }
+}
+
 /// Which op an input is about.
-#[derive(Arbitrary, Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub enum OpRef {
     /// The `n`-th entry (modulo) of the ops the machine dispatched and did
     /// not complete yet, with the connection it was dispatched on.
@@ -220,6 +290,17 @@ pub enum OpRef {
     Submitted(u8),
     /// Any number at all.
     Raw(u64),
+}
+
+impl<'a> Arbitrary<'a> for OpRef {
+    /// Mostly an op in flight, sometimes a recent submission, rarely a raw id.
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        Ok(match u8::arbitrary(u)? {
+            0..=169 => OpRef::InFlight(u8::arbitrary(u)?),
+            170..=239 => OpRef::Submitted(u8::arbitrary(u)?),
+            _ => OpRef::Raw(u64::arbitrary(u)?),
+        })
+    }
 }
 
 /// How the clock moves.
@@ -259,7 +340,7 @@ impl FuzzOpts {
 }
 
 /// One thing that happens to the machine.
-#[derive(Arbitrary, Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub enum Step {
     /// A connect attempt succeeded.
@@ -295,6 +376,36 @@ pub enum Step {
     ConnectedAs(ConnRef, Role),
     /// The application revives the client.
     Revive,
+}
+
+impl<'a> Arbitrary<'a> for Step {
+    /// Weighted by how much each input exercises: submits, answers and
+    /// time most, `close` rarely (a closed client has little left to do).
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        Ok(match u8::arbitrary(u)? {
+            0..=19 => Step::Connected(ConnRef::arbitrary(u)?),
+            20..=29 => Step::ConnectFailed(ConnRef::arbitrary(u)?),
+            30..=37 => {
+                Step::ConnectFailedWith(ConnRef::arbitrary(u)?, ConnectFailure::arbitrary(u)?)
+            }
+            38..=45 => Step::ConnectedAs(ConnRef::arbitrary(u)?, Role::arbitrary(u)?),
+            46..=57 => Step::Lost(ConnRef::arbitrary(u)?, LossKind::arbitrary(u)?),
+            58..=107 => Step::Submit(FuzzOpts::arbitrary(u)?),
+            108..=152 => Step::Answer(OpRef::arbitrary(u)?, OpResult::arbitrary(u)?),
+            153..=158 => Step::AnswerOn(
+                OpRef::arbitrary(u)?,
+                ConnRef::arbitrary(u)?,
+                OpResult::arbitrary(u)?,
+            ),
+            159..=168 => Step::Pushback(OpRef::arbitrary(u)?, Option::<u16>::arbitrary(u)?),
+            169..=174 => Step::HeartbeatOk(ConnRef::arbitrary(u)?),
+            175..=180 => Step::Heartbeat(ConnRef::arbitrary(u)?, OpResult::arbitrary(u)?),
+            181..=188 => Step::Cancel(OpRef::arbitrary(u)?),
+            189..=248 => Step::Wait(Jump::arbitrary(u)?),
+            249..=252 => Step::Revive,
+            _ => Step::Close,
+        })
+    }
 }
 
 /// Decodes steps until the bytes run out (or [`MAX_STEPS`]): every byte

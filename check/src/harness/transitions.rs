@@ -18,9 +18,17 @@ pub struct TransitionsInput {
 }
 
 impl<'a> Arbitrary<'a> for TransitionsInput {
+    /// Seven times in eight the configuration is made valid
+    /// ([`FuzzConfig::sanitize`]); otherwise it is raw, so `build()` sees
+    /// garbage too.
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let raw = u8::arbitrary(u)? % 8 == 0;
+        let mut config = FuzzConfig::arbitrary(u)?;
+        if !raw {
+            config.sanitize();
+        }
         Ok(TransitionsInput {
-            config: FuzzConfig::arbitrary(u)?,
+            config,
             steps: crate::harness::input::steps(u)?,
         })
     }
@@ -49,11 +57,12 @@ fn run_once(config: &redial_core::Config, seed: u64, steps: &[Step]) -> Vec<Outp
         if !h.m.is_ok() {
             let list: Vec<String> = h.m.violations().map(|v| v.to_string()).collect();
             panic!(
-                "violation(s):\n  {}\nafter step {n} ({step:?}) at {} (machine {}), state {}; outputs of the step:\n{outs:#?}",
+                "violation(s):\n  {}\nafter step {n} ({step:?}) at {} (machine {}), state {}; outputs of the step:\n{outs:#?}\nconfig: {config:?}\nsteps so far: {:#?}",
                 list.join("\n  "),
                 h.now,
                 h.m.now(),
                 h.m.state().name(),
+                &steps[..(n + 1).min(steps.len())],
             );
         }
         outs.clear();

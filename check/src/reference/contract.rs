@@ -55,6 +55,11 @@ pub struct Contract {
     /// A connection paused by a pushback: no dispatch before the instant;
     /// the probe in flight, if any.
     paused: Option<(ConnId, Instant, Option<OpId>)>,
+    /// Connect attempts not yet closed (each gets an `Output::Close`).
+    unclosed: std::collections::BTreeSet<ConnId>,
+    /// This step is a heartbeat answer that is not a loss: it must not
+    /// end the connection.
+    heartbeat_alive: bool,
     // per step
     must_dispatch: Vec<OpId>,
     must_fail_fast: Vec<OpId>,
@@ -74,6 +79,8 @@ impl Contract {
             closed: false,
             secondary: None,
             paused: None,
+            unclosed: std::collections::BTreeSet::new(),
+            heartbeat_alive: false,
             must_dispatch: Vec::new(),
             must_fail_fast: Vec::new(),
             overflow_announced: 0,
@@ -129,6 +136,27 @@ impl Contract {
         self.secondary = (role == Role::Secondary && self.cfg.require_primary()).then_some(conn);
     }
 
+    /// A heartbeat's answer (before it is fed): any answer but a loss
+    /// proves the connection alive.
+    pub(crate) fn on_heartbeat(&mut self, now: Instant, result: &OpResult) {
+        self.tick(now);
+        self.heartbeat_alive = *result != OpResult::ConnectionLost;
+    }
+
+    /// The end of the run (after close and a last drain): every connect
+    /// attempt got its `Output::Close`.
+    pub(crate) fn finish(&mut self) {
+        let left: Vec<ConnId> = std::mem::take(&mut self.unclosed).into_iter().collect();
+        if !left.is_empty() {
+            self.flag(
+                K::CloseMissing,
+                format!(
+                    "{left:?} were never closed (every connect attempt gets one Output::Close)"
+                ),
+            );
+        }
+    }
+
     /// An op's answer (before it is fed), with the checker's books as they
     /// were: is `op` in flight on `conn`, the current connection?
     pub(crate) fn on_op_result(
@@ -177,6 +205,7 @@ impl Contract {
                 endpoint,
                 timeout,
             } => {
+                self.unclosed.insert(*conn);
                 if *endpoint >= self.cfg.endpoints() || *timeout != self.cfg.connect_timeout() {
                     self.flag(
                         K::ConnectTarget,
@@ -188,7 +217,9 @@ impl Contract {
                     );
                 }
             }
-            Output::Close { .. } => {}
+            Output::Close { conn } => {
+                self.unclosed.remove(conn);
+            }
             Output::Dispatch { op, conn, .. } => {
                 if let Some(i) = self.must_dispatch.iter().position(|o| o == op) {
                     self.must_dispatch.swap_remove(i);
@@ -225,9 +256,11 @@ impl Contract {
                         self.paused = Some((pc, nb, None));
                     }
                 }
-                let (Some(dispatched), Some(deadline)) =
-                    (checker.was_dispatched(id), checker.deadline_of(id))
-                else {
+                let (Some(dispatched), Some(deadline), Some(since)) = (
+                    checker.was_dispatched(id),
+                    checker.deadline_of(id),
+                    checker.buffered_since(id),
+                ) else {
                     return; // unknown or twice: the checker's question
                 };
                 if let Some(i) = self.must_dispatch.iter().position(|o| *o == id) {
@@ -283,12 +316,19 @@ impl Contract {
                             ),
                         );
                     }
-                    ErrorKind::BufferTimeout if self.cfg.buffer_timeout().is_none() => {
-                        self.flag(
+                    ErrorKind::BufferTimeout => match self.cfg.buffer_timeout() {
+                        None => self.flag(
                             K::UnexpectedOutcome,
                             format!("{id} failed with buffer_timeout but none is configured"),
-                        );
-                    }
+                        ),
+                        Some(wait) if now < since.saturating_add(wait) => self.flag(
+                            K::UnexpectedOutcome,
+                            format!(
+                                "{id} failed with buffer_timeout at {now}, buffered since {since} (wait {wait:?})"
+                            ),
+                        ),
+                        Some(_) => {}
+                    },
                     ErrorKind::Closed => self.closed_outcomes = true,
                     _ => {}
                 }
@@ -323,6 +363,12 @@ impl Contract {
             }
             Event::Disconnected { conn, reason, .. } => {
                 self.paused = None;
+                if self.heartbeat_alive {
+                    self.flag(
+                        K::UnexpectedEvent,
+                        format!("{e} on a heartbeat answer that proves the connection alive"),
+                    );
+                }
                 let in_flight = checker.in_flight_on(conn);
                 match reason {
                     DisconnectReason::Idle if self.cfg.socket_timeout().is_none() => self.flag(
@@ -372,6 +418,7 @@ impl Contract {
             self.paused = None;
         }
         self.secondary = None;
+        self.heartbeat_alive = false;
         if self.closed_outcomes && !self.closed {
             self.flag(
                 K::UnexpectedOutcome,

@@ -624,12 +624,11 @@ impl<P> Machine<P> {
         // A probe that left without an answer (cancelled, past its
         // deadline): the next one goes out now.
         if self.state == State::Paused {
-            let now = self.now;
-            if let Some(c) = self.conn.as_mut() {
-                if c.hold_until.is_none() && c.probe.is_some_and(|p| self.ops.get(p).is_none()) {
-                    c.probe = None;
-                    c.hold_until = Some(now);
-                }
+            let gone = self.conn.is_some_and(|c| {
+                c.hold_until.is_none() && c.probe.is_some_and(|p| self.ops.get(p).is_none())
+            });
+            if gone {
+                self.probe();
             }
         }
         self.prune_deadlines();
@@ -663,9 +662,12 @@ impl<P> Machine<P> {
             self.give_up();
             return;
         }
+        // A secondary is a server found, not a failure to reach one: the
+        // seed list is walked on even under a fail-fast first connect.
         if !self.ever_connected
             && self.tries == 0
             && self.cfg.initial_connect() == InitialConnect::FailFast
+            && why != ConnectFailure::NotPrimary
         {
             self.give_up();
             return;
@@ -946,40 +948,42 @@ impl<P> Machine<P> {
         }
     }
 
-    /// The pushback wait is over: one probe goes out (the oldest buffered
-    /// op), charged to the retry budget; when the budget says no, that op
-    /// fails with `server_busy` (it did not run there) and the wait starts
-    /// again for the next. Nothing buffered: the connection takes work again.
+    /// The pushback wait is over: one probe goes out — the oldest buffered
+    /// op. Sending again an op the server already refused (or lost) is a
+    /// retry, charged to the retry budget; when the budget says no, that op
+    /// fails with `server_busy` (it did not run there) and the next one is
+    /// considered. An op never sent is not a retry: it goes out uncharged,
+    /// so a paused connection always gets its probe and recovers as soon as
+    /// the server takes work, however long the pushback lasted. Nothing
+    /// buffered: the connection takes work again.
     fn probe(&mut self) {
         let Some(c) = self.conn.as_mut() else {
             return;
         };
         c.hold_until = None;
-        let Some(idx) = self.ops.first(Queue::Buffer) else {
-            c.pushbacks = 0;
-            self.state = State::Connected;
-            return;
-        };
-        self.budget.charge();
-        if !self.budget.allows_retry() {
+        c.probe = None;
+        loop {
+            let Some(idx) = self.ops.first(Queue::Buffer) else {
+                if let Some(c) = self.conn.as_mut() {
+                    c.pushbacks = 0;
+                }
+                self.state = State::Connected;
+                return;
+            };
             self.ops.unlink(idx);
-            self.fail(idx, ErrorKind::ServerBusy);
-            let c = self.conn.as_mut().expect("checked above");
-            c.pushbacks = c.pushbacks.saturating_add(1);
-            let wait = self
-                .cfg
-                .backoff()
-                .nominal(c.pushbacks)
-                .max(MIN_PUSHBACK_WAIT);
-            let c = self.conn.as_mut().expect("checked above");
-            c.hold_until = Some(self.now.saturating_add(wait));
+            if self.ops.at(idx).attempts > 0 {
+                self.budget.charge();
+                if !self.budget.allows_retry() {
+                    self.fail(idx, ErrorKind::ServerBusy);
+                    continue;
+                }
+            }
+            let id = self.ops.at(idx).id;
+            self.dispatch(idx);
+            if let Some(c) = self.conn.as_mut() {
+                c.probe = Some(id);
+            }
             return;
-        }
-        self.ops.unlink(idx);
-        let id = self.ops.at(idx).id;
-        self.dispatch(idx);
-        if let Some(c) = self.conn.as_mut() {
-            c.probe = Some(id);
         }
     }
 
