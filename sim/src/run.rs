@@ -230,6 +230,10 @@ impl<F: FnMut(&Line)> World<'_, F> {
                         self.world("client close".into());
                         self.m.close(now);
                     }
+                    StepAction::Client(ClientAction::Revive) => {
+                        self.world("client revive".into());
+                        self.m.revive(now);
+                    }
                 }
             }
             Ev::Tick(i, n) => {
@@ -259,7 +263,10 @@ impl<F: FnMut(&Line)> World<'_, F> {
                     return;
                 }
                 if ok {
-                    self.m.handle_connected(now, conn);
+                    // The connector checks the role on connect, as one
+                    // configured for failover would.
+                    let role = self.net.role(conn.get());
+                    self.m.handle_connected_as(now, conn, role);
                 } else {
                     self.m
                         .handle_connect_failed(now, conn, ConnectFailure::Refused);
