@@ -1,7 +1,7 @@
-//! The simulated world: servers (health, role), connections to them and the
-//! network between, shared by the fast loop ([`crate::run`]) and by the
-//! simulated connector that the real driver runs against
-//! ([`crate::through_driver`]). It answers "when does this message arrive,
+//! The simulated world: servers (health, role, loading after a restart,
+//! busy spells), connections to them and the network between, shared by
+//! the fast loop ([`crate::run`]) and by the simulated connector that the
+//! real driver runs against ([`crate::through_driver`]). It answers "when does this message arrive,
 //! and what does it say" — never what the client does about it.
 //!
 //! A message's delay depends only on what it is (which connection, which
@@ -280,13 +280,27 @@ impl Net {
             };
             (now + d, undo)
         });
-        let mut text = server_step_text(&server.name, action, for_);
+        let text = server_step_text(&server.name, action, for_);
         let losses = self.server(now, endpoint, action, for_);
+        let text = self.loading_note(now, endpoint, action, text);
+        Stepped { text, losses, undo }
+    }
+
+    /// The transcript's words for `action` on `endpoint`, once applied at
+    /// `now`: a restart says how long the server will load.
+    fn loading_note(
+        &self,
+        now: Instant,
+        endpoint: usize,
+        action: ServerAction,
+        text: String,
+    ) -> String {
         let server = &self.servers[endpoint];
         if action == ServerAction::Up && server.loading_until.is_some_and(|t| t > now) {
-            text.push_str(&format!(" (loading for {} ms)", server.loading.as_millis()));
+            format!("{text} (loading for {} ms)", server.loading.as_millis())
+        } else {
+            text
         }
-        Stepped { text, losses, undo }
     }
 
     /// A step's undo comes due at `now`: applied unless a later step
@@ -312,13 +326,7 @@ impl Net {
         }
         let text = server_step_text(&server.name, u.action, None);
         let losses = self.server(now, u.endpoint, u.action, None);
-        let server = &self.servers[u.endpoint];
-        let text = if u.action == ServerAction::Up && server.loading_until.is_some_and(|t| t > now)
-        {
-            format!("{text} (loading for {} ms)", server.loading.as_millis())
-        } else {
-            text
-        };
+        let text = self.loading_note(now, u.endpoint, u.action, text);
         Some(Stepped {
             text,
             losses,
