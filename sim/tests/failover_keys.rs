@@ -256,3 +256,25 @@ fn loading_applies_to_restarts_only_and_busy_ends_on_its_own() {
     assert!(!t.contains("no longer busy"), "{t}");
     assert!(t.contains("summary: 3 submitted, 3 ok, 0 failed"), "{t}");
 }
+
+/// Explore seed 13773, shrunk: a pushback probe in flight passes its
+/// deadline; the machine re-arms the next probe for that same instant
+/// (left due by `handle_timeout`). The driver fires it before the
+/// application's follow-up submit at that instant; the fast loop must too
+/// (it used to take the submit first: the same fates, but a different
+/// buffer peak).
+#[test]
+fn a_probe_rearmed_by_a_timer_step_fires_before_the_next_input() {
+    let text = concat!(
+        "seed = 81\nuntil = \"24916ms\"\n",
+        "[network]\nlatency = \"4ms\"\nservice_time = \"222ms\"\njitter = \"2ms\"\n",
+        "[config]\nreconnect_tries = 4\nreconnect_interval = \"773ms\"\nop_deadline = \"880ms\"\n",
+        "[[step]]\nat = \"220ms\"\nsubmit = \"op\"\nthen = \"followup\"\n",
+        "[[step]]\nat = \"1036ms\"\nsubmit = \"op\"\nretryable = true\n",
+        "[[step]]\nat = \"118ms\"\nserver = \"busy\"\nfor = \"4469ms\"\n",
+        "[[step]]\nat = \"478ms\"\nserver = \"busy\"\nfor = \"519ms\"\n",
+    );
+    let (fast, drv) = both(text);
+    assert!(fast.contains("max buffered 1;"), "{fast}");
+    assert_eq!(fast.lines().last(), drv.lines().last());
+}
