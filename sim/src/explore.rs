@@ -27,9 +27,10 @@ use crate::run::{RunOptions, run, run_formatted};
 use crate::timeline::Timeline;
 
 /// How many bytes [`Scenario::random`] (and [`strategy`]) decode into one
-/// world. The generator reads at most 693 bytes (39 steps of at most 16
-/// bytes each, plus the header, config, endpoints and workload), so a
-/// buffer this long never runs dry; shorter inputs (a fuzzer's) are fine
+/// world. The generator reads at most 745 bytes (39 steps of at most 16
+/// bytes each, plus the header, config, endpoints and workload: 693; then
+/// at most 52 for the failover, pushback and give-up draws), so a buffer
+/// this long never runs dry; shorter inputs (a fuzzer's) are fine
 /// too: once the bytes run out every draw takes its smallest value and every
 /// optional part is left out.
 pub const SCENARIO_BYTES: usize = 2048;
@@ -101,11 +102,15 @@ impl Scenario {
 
     /// The generator: draws a scenario from the bytes of `u`, labelled
     /// `seed` (its name and [`seed`](Self::seed) field; nothing is drawn
-    /// from it). Any bytes give a scenario, with at most 3 endpoints, 39
-    /// steps and one workload; once `u` runs dry every further choice is
-    /// the smallest (no bytes at all: one endpoint, no step, no workload,
-    /// the `mongodb-legacy` preset). Its random `[config]` may still be one
-    /// the timeline parser refuses (some combinations are invalid).
+    /// from it). Any bytes give a scenario, with at most 3 endpoints, 43
+    /// steps (39, then up to 4 busy servers and revives) and one workload;
+    /// once `u` runs dry every further choice is the smallest (no bytes at
+    /// all: one endpoint, no step, no workload, the `mongodb-legacy`
+    /// preset). Its random `[config]` may still be one the timeline parser
+    /// refuses (some combinations are invalid). The failover, pushback and
+    /// give-up parts (`require_primary`, `give_up`/`cool_down`, `loading`,
+    /// `busy` steps with or without `retry_after`, `client = "revive"`)
+    /// are drawn last, from the bytes after the rest of the world.
     ///
     /// ```
     /// use arbitrary::Unstructured;
@@ -280,6 +285,7 @@ impl Scenario {
                 "submit = \"tick\"\nevery = \"{every}ms\"\nfrom = \"{from}ms\"\nuntil = \"{until}ms\"{retryable}"
             ));
         }
+        draw_failover(&mut d, &mut config, &mut endpoints, &mut steps);
         Scenario {
             seed,
             header,
@@ -310,6 +316,60 @@ impl Scenario {
         s
     }
 }
+
+/// The failover, pushback and give-up parts of a world, drawn after the
+/// rest (so the bytes of everything above decode as they did before these
+/// draws existed, and older fuzz inputs keep their meaning): the role
+/// check (`require_primary`), the give-up policy (`give_up`, `cool_down`),
+/// servers that load after a restart (`loading`), and up to
+/// [`MAX_EXTRA_STEPS`] steps that make a server busy (with or without a
+/// `retry_after` hint) or revive the client. At most 52 bytes.
+fn draw_failover(
+    d: &mut Draw<'_, '_>,
+    config: &mut Vec<String>,
+    endpoints: &mut [String],
+    steps: &mut Vec<String>,
+) {
+    if d.chance(0.3) {
+        let on = d.chance(0.5);
+        config.push(format!("require_primary = {on}"));
+    }
+    if d.chance(0.2) {
+        // One entry each, so the shrinker never splits a pair.
+        let pause = d.int(1..=4999u32);
+        config.push(match d.int(0..=2u32) {
+            0 => "give_up = \"terminal\"".to_string(),
+            1 => format!("cool_down = \"{pause}ms\""),
+            _ => format!("give_up = \"cool-down\"\ncool_down = \"{pause}ms\""),
+        });
+    }
+    for e in endpoints.iter_mut() {
+        if d.chance(0.25) {
+            e.push_str(&format!("\nloading = \"{}ms\"", d.int(1..=2999u32)));
+        }
+    }
+    let n = endpoints.len();
+    for _ in 0..d.int(0..=MAX_EXTRA_STEPS) {
+        let at = d.int(0..=14_999u32);
+        steps.push(if d.int(0..=2u32) < 2 {
+            let mut s = format!(
+                "at = \"{at}ms\"\nserver = \"busy\"\nendpoint = \"db.{}\"\nfor = \"{}ms\"",
+                d.int(0..=n - 1),
+                d.int(0..=5999u32)
+            );
+            if d.chance(0.5) {
+                s.push_str(&format!("\nretry_after = \"{}ms\"", d.int(0..=1499u32)));
+            }
+            s
+        } else {
+            format!("at = \"{at}ms\"\nclient = \"revive\"")
+        });
+    }
+}
+
+/// The most steps [`draw_failover`] adds (busy servers, revives) to the
+/// 39 of the main draw.
+const MAX_EXTRA_STEPS: u32 = 4;
 
 /// What a scenario did: `None` if its config was refused (not a bug:
 /// some random combinations are invalid), else the violations.
@@ -717,9 +777,9 @@ mod tests {
             let mut u = Unstructured::new(data);
             let s = Scenario::from_unstructured(&mut u, 0);
             // The bound SCENARIO_BYTES is sized for.
-            assert!(data.len() - u.len() <= 693, "{}", data.len() - u.len());
+            assert!(data.len() - u.len() <= 745, "{}", data.len() - u.len());
             assert!(!s.endpoints.is_empty() && s.endpoints.len() <= 3);
-            assert!(s.steps.len() <= 39 && s.workloads.len() <= 1);
+            assert!(s.steps.len() <= 43 && s.workloads.len() <= 1);
             assert!(s.to_toml().len() < 16_000);
             // The drawn config may be one the parser refuses; the world
             // itself always parses.
@@ -753,7 +813,7 @@ mod tests {
             let b = bytes(seed, SCENARIO_BYTES);
             let mut u = Unstructured::new(&b);
             Scenario::from_unstructured(&mut u, seed);
-            assert!(SCENARIO_BYTES - u.len() <= 693);
+            assert!(SCENARIO_BYTES - u.len() <= 745);
         }
     }
 
@@ -773,6 +833,47 @@ mod tests {
         }
         assert!(fits > 40, "{fits}");
         assert_eq!(fuzz_world(&[], None, true), Some(Vec::new()));
+    }
+
+    #[test]
+    fn the_generator_draws_failover_pushback_and_give_up() {
+        let mut seen = std::collections::BTreeMap::<&str, u32>::new();
+        let keys = [
+            "require_primary = true",
+            "require_primary = false",
+            "give_up = \"terminal\"",
+            "give_up = \"cool-down\"",
+            "cool_down = ",
+            "loading = ",
+            "server = \"busy\"",
+            "retry_after = ",
+            "client = \"revive\"",
+        ];
+        let mut parsed = 0;
+        for seed in 0..400 {
+            let s = Scenario::random(seed);
+            let text = s.to_toml();
+            for k in keys {
+                if text.contains(k) {
+                    *seen.entry(k).or_default() += 1;
+                }
+            }
+            // Busy steps never lack their `for`.
+            let busy = s.steps.iter().filter(|x| x.contains("\"busy\"")).count();
+            let with_for = s
+                .steps
+                .iter()
+                .filter(|x| x.contains("\"busy\"") && x.contains("for = "))
+                .count();
+            assert_eq!(busy, with_for);
+            if Timeline::parse(&text, "x").is_ok() {
+                parsed += 1;
+            }
+        }
+        for k in keys {
+            assert!(seen.get(k).copied().unwrap_or(0) >= 10, "{k}: {seen:?}");
+        }
+        assert!(parsed > 300, "{parsed}");
     }
 
     #[test]

@@ -171,16 +171,19 @@ impl<F: FnMut(&Line)> World<'_, F> {
                     self.scripted -= 1;
                 }
                 self.handle(ev);
-                self.drain();
-                // As the driver does: timers due by now run before the next
-                // input is taken, even one due at this same instant.
-                if self.m.poll_timeout().is_some_and(|(at, _)| at <= self.now) {
-                    self.m.handle_timeout(self.now);
-                }
             } else {
                 self.m.handle_timeout(self.now);
             }
             self.drain();
+            // As the driver does: timers due by now run before the next
+            // input is taken, even one due at this same instant — after an
+            // input, and after a timer step too (one can leave another due
+            // at once: a pushback probe that left without an answer is
+            // re-armed for `now`).
+            while self.m.poll_timeout().is_some_and(|(at, _)| at <= self.now) {
+                self.m.handle_timeout(self.now);
+                self.drain();
+            }
         }
         self.summary.pending = self.m.outstanding() as u64;
         if self.m.state() == redial_core::State::Closed {
@@ -230,6 +233,10 @@ impl<F: FnMut(&Line)> World<'_, F> {
                         self.world("client close".into());
                         self.m.close(now);
                     }
+                    StepAction::Client(ClientAction::Revive) => {
+                        self.world("client revive".into());
+                        self.m.revive(now);
+                    }
                 }
             }
             Ev::Tick(i, n) => {
@@ -259,7 +266,10 @@ impl<F: FnMut(&Line)> World<'_, F> {
                     return;
                 }
                 if ok {
-                    self.m.handle_connected(now, conn);
+                    // The connector checks the role on connect, as one
+                    // configured for failover would.
+                    let role = self.net.role(conn.get());
+                    self.m.handle_connected_as(now, conn, role);
                 } else {
                     self.m
                         .handle_connect_failed(now, conn, ConnectFailure::Refused);

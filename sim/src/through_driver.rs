@@ -61,6 +61,12 @@ impl fmt::Display for SimError {
         match self.0 {
             Failure::ConnectionLost => f.write_str("connection lost"),
             Failure::WrongServer => f.write_str("READONLY not primary"),
+            Failure::Pushback {
+                retry_after: Some(d),
+            } => write!(f, "BUSY try again in {} ms", d.as_millis()),
+            Failure::Pushback { retry_after: None } => {
+                f.write_str("LOADING the server is loading its data set")
+            }
             Failure::ServerError => f.write_str("server error"),
             _ => f.write_str("failure"),
         }
@@ -112,7 +118,7 @@ struct OpInfo {
     first_dispatch: Option<Instant>,
     /// Times the driver ran it (the world's count: a success's `attempts`).
     dispatches: u32,
-    /// Of those, answered "wrong server" (certainly not run).
+    /// Of those, refused ("wrong server" or pushback: certainly not run).
     refused: u32,
     then: Option<String>,
 }
@@ -313,6 +319,12 @@ impl Connector for SimConnector {
                 }
                 Err(SimError(Failure::WrongServer))
             }
+            OpResult::Pushback { retry_after } => {
+                if let Some(info) = lock(&self.world).ops.get_mut(&op.seq) {
+                    info.refused += 1;
+                }
+                Err(SimError(Failure::Pushback { retry_after }))
+            }
             OpResult::ServerError => Err(SimError(Failure::ServerError)),
             _ => Err(SimError(Failure::ConnectionLost)),
         }
@@ -335,6 +347,13 @@ impl Connector for SimConnector {
         };
         arrival(rx).await;
         Ok(())
+    }
+
+    /// The server's role when asked right after the connect (the same
+    /// instant: the world answers the check with the handshake), as a
+    /// connector configured for failover reads it.
+    async fn role(&self, conn: &SimConn) -> Role {
+        lock(&self.world).net.role(conn.id)
     }
 
     async fn closed(&self, conn: &SimConn) -> LossKind {
@@ -680,6 +699,10 @@ impl App {
                         // The application calls `close()` now: its first
                         // poll sends the close, as awaiting it would.
                         let _ = self.client.close().now_or_never();
+                    }
+                    StepAction::Client(ClientAction::Revive) => {
+                        lock(&self.world).world_line("client revive".into());
+                        self.client.revive();
                     }
                 }
             }

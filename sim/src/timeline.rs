@@ -6,8 +6,8 @@ use core::time::Duration;
 use std::collections::BTreeMap;
 
 use redial_core::{
-    Backoff, Config, ConfigBuilder, Heartbeat, InitialConnect, Jitter, OverflowPolicy, Preset,
-    RetryBudget, Tries,
+    Backoff, Config, ConfigBuilder, GiveUp, Heartbeat, InitialConnect, Jitter, OverflowPolicy,
+    Preset, RetryBudget, Tries,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -93,6 +93,11 @@ pub struct Endpoint {
     /// not know about can still exist, e.g. the new primary of a failover
     /// when the client was given a single host).
     pub listed: bool,
+    /// How long it loads its data set each time it (re)starts — comes up
+    /// after `down` or `crash`: it accepts connections meanwhile but
+    /// answers every op with pushback (Redis `LOADING`). Zero: none. A
+    /// server up at t = 0 has finished loading.
+    pub loading: Duration,
 }
 
 /// The simulated network.
@@ -122,6 +127,14 @@ pub enum ServerAction {
     Promote,
     /// Becomes secondary: ops are answered "not primary".
     Demote,
+    /// Busy for the step's `for` (required): it answers every op with
+    /// pushback ("not now", not run: Redis `BUSY`, PostgreSQL 57P03), with
+    /// this hint of how long to wait, if any. Connections and pings are
+    /// unaffected; a `down` or `crash` ends it.
+    Busy {
+        /// The server's hint (`retry_after`), if it gives one.
+        retry_after: Option<Duration>,
+    },
 }
 
 impl ServerAction {
@@ -134,14 +147,18 @@ impl ServerAction {
             ServerAction::Blackhole => "blackhole",
             ServerAction::Promote => "promote",
             ServerAction::Demote => "demote",
+            ServerAction::Busy { .. } => "busy",
         }
     }
 
-    /// What `for = ...` restores this action to.
+    /// What `for = ...` restores this action to. `busy` has no opposite
+    /// step: its `for` is its length, and it ends on its own (it is
+    /// returned unchanged).
     pub fn restore(self) -> ServerAction {
         match self {
             ServerAction::Promote => ServerAction::Demote,
             ServerAction::Demote => ServerAction::Promote,
+            ServerAction::Busy { .. } => self,
             _ => ServerAction::Up,
         }
     }
@@ -154,6 +171,7 @@ impl ServerAction {
             ServerAction::Blackhole,
             ServerAction::Promote,
             ServerAction::Demote,
+            ServerAction::Busy { retry_after: None },
         ]
         .into_iter()
         .find(|a| a.name() == s)
@@ -165,6 +183,21 @@ impl ServerAction {
 pub enum ClientAction {
     /// The application closes the client.
     Close,
+    /// The application revives the client (`Client::revive`,
+    /// `Machine::revive`): reconnecting starts now with a fresh budget —
+    /// after a terminal give-up, a loss with auto-reconnect off, or during
+    /// a backoff or cool-down wait; ignored otherwise.
+    Revive,
+}
+
+impl ClientAction {
+    /// The timeline spelling (and the transcript's words: `client close`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientAction::Close => "close",
+            ClientAction::Revive => "revive",
+        }
+    }
 }
 
 /// Ops to submit (a `submit = ...` step, or each tick of a workload).
@@ -208,10 +241,17 @@ impl Submit {
 
 /// The transcript's words for a server step on endpoint `name`.
 pub(crate) fn server_step_text(name: &str, action: ServerAction, for_: Option<Duration>) -> String {
-    match for_ {
+    let mut text = match for_ {
         Some(d) => format!("server {name} {} for {} ms", action.name(), d.as_millis()),
         None => format!("server {name} {}", action.name()),
+    };
+    if let ServerAction::Busy {
+        retry_after: Some(hint),
+    } = action
+    {
+        text.push_str(&format!(" (retry after {} ms)", hint.as_millis()));
     }
+    text
 }
 
 /// What a step does.
@@ -329,6 +369,9 @@ struct RawConfig {
     backoff_multiplier: S<f64>,
     backoff_max: S<Dur>,
     jitter: S<String>,
+    require_primary: S<bool>,
+    give_up: S<String>,
+    cool_down: S<Dur>,
     initial_connect: S<String>,
     connect_timeout: S<Dur>,
     socket_timeout: S<Dur>,
@@ -410,6 +453,7 @@ struct RawEndpoint {
     role: Option<Role>,
     up: Option<bool>,
     listed: Option<bool>,
+    loading: Option<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -429,6 +473,7 @@ struct RawStep {
     then: Option<String>,
     cancel_after: Option<Dur>,
     client: S<String>,
+    retry_after: S<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -479,6 +524,7 @@ impl Timeline {
                 role: e.role.unwrap_or(Role::Primary),
                 up: e.up.unwrap_or(true),
                 listed: e.listed.unwrap_or(true),
+                loading: e.loading.map_or(Duration::ZERO, |d| d.0),
             });
         }
         if endpoints.is_empty() {
@@ -488,6 +534,7 @@ impl Timeline {
                 role: Role::Primary,
                 up: true,
                 listed: true,
+                loading: Duration::ZERO,
             });
         }
         let listed = endpoints.iter().filter(|e| e.listed).count();
@@ -543,21 +590,38 @@ impl Timeline {
                 ("then", s.then.is_some()),
                 ("cancel_after", s.cancel_after.is_some()),
             ];
+            if let Some(r) = &s.retry_after {
+                if s.server.as_ref().is_none_or(|a| a.get_ref() != "busy") {
+                    return Err(cx.err(
+                        r.span(),
+                        "`retry_after` only applies to `server = \"busy\"` steps",
+                    ));
+                }
+            }
             let action = if let Some(server) = &s.server {
                 if let Some((k, _)) = submit_only.iter().find(|(_, set)| *set) {
                     return Err(
                         cx.err(s.at.span(), format!("`{k}` only applies to `submit` steps"))
                     );
                 }
-                let action = ServerAction::parse(server.get_ref()).ok_or_else(|| {
+                let mut action = ServerAction::parse(server.get_ref()).ok_or_else(|| {
                     cx.err(
                         server.span(),
                         format!(
-                            "unknown server action `{}`: expected up, down, crash, blackhole, promote or demote",
+                            "unknown server action `{}`: expected up, down, crash, blackhole, promote, demote or busy",
                             server.get_ref()
                         ),
                     )
                 })?;
+                if let ServerAction::Busy { retry_after } = &mut action {
+                    if s.for_.is_none() {
+                        return Err(cx.err(
+                            server.span(),
+                            "`server = \"busy\"` needs `for` (how long the server pushes back)",
+                        ));
+                    }
+                    *retry_after = s.retry_after.as_ref().map(|r| r.get_ref().0);
+                }
                 StepAction::Server {
                     action,
                     endpoint: endpoint_index(&s.endpoint)?,
@@ -587,10 +651,11 @@ impl Timeline {
                 }
                 match client.get_ref().as_str() {
                     "close" => StepAction::Client(ClientAction::Close),
+                    "revive" => StepAction::Client(ClientAction::Revive),
                     other => {
                         return Err(cx.err(
                             client.span(),
-                            format!("unknown client action `{other}`: expected close"),
+                            format!("unknown client action `{other}`: expected close or revive"),
                         ));
                     }
                 }
@@ -950,6 +1015,12 @@ fn build_config(
     if let Some(v) = &c.max_op_attempts {
         b = b.max_op_attempts(*v.get_ref());
     }
+    if let Some(v) = &c.require_primary {
+        b = b.require_primary(*v.get_ref());
+    }
+    if let Some(policy) = give_up_policy(cx, c)? {
+        b = b.give_up(policy);
+    }
     if c.retry_budget_tokens.is_some() || c.retry_budget_ratio.is_some() {
         let cur = start.retry_budget();
         let tokens = c
@@ -978,6 +1049,40 @@ fn build_config(
     Ok((preset, config))
 }
 
+/// The give-up policy of `[config]`: `give_up = "terminal" | "cool-down"`
+/// and `cool_down = "<duration>"` (the pause; alone, it means
+/// `give_up = "cool-down"`). `None`: the preset's.
+fn give_up_policy(cx: &Ctx<'_>, c: &RawConfig) -> Result<Option<GiveUp>, TimelineError> {
+    let pause = c.cool_down.as_ref().map(|d| (d.get_ref().0, d.span()));
+    if let Some((d, span)) = &pause {
+        if d.is_zero() {
+            return Err(cx.err(
+                span.clone(),
+                "`cool_down` must be greater than zero (for no cool-down, leave it out: the give-up is then terminal)",
+            ));
+        }
+    }
+    match c.give_up.as_ref() {
+        None => Ok(pause.map(|(d, _)| GiveUp::CoolDown(d))),
+        Some(v) => match (v.get_ref().as_str(), pause) {
+            ("terminal", None) => Ok(Some(GiveUp::Terminal)),
+            ("terminal", Some((_, span))) => Err(cx.err(
+                span,
+                "`cool_down` does not apply to `give_up = \"terminal\"` (set `give_up = \"cool-down\"`, or leave `give_up` out)",
+            )),
+            ("cool-down", Some((d, _))) => Ok(Some(GiveUp::CoolDown(d))),
+            ("cool-down", None) => Err(cx.err(
+                v.span(),
+                "`give_up = \"cool-down\"` needs `cool_down = \"<duration>\"` (the pause before reconnecting resumes)",
+            )),
+            (other, _) => Err(cx.err(
+                v.span(),
+                format!("unknown give_up `{other}`: expected terminal or cool-down"),
+            )),
+        },
+    }
+}
+
 /// The span of the `[config]` key a [`redial_core::ConfigError`] names.
 fn config_key_span(c: &RawConfig, field: &str) -> Option<Range<usize>> {
     fn sp<T>(s: &S<T>) -> Option<Range<usize>> {
@@ -999,6 +1104,7 @@ fn config_key_span(c: &RawConfig, field: &str) -> Option<Range<usize>> {
         "max_op_attempts" => sp(&c.max_op_attempts),
         "retry_budget_tokens" => sp(&c.retry_budget_tokens),
         "retry_budget_ratio" => sp(&c.retry_budget_ratio),
+        "give_up" => sp(&c.cool_down).or(sp(&c.give_up)),
         _ => None,
     }
 }

@@ -1,7 +1,7 @@
-//! The simulated world: servers (health, role), connections to them and the
-//! network between, shared by the fast loop ([`crate::run`]) and by the
-//! simulated connector that the real driver runs against
-//! ([`crate::through_driver`]). It answers "when does this message arrive,
+//! The simulated world: servers (health, role, loading after a restart,
+//! busy spells), connections to them and the network between, shared by
+//! the fast loop ([`crate::run`]) and by the simulated connector that the
+//! real driver runs against ([`crate::through_driver`]). It answers "when does this message arrive,
 //! and what does it say" — never what the client does about it.
 //!
 //! A message's delay depends only on what it is (which connection, which
@@ -28,9 +28,33 @@ struct Server {
     role: Role,
     /// Bumped whenever connections to it die.
     epoch: u64,
-    /// Bumped by every server step (a `for` undo only applies if no later
-    /// step touched the server).
+    /// Bumped by every server step but `busy` (a `for` undo only applies
+    /// if no later step touched the server).
     generation: u64,
+    /// How long it loads after each restart.
+    loading: Duration,
+    /// Loading until then: ops are answered with pushback (no hint).
+    loading_until: Option<Instant>,
+    /// Busy until then: ops are answered with pushback, with `busy_hint`.
+    busy_until: Option<Instant>,
+    busy_hint: Option<Duration>,
+    /// Bumped by every `busy` step and by what ends one early (`down`,
+    /// `crash`): the end of a busy spell is announced only for the latest.
+    busy_generation: u64,
+}
+
+impl Server {
+    /// Whether the server pushes back an op it receives at `now`, and with
+    /// what hint: loading (no hint) or busy.
+    fn pushback(&self, now: Instant) -> Option<Option<Duration>> {
+        if self.loading_until.is_some_and(|t| now < t) {
+            Some(None)
+        } else if self.busy_until.is_some_and(|t| now < t) {
+            Some(self.busy_hint)
+        } else {
+            None
+        }
+    }
 }
 
 /// A losses list: (connection, when the client sees it, how).
@@ -41,6 +65,8 @@ pub(crate) type Losses = Vec<(u64, Instant, LossKind)>;
 pub(crate) struct Undo {
     endpoint: usize,
     action: ServerAction,
+    /// The server's `generation` (for a busy spell, its `busy_generation`)
+    /// when the step ran.
     generation: u64,
 }
 
@@ -98,6 +124,11 @@ impl Net {
                     role: e.role,
                     epoch: 0,
                     generation: 0,
+                    loading: e.loading,
+                    loading_until: None,
+                    busy_until: None,
+                    busy_hint: None,
+                    busy_generation: 0,
                 })
                 .collect(),
             conns: BTreeMap::new(),
@@ -175,11 +206,25 @@ impl Net {
             return None;
         }
         let rtt = self.rtt(DISPATCH, seq, id);
+        if let Some(retry_after) = server.pushback(now) {
+            // Refused before it runs: no service time.
+            return Some((now + rtt, OpResult::Pushback { retry_after }));
+        }
         Some(match (server.role, server_error) {
             (Role::Secondary, _) => (now + rtt, OpResult::WrongServer),
             (Role::Primary, false) => (now + rtt + self.service_time, OpResult::Ok),
             (Role::Primary, true) => (now + rtt + self.service_time, OpResult::ServerError),
         })
+    }
+
+    /// The role of the server behind connection `id`, as a connector that
+    /// checks it on connect (`ROLE`, `pg_is_in_recovery()`) reads it.
+    pub(crate) fn role(&self, id: u64) -> redial_core::Role {
+        match self.conns.get(&id).map(|c| self.servers[c.endpoint].role) {
+            Some(Role::Primary) => redial_core::Role::Primary,
+            Some(Role::Secondary) => redial_core::Role::Secondary,
+            None => redial_core::Role::Unknown,
+        }
     }
 
     /// The client pings `id` at `now`: when the answer arrives, if ever.
@@ -218,40 +263,86 @@ impl Net {
         for_: Option<Duration>,
     ) -> Stepped {
         let server = &mut self.servers[endpoint];
-        server.generation += 1;
+        let generation = if let ServerAction::Busy { .. } = action {
+            // A busy spell is load, not a change of state: it cancels no
+            // other step's undo, and its end is its own.
+            server.busy_generation += 1;
+            server.busy_generation
+        } else {
+            server.generation += 1;
+            server.generation
+        };
         let undo = for_.map(|d| {
             let undo = Undo {
                 endpoint,
                 action: action.restore(),
-                generation: server.generation,
+                generation,
             };
             (now + d, undo)
         });
-        Stepped {
-            text: server_step_text(&server.name, action, for_),
-            losses: self.server(now, endpoint, action),
-            undo,
+        let text = server_step_text(&server.name, action, for_);
+        let losses = self.server(now, endpoint, action, for_);
+        let text = self.loading_note(now, endpoint, action, text);
+        Stepped { text, losses, undo }
+    }
+
+    /// The transcript's words for `action` on `endpoint`, once applied at
+    /// `now`: a restart says how long the server will load.
+    fn loading_note(
+        &self,
+        now: Instant,
+        endpoint: usize,
+        action: ServerAction,
+        text: String,
+    ) -> String {
+        let server = &self.servers[endpoint];
+        if action == ServerAction::Up && server.loading_until.is_some_and(|t| t > now) {
+            format!("{text} (loading for {} ms)", server.loading.as_millis())
+        } else {
+            text
         }
     }
 
     /// A step's undo comes due at `now`: applied unless a later step
     /// touched the server (then `None`).
     pub(crate) fn undo(&mut self, now: Instant, u: Undo) -> Option<Stepped> {
-        let server = &self.servers[u.endpoint];
+        let server = &mut self.servers[u.endpoint];
+        if let ServerAction::Busy { .. } = u.action {
+            // The end of a busy spell (unless a later one, or a restart,
+            // took its place).
+            if server.busy_generation != u.generation {
+                return None;
+            }
+            server.busy_until = None;
+            server.busy_hint = None;
+            return Some(Stepped {
+                text: format!("server {} no longer busy", server.name),
+                losses: Vec::new(),
+                undo: None,
+            });
+        }
         if server.generation != u.generation {
             return None;
         }
         let text = server_step_text(&server.name, u.action, None);
+        let losses = self.server(now, u.endpoint, u.action, None);
+        let text = self.loading_note(now, u.endpoint, u.action, text);
         Some(Stepped {
             text,
-            losses: self.server(now, u.endpoint, u.action),
+            losses,
             undo: None,
         })
     }
 
     /// Applies a server action at `now`; returns the losses the client will
     /// see, and when.
-    fn server(&mut self, now: Instant, endpoint: usize, action: ServerAction) -> Losses {
+    fn server(
+        &mut self,
+        now: Instant,
+        endpoint: usize,
+        action: ServerAction,
+        for_: Option<Duration>,
+    ) -> Losses {
         let mut losses = Vec::new();
         let mut kill = |net: &mut Net, kind: LossKind| {
             net.servers[endpoint].epoch += 1;
@@ -268,8 +359,23 @@ impl Net {
         };
         let health = self.servers[endpoint].health;
         match action {
-            ServerAction::Up => self.servers[endpoint].health = Health::Up,
+            ServerAction::Up => {
+                let s = &mut self.servers[endpoint];
+                if health == Health::Down && !s.loading.is_zero() {
+                    // A restart: the data set loads again.
+                    s.loading_until = Some(now + s.loading);
+                }
+                s.health = Health::Up;
+            }
             ServerAction::Down | ServerAction::Crash => {
+                let s = &mut self.servers[endpoint];
+                // The process stops: whatever it was loading or busy with
+                // ends with it.
+                s.loading_until = None;
+                if s.busy_until.take().is_some() {
+                    s.busy_generation += 1;
+                }
+                s.busy_hint = None;
                 if health != Health::Down {
                     let kind = if action == ServerAction::Down {
                         LossKind::Closed
@@ -287,6 +393,11 @@ impl Net {
             }
             ServerAction::Promote => self.servers[endpoint].role = Role::Primary,
             ServerAction::Demote => self.servers[endpoint].role = Role::Secondary,
+            ServerAction::Busy { retry_after } => {
+                let s = &mut self.servers[endpoint];
+                s.busy_until = Some(now + for_.unwrap_or(Duration::ZERO));
+                s.busy_hint = retry_after;
+            }
         }
         losses
     }
