@@ -138,7 +138,7 @@ enum Cmd {
     },
     /// Run random timelines against the invariants; shrink and save a failure.
     #[command(
-        after_help = "Examples:\n  redial-sim explore --runs 1000\n  redial-sim explore --runs 100000 --seed 7 --out failure.toml\n  redial-sim explore --runs 10000 --through-driver\n  redial-sim explore --runs 10000 --config my-service.toml\n\nRun i uses seed S+i; a failure prints its seed and writes a shrunk timeline that `redial-sim replay` reproduces."
+        after_help = "Examples:\n  redial-sim explore --runs 1000\n  redial-sim explore --runs 100000 --seed 7 --out failure.toml\n  redial-sim explore --runs 10000 --through-driver\n  redial-sim explore --runs 10000 --config my-service.toml\n  redial-sim explore --machine --runs 1000000\n\nRun i uses seed S+i; a failure prints its seed and writes a shrunk timeline that `redial-sim replay` reproduces (with --machine: the run's input bytes, which the `machine` fuzz target and `redial_check::harness::run_bytes` reproduce)."
     )]
     Explore {
         /// How many random timelines.
@@ -147,9 +147,11 @@ enum Cmd {
         /// The first run's seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Where to write the shrunk failing timeline.
-        #[arg(long, default_value = "explore-failure.toml")]
-        out: String,
+        /// Where to write the shrunk failing timeline (with --machine: the
+        /// failing run's input bytes) [default: explore-failure.toml, or
+        /// explore-failure.bin with --machine].
+        #[arg(long)]
+        out: Option<String>,
         /// Also run each timeline through the real driver and require the
         /// same fates and events as the fast loop.
         #[arg(long)]
@@ -232,8 +234,10 @@ fn main() -> ExitCode {
             machine,
         } => {
             if machine {
+                let out = out.unwrap_or_else(|| "explore-failure.bin".into());
                 return explore_machine(runs, seed, &out);
             }
+            let out = out.unwrap_or_else(|| "explore-failure.toml".into());
             let pinned = match config.as_deref().map(|file| {
                 std::fs::read_to_string(file)
                     .map_err(|e| format!("{file}: cannot read: {e}"))
@@ -374,9 +378,16 @@ fn main() -> ExitCode {
 /// `explore --machine`.
 fn explore_machine(runs: u64, seed: u64, out: &str) -> ExitCode {
     let started = std::time::Instant::now();
-    // The harness's panics are the findings: report them once, below.
+    // The harness's panics are the findings: report them once, below,
+    // with where they were raised (an `expect` in the core says a lot).
     let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    let location = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let seen = location.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if let (Some(l), Ok(mut slot)) = (info.location(), seen.lock()) {
+            *slot = Some(l.to_string());
+        }
+    }));
     let result = explore::explore_machine(runs, seed, |n| {
         eprintln!("explore: {n} machine runs, no violation so far")
     });
@@ -392,20 +403,37 @@ fn explore_machine(runs: u64, seed: u64, out: &str) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(f) => {
+            let at = location
+                .lock()
+                .ok()
+                .and_then(|l| l.clone())
+                .unwrap_or_else(|| "an unknown place".into());
             let _ = writeln!(
                 std::io::stdout(),
-                "explore: machine run with seed {} failed:\n{}",
+                "explore: machine run with seed {} failed (panicked at {at}):\n{}",
                 f.seed,
                 f.message
             );
-            if let Err(err) = std::fs::write(out, &f.bytes) {
-                eprintln!("{out}: cannot write: {err}");
+            match std::fs::write(out, &f.bytes) {
+                Ok(()) => {
+                    let path = std::fs::canonicalize(out)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|_| out.to_string());
+                    let _ = writeln!(
+                        std::io::stdout(),
+                        "its input bytes are in {path}; reproduce with: redial-sim explore --machine --runs 1 --seed {}  (or, in fuzz/: cargo run --release --example replay -- machine {path})",
+                        f.seed
+                    );
+                }
+                Err(err) => {
+                    eprintln!("{out}: cannot write the failing input: {err}");
+                    let _ = writeln!(
+                        std::io::stdout(),
+                        "reproduce with: redial-sim explore --machine --runs 1 --seed {}",
+                        f.seed
+                    );
+                }
             }
-            let _ = writeln!(
-                std::io::stdout(),
-                "its input bytes are in {out}; reproduce with: redial-sim explore --machine --runs 1 --seed {}  (or, in fuzz/: cargo run --release --example replay -- machine {out})",
-                f.seed
-            );
             ExitCode::from(1)
         }
     }

@@ -74,6 +74,29 @@ pub fn run(input: &RunInput) {
     }
 }
 
+/// Random inputs against *your* configuration: `data` decodes into up to
+/// [`input::MAX_STEPS`] steps (the configuration is yours, not drawn),
+/// run twice through a [`Checked`] machine built from `config` and `seed`
+/// — both oracles on every step, one outcome per op after close, the same
+/// outputs both times. The body of a fuzz target for your configuration,
+/// or of a proptest over byte vectors:
+///
+/// ```
+/// use redial_core::Config;
+/// // In a fuzz target: `redial_check::harness::run_config(&mine, 7, data)`.
+/// let mine = Config::recommended().to_builder().buffer_max_entries(100).build().unwrap();
+/// redial_check::harness::run_config(&mine, 7, b"any bytes: a sequence of inputs");
+/// ```
+///
+/// # Panics
+///
+/// On any violation, lost or doubled outcome or nondeterminism.
+pub fn run_config(config: &redial_core::Config, seed: u64, data: &[u8]) {
+    if let Ok(steps) = input::steps(&mut Unstructured::new(data)) {
+        transitions::run_steps(config, seed, &steps);
+    }
+}
+
 /// Decodes `data` into a [`RunInput`] and [`run`]s it (bytes that do not
 /// decode are skipped). The body of a fuzz target.
 ///

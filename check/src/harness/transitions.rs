@@ -40,10 +40,16 @@ pub(crate) fn run(input: &TransitionsInput) {
     let Ok(config) = input.config.builder().build() else {
         return;
     };
-    let steps = &input.steps[..input.steps.len().min(MAX_STEPS)];
-    let first = run_once(&config, input.config.seed, steps);
+    run_steps(&config, input.config.seed, &input.steps);
+}
+
+/// Runs `steps` (at most [`MAX_STEPS`]) twice on `config`: both oracles on
+/// every step, one outcome per op after close, the same outputs both times.
+pub(crate) fn run_steps(config: &redial_core::Config, seed: u64, steps: &[Step]) {
+    let steps = &steps[..steps.len().min(MAX_STEPS)];
+    let first = run_once(config, seed, steps);
     // Invariant 8: same seed + same inputs => same outputs.
-    let second = run_once(&config, input.config.seed, steps);
+    let second = run_once(config, seed, steps);
     assert!(
         first == second,
         "same seed and inputs gave different outputs:\n{first:?}\n{second:?}"
