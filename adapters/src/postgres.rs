@@ -32,8 +32,8 @@ use futures::FutureExt;
 use futures::channel::oneshot;
 use futures::future::{BoxFuture, Shared};
 use futures::lock::Mutex;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::config::Host;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, Error, NoTls, SimpleQueryMessage};
 
 use crate::connector::{Connector, Failure};
@@ -352,7 +352,12 @@ mod tests {
             SqlState::CONFIGURATION_LIMIT_EXCEEDED,
             SqlState::from_code("XX999"),
         ] {
-            assert_eq!(classify_sqlstate(&code), Failure::ServerError, "{}", code.code());
+            assert_eq!(
+                classify_sqlstate(&code),
+                Failure::ServerError,
+                "{}",
+                code.code()
+            );
         }
         // By code string too: what a server sends.
         assert_eq!(
@@ -430,7 +435,10 @@ mod tests {
         assert_eq!(c.endpoints(), 2);
         assert_eq!(
             c.configs(),
-            &[one("host=a port=6000 user=u"), one("host=b port=6000 user=u")]
+            &[
+                one("host=a port=6000 user=u"),
+                one("host=b port=6000 user=u")
+            ]
         );
         let hostaddrs = endpoints("host=a,b hostaddr=127.0.0.1,127.0.0.2 user=u");
         assert_eq!(

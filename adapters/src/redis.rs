@@ -76,11 +76,7 @@ pub fn refusal(code: &str) -> Option<Failure> {
 /// The code of a redis error, when the error is a server's reply (not an
 /// IO or client error).
 fn server_code(e: &RedisError) -> Option<&str> {
-    if e.is_io_error() {
-        None
-    } else {
-        e.code()
-    }
+    if e.is_io_error() { None } else { e.code() }
 }
 
 /// Reads a failed connect the way the core needs it: a wrong password or
@@ -276,7 +272,11 @@ mod tests {
     const PUSHBACK: Failure = Failure::Pushback { retry_after: None };
 
     fn known(kind: K) -> RedisError {
-        RedisError::from((kind, "An error was signalled by the server", "detail".into()))
+        RedisError::from((
+            kind,
+            "An error was signalled by the server",
+            "detail".into(),
+        ))
     }
 
     fn extension(code: &str) -> RedisError {
@@ -312,7 +312,12 @@ mod tests {
 
     #[test]
     fn ops_read_as_pushback() {
-        for kind in [K::BusyLoadingError, K::TryAgain, K::MasterDown, K::ClusterDown] {
+        for kind in [
+            K::BusyLoadingError,
+            K::TryAgain,
+            K::MasterDown,
+            K::ClusterDown,
+        ] {
             assert_eq!(classify(&known(kind)), PUSHBACK, "{kind:?}");
         }
         // BUSY has no kind of its own in the crate: an extension error.
