@@ -1,9 +1,20 @@
 //! A ready [`Connector`] for the `redis` crate's multiplexed async
 //! connection (tokio).
 //!
-//! Errors are read as: `READONLY` → [`Failure::WrongServer`]; IO errors,
-//! dropped or refused connections and timeouts → [`Failure::ConnectionLost`];
-//! anything else → [`Failure::ServerError`].
+//! Errors are read as (see [`classify`]): `READONLY` →
+//! [`Failure::WrongServer`]; `LOADING`, `BUSY`, `TRYAGAIN`, `MASTERDOWN`,
+//! `CLUSTERDOWN` (the server refused for now and did not run the command) →
+//! [`Failure::Pushback`] with no hint; IO errors, dropped or refused
+//! connections and timeouts → [`Failure::ConnectionLost`]; anything else →
+//! [`Failure::ServerError`].
+//!
+//! **Role.** Right after each connect the connector asks the server its
+//! role with `ROLE` (falling back to `INFO replication` where `ROLE` is
+//! refused, e.g. by an ACL): `master` → [`Role::Primary`], `slave` →
+//! [`Role::Secondary`], anything else or no answer → [`Role::Unknown`].
+//! With [`Config::require_primary`](crate::core::Config::require_primary)
+//! (on in `Config::recommended()`) the client then refuses a replica and
+//! tries the next address of the seed list.
 //!
 //! **Seeing a close at once.** With RESP3 (`redis://host:port/?protocol=resp3`,
 //! redis ≥ 6) the crate reports a closed connection the moment it reads the
@@ -25,7 +36,7 @@ use redis::{
 use tokio::sync::Notify;
 
 use crate::connector::{Connector, Failure};
-use crate::core::{ConnectFailure, LossKind};
+use crate::core::{ConnectFailure, LossKind, Role};
 
 /// Connects to a seed list of redis servers (endpoint `i` is the `i`-th).
 #[derive(Debug, Clone)]
@@ -44,25 +55,45 @@ impl RedisConnector {
     }
 }
 
+/// What a server error code (the first word of a redis error reply) says
+/// about the command it answered, when it says the command did not run:
+/// `READONLY` → [`Failure::WrongServer`]; `LOADING` (loading its data
+/// set), `BUSY` (a script or function is running), `TRYAGAIN`,
+/// `MASTERDOWN` (a replica that lost its primary), `CLUSTERDOWN` →
+/// [`Failure::Pushback`] with no hint (redis gives none). Any other code
+/// (`BUSYKEY`, `BUSYGROUP`, `NOTBUSY`, `ERR`, …) → `None`: an answer of
+/// the server's own.
+pub fn refusal(code: &str) -> Option<Failure> {
+    match code {
+        "READONLY" => Some(Failure::WrongServer),
+        "LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" => {
+            Some(Failure::Pushback { retry_after: None })
+        }
+        _ => None,
+    }
+}
+
+/// The code of a redis error, when the error is a server's reply (not an
+/// IO or client error).
+fn server_code(e: &RedisError) -> Option<&str> {
+    if e.is_io_error() { None } else { e.code() }
+}
+
 /// Reads a failed connect the way the core needs it: a wrong password or
 /// missing permission, or a bad client config → `rejected` (not retried);
-/// a server still loading its data set, or asking to try again →
-/// `unavailable`; a timeout → `timed_out`; anything else (refused,
-/// unreachable, reset) → `refused`.
+/// a server that refused for now (loading its data set, busy, asking to
+/// try again, primary or cluster down: see [`refusal`]) → `unavailable`;
+/// a timeout → `timed_out`; anything else (refused, unreachable, reset) →
+/// `refused`.
 pub fn classify_connect(e: &RedisError) -> ConnectFailure {
-    let code = e.code().unwrap_or("");
+    let code = server_code(e).unwrap_or("");
     if matches!(
         e.kind(),
         redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig
     ) || matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM")
     {
         ConnectFailure::Rejected
-    } else if matches!(
-        e.kind(),
-        redis::ErrorKind::BusyLoadingError
-            | redis::ErrorKind::TryAgain
-            | redis::ErrorKind::MasterDown
-    ) {
+    } else if matches!(refusal(code), Some(Failure::Pushback { .. })) {
         ConnectFailure::Unavailable
     } else if e.is_timeout() {
         ConnectFailure::TimedOut
@@ -71,10 +102,13 @@ pub fn classify_connect(e: &RedisError) -> ConnectFailure {
     }
 }
 
-/// Reads a redis error the way the core needs it.
+/// Reads a redis error the way the core needs it: a refusal (see
+/// [`refusal`]: `READONLY` → wrong server; `LOADING`, `BUSY`, `TRYAGAIN`,
+/// `MASTERDOWN`, `CLUSTERDOWN` → pushback); a broken connection →
+/// connection lost; anything else → the server's own error.
 pub fn classify(e: &RedisError) -> Failure {
-    if e.kind() == redis::ErrorKind::ReadOnly {
-        Failure::WrongServer
+    if let Some(f) = server_code(e).and_then(refusal) {
+        f
     } else if e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
@@ -84,6 +118,37 @@ pub fn classify(e: &RedisError) -> Failure {
         Failure::ConnectionLost
     } else {
         Failure::ServerError
+    }
+}
+
+/// The role in a `ROLE` reply: its first element, `master` →
+/// [`Role::Primary`], `slave` (or `replica`) → [`Role::Secondary`],
+/// anything else (`sentinel`, not an array) → [`Role::Unknown`].
+pub fn role_from_reply(reply: &Value) -> Role {
+    let first = match reply {
+        Value::Array(items) => items.first(),
+        _ => None,
+    };
+    let word = match first {
+        Some(Value::BulkString(b)) => std::str::from_utf8(b).ok(),
+        Some(Value::SimpleString(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    role_word(word.unwrap_or(""))
+}
+
+/// The role in an `INFO replication` reply (its `role:` line).
+pub fn role_from_info(info: &str) -> Role {
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix("role:"))
+        .map_or(Role::Unknown, |w| role_word(w.trim()))
+}
+
+fn role_word(word: &str) -> Role {
+    match word {
+        "master" => Role::Primary,
+        "slave" | "replica" => Role::Secondary,
+        _ => Role::Unknown,
     }
 }
 
@@ -171,6 +236,20 @@ impl Connector for RedisConnector {
         redis::cmd("PING").query_async::<()>(&mut conn).await
     }
 
+    async fn role(&self, conn: &RedisConn) -> Role {
+        let mut c = conn.conn.clone();
+        match redis::cmd("ROLE").query_async::<Value>(&mut c).await {
+            Ok(reply) => role_from_reply(&reply),
+            Err(e) if e.is_io_error() || e.is_timeout() => Role::Unknown,
+            // ROLE refused (renamed, or an ACL): INFO says it too.
+            Err(_) => redis::cmd("INFO")
+                .arg("replication")
+                .query_async::<String>(&mut c)
+                .await
+                .map_or(Role::Unknown, |info| role_from_info(&info)),
+        }
+    }
+
     async fn closed(&self, conn: &RedisConn) -> LossKind {
         let Some(closed) = &conn.closed else {
             return std::future::pending().await;
@@ -182,5 +261,152 @@ impl Connector for RedisConnector {
             notified.await;
         }
         LossKind::Closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::ErrorKind as K;
+
+    const PUSHBACK: Failure = Failure::Pushback { retry_after: None };
+
+    fn known(kind: K) -> RedisError {
+        RedisError::from((
+            kind,
+            "An error was signalled by the server",
+            "detail".into(),
+        ))
+    }
+
+    fn extension(code: &str) -> RedisError {
+        redis::make_extension_error(code.into(), Some("detail".into()))
+    }
+
+    fn io(kind: std::io::ErrorKind) -> RedisError {
+        RedisError::from(std::io::Error::from(kind))
+    }
+
+    #[test]
+    fn refusal_codes() {
+        assert_eq!(refusal("READONLY"), Some(Failure::WrongServer));
+        for code in ["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"] {
+            assert_eq!(refusal(code), Some(PUSHBACK), "{code}");
+        }
+        for code in [
+            "ERR",
+            "BUSYKEY",
+            "BUSYGROUP",
+            "NOTBUSY",
+            "NOSCRIPT",
+            "EXECABORT",
+            "MOVED",
+            "WRONGTYPE",
+            "OOM",
+            "",
+            "loading",
+        ] {
+            assert_eq!(refusal(code), None, "{code}");
+        }
+    }
+
+    #[test]
+    fn ops_read_as_pushback() {
+        for kind in [
+            K::BusyLoadingError,
+            K::TryAgain,
+            K::MasterDown,
+            K::ClusterDown,
+        ] {
+            assert_eq!(classify(&known(kind)), PUSHBACK, "{kind:?}");
+        }
+        // BUSY has no kind of its own in the crate: an extension error.
+        assert_eq!(classify(&extension("BUSY")), PUSHBACK);
+    }
+
+    #[test]
+    fn ops_read_as_wrong_server_lost_or_server_error() {
+        assert_eq!(classify(&known(K::ReadOnly)), Failure::WrongServer);
+        for kind in [
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::BrokenPipe,
+            std::io::ErrorKind::UnexpectedEof,
+            std::io::ErrorKind::ConnectionRefused,
+        ] {
+            assert_eq!(classify(&io(kind)), Failure::ConnectionLost, "{kind:?}");
+        }
+        for e in [
+            known(K::ResponseError),
+            known(K::NoScriptError),
+            known(K::ExecAbortError),
+            known(K::NotBusy),
+            extension("BUSYKEY"),
+            extension("BUSYGROUP"),
+            extension("WRONGTYPE"),
+            RedisError::from((K::TypeError, "Response was of incompatible type")),
+        ] {
+            assert_eq!(classify(&e), Failure::ServerError, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn connects_read_as_unavailable_rejected_or_refused() {
+        for e in [
+            known(K::BusyLoadingError),
+            known(K::TryAgain),
+            known(K::MasterDown),
+            known(K::ClusterDown),
+            extension("BUSY"),
+        ] {
+            assert_eq!(classify_connect(&e), ConnectFailure::Unavailable, "{e:?}");
+        }
+        for e in [
+            RedisError::from((K::AuthenticationFailed, "Password authentication failed")),
+            RedisError::from((K::InvalidClientConfig, "bad url")),
+            extension("WRONGPASS"),
+            extension("NOAUTH"),
+            extension("NOPERM"),
+        ] {
+            assert_eq!(classify_connect(&e), ConnectFailure::Rejected, "{e:?}");
+        }
+        assert_eq!(
+            classify_connect(&io(std::io::ErrorKind::TimedOut)),
+            ConnectFailure::TimedOut
+        );
+        assert_eq!(
+            classify_connect(&io(std::io::ErrorKind::ConnectionRefused)),
+            ConnectFailure::Refused
+        );
+    }
+
+    #[test]
+    fn roles_from_role_replies() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let master = Value::Array(vec![bulk("master"), Value::Int(3129), Value::Array(vec![])]);
+        assert_eq!(role_from_reply(&master), Role::Primary);
+        let replica = Value::Array(vec![
+            bulk("slave"),
+            bulk("127.0.0.1"),
+            Value::Int(9538),
+            bulk("connected"),
+            Value::Int(3167),
+        ]);
+        assert_eq!(role_from_reply(&replica), Role::Secondary);
+        let simple = Value::Array(vec![Value::SimpleString("master".into())]);
+        assert_eq!(role_from_reply(&simple), Role::Primary);
+        let sentinel = Value::Array(vec![bulk("sentinel"), Value::Array(vec![])]);
+        assert_eq!(role_from_reply(&sentinel), Role::Unknown);
+        assert_eq!(role_from_reply(&Value::Nil), Role::Unknown);
+        assert_eq!(role_from_reply(&Value::Array(vec![])), Role::Unknown);
+    }
+
+    #[test]
+    fn roles_from_info_replication() {
+        let primary = "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n";
+        assert_eq!(role_from_info(primary), Role::Primary);
+        let replica = "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\n";
+        assert_eq!(role_from_info(replica), Role::Secondary);
+        assert_eq!(role_from_info("# Replication\r\n"), Role::Unknown);
+        assert_eq!(role_from_info("role:sentinel"), Role::Unknown);
     }
 }

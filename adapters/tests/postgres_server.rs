@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use redial::core::{Backoff, BufferPolicy, Config, Heartbeat, Jitter, Tries};
 use redial::postgres::{PgOp, PostgresConnector};
 use redial::{CallOptions, Client};
@@ -168,4 +169,83 @@ fn restart_fast_during_transactions() {
 #[test]
 fn restart_immediate_during_transactions() {
     scenario("immediate");
+}
+
+/// A standby and its primary in ONE connection string
+/// (`host=127.0.0.1,127.0.0.1 port=<standby>,<primary>`), standby first,
+/// under `Config::recommended()` (`require_primary` on): the connector
+/// splits it into two endpoints, asks each connection
+/// `pg_is_in_recovery()`, and the client refuses the standby and settles
+/// on the primary: writes go through. Without the split tokio-postgres
+/// would try the hosts in order inside one attempt and land on the
+/// standby every time.
+#[test]
+fn standby_first_in_a_multi_host_string() {
+    let Some(primary) = PgServer::start() else {
+        return;
+    };
+    let standby = primary.standby();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async move {
+            tokio::time::timeout(Duration::from_secs(60), async {
+                let (admin, conn) =
+                    tokio_postgres::connect(&primary.conn_str(), tokio_postgres::NoTls)
+                        .await
+                        .expect("admin connect");
+                tokio::spawn(conn);
+                admin
+                    .batch_execute("CREATE TABLE t (id bigint NOT NULL)")
+                    .await
+                    .expect("create table");
+                let seeds = format!(
+                    "host=127.0.0.1,127.0.0.1 port={},{} user=postgres dbname=postgres",
+                    standby.port, primary.port
+                );
+                let connector = PostgresConnector::new([seeds]).expect("conn str");
+                assert_eq!(redial::Connector::endpoints(&connector), 2);
+                let (client, mut ev) = Client::builder(connector)
+                    .config(Config::recommended())
+                    .seed(4)
+                    .build_with_events()
+                    .expect("client");
+                let mut ids = Vec::new();
+                for id in 1..=5 {
+                    client.call(insert(id)).await.expect("insert on the primary");
+                    ids.push(id);
+                }
+                let mut events = Vec::new();
+                while let Ok(Some(e)) =
+                    tokio::time::timeout(Duration::from_millis(100), ev.next()).await
+                {
+                    events.push(e.to_string());
+                }
+                let rows: i64 = admin
+                    .query_one("SELECT count(*) FROM t", &[])
+                    .await
+                    .expect("count")
+                    .get(0);
+                eprintln!(
+                    "postgres standby first: {} inserts ok, {rows} rows on the primary; events {events:?}",
+                    ids.len()
+                );
+                assert_eq!(rows, 5);
+                assert!(
+                    events
+                        .iter()
+                        .any(|e| e.contains("last attempt not_primary")),
+                    "the standby was refused on connect: {events:?}"
+                );
+                assert!(
+                    events.iter().any(|e| e.contains("to endpoint 1")),
+                    "{events:?}"
+                );
+                client.close().await;
+            })
+            .await
+            .expect("test exceeded its time bound");
+        });
 }

@@ -109,6 +109,7 @@ pub struct RedisServer {
     pub port: u16,
     bin: PathBuf,
     dir: TempDir,
+    extra: Vec<String>,
     child: Option<Child>,
     stopped: bool,
 }
@@ -116,16 +117,29 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one on a free port, or `None` (SKIPPED) when the binary is missing.
     pub fn start() -> Option<RedisServer> {
+        Self::start_with(&[])
+    }
+
+    /// As [`start`](Self::start), with extra `redis-server` arguments (after
+    /// the defaults, so they win: `--enable-debug-command yes`).
+    pub fn start_with(extra: &[&str]) -> Option<RedisServer> {
         let bin = require("redis-server")?;
         let mut s = RedisServer {
             port: free_port(),
             bin,
             dir: TempDir::new("redis"),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             child: None,
             stopped: false,
         };
         s.spawn();
         Some(s)
+    }
+
+    /// The server's working directory (its `dump.rdb`, a log file named
+    /// in the extra arguments).
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
     }
 
     pub fn url(&self) -> String {
@@ -142,6 +156,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(&self.dir.0)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -163,7 +178,8 @@ impl RedisServer {
         self.stopped = false;
     }
 
-    /// Starts again on the same port (empty: nothing is saved).
+    /// Starts again on the same port: empty, unless a `SAVE` left a
+    /// `dump.rdb` in [`dir`](Self::dir), which the new server loads.
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
@@ -199,9 +215,15 @@ impl Drop for RedisServer {
 
 /// Sends one RESP command over a fresh socket and returns the raw reply line.
 pub fn resp_command(port: u16, args: &[&str]) -> String {
+    resp_command_within(port, args, Duration::from_secs(5))
+}
+
+/// As [`resp_command`], waiting up to `within` for the reply (a slow
+/// `SAVE`, `DEBUG POPULATE`).
+pub fn resp_command_within(port: u16, args: &[&str], within: Duration) -> String {
     use std::io::{Read, Write};
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect for admin");
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.set_read_timeout(Some(within)).ok();
     let mut req = format!("*{}\r\n", args.len());
     for a in args {
         req.push_str(&format!("${}\r\n{}\r\n", a.len(), a));
@@ -333,6 +355,39 @@ impl PgServer {
 
     pub fn data_dir(&self) -> &Path {
         &self.data
+    }
+
+    /// A standby of this cluster on another free port: this one is stopped,
+    /// its data directory copied with a `standby.signal` (no
+    /// `primary_conninfo`: it stays in recovery and serves read-only
+    /// sessions), and both are started.
+    pub fn standby(&self) -> PgServer {
+        self.ctl(&["stop", "-m", "fast"]);
+        let dir = TempDir::new("pg-standby");
+        let data = dir.0.join("data");
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(&self.data)
+            .arg(&data)
+            .status()
+            .expect("run cp");
+        assert!(st.success(), "copy the data directory");
+        let _ = std::fs::remove_file(data.join("postmaster.pid"));
+        std::fs::write(data.join("standby.signal"), "").expect("standby.signal");
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir.0)
+            .status();
+        self.ctl(&["start"]);
+        let mut s = PgServer {
+            port: free_port(),
+            dir,
+            data,
+            running: false,
+        };
+        s.ctl(&["start"]);
+        s.running = true;
+        s
     }
 }
 
