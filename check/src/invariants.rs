@@ -173,6 +173,9 @@ pub struct Checker {
     /// [`Checker::on_revive`] was called: the next connect needs no
     /// `reconnecting` before it.
     revived: bool,
+    /// An op succeeded on the current connection (a wrong-server loss of
+    /// it then starts a fresh reconnect count).
+    served: bool,
 }
 
 impl Checker {
@@ -205,6 +208,7 @@ impl Checker {
             cooling: None,
             gave_up_step: false,
             revived: false,
+            served: false,
             timeout_step: false,
         }
     }
@@ -864,6 +868,9 @@ impl Checker {
         }
         match result {
             Ok(done) => {
+                if self.current.is_some_and(|(c, _)| c == done.conn) {
+                    self.served = true;
+                }
                 if done.attempts != t.dispatches {
                     self.flag(
                         K::AttemptsMismatch,
@@ -1008,6 +1015,7 @@ impl Checker {
                 }
                 self.attempt = None;
                 self.draining = None;
+                self.served = false;
                 self.current = Some((conn, endpoint));
                 self.ever_connected = true;
                 self.attempt_before_connect = self.attempt_no;
@@ -1059,11 +1067,12 @@ impl Checker {
                 if self.in_flight_on.get(&conn).is_some_and(|l| l.live == 0) {
                     self.in_flight_on.remove(&conn);
                 }
-                self.attempt_no = if reason == DisconnectReason::WrongServer {
+                self.attempt_no = if reason == DisconnectReason::WrongServer && !self.served {
                     self.attempt_before_connect
                 } else {
                     0
                 };
+                self.served = false;
                 self.last_seq = None;
                 if !self.cfg.auto_reconnect() {
                     self.down = true;

@@ -108,6 +108,8 @@ pub struct Model {
     /// (so a lone non-primary host cannot bounce ops for ever).
     tries_at_connect: u32,
     ever_connected: bool,
+    /// An op succeeded on the current connection.
+    served: bool,
     ops: Vec<Op>,
     buffer: VecDeque<usize>,
     in_flight: Vec<usize>,
@@ -129,6 +131,7 @@ impl Model {
             tries: 0,
             tries_at_connect: 0,
             ever_connected: false,
+            served: false,
             ops: Vec::new(),
             buffer: VecDeque::new(),
             in_flight: Vec::new(),
@@ -159,6 +162,7 @@ impl Model {
         }
         self.attempt = None;
         self.conn = Some(k);
+        self.served = false;
         self.phase = Phase::Connected;
         self.tries_at_connect = self.tries;
         self.tries = 0;
@@ -222,6 +226,7 @@ impl Model {
         match result {
             OpResult::Ok => {
                 self.in_flight.retain(|o| *o != i);
+                self.served = true;
                 self.finish(i, Outcome::Ok);
             }
             OpResult::ServerError => {
@@ -332,7 +337,9 @@ impl Model {
             }
         }
         if self.cfg.auto_reconnect {
-            self.tries = if wrong_server {
+            // A wrong server that never served was a failed attempt; one
+            // that served was a primary until its failover.
+            self.tries = if wrong_server && !self.served {
                 self.tries_at_connect
             } else {
                 0

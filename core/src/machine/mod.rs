@@ -48,6 +48,9 @@ struct Conn {
     pushbacks: u32,
     /// The one op sent to see whether the server takes work again.
     probe: Option<OpId>,
+    /// An op succeeded on it: it was a working primary, so leaving it as a
+    /// wrong server later starts a fresh reconnect count.
+    served: bool,
 }
 
 /// The sans-IO reconnect machine. See the [crate docs](crate) for the
@@ -315,6 +318,7 @@ impl<P> Machine<P> {
                     hold_until: None,
                     pushbacks: 0,
                     probe: None,
+                    served: false,
                 });
                 self.state = State::Connected;
                 self.gave_up = None;
@@ -401,6 +405,9 @@ impl<P> Machine<P> {
                     self.ops.unlink(idx);
                     let o = self.ops.release(idx);
                     let c = self.conn.expect("checked current above");
+                    if let Some(cur) = self.conn.as_mut() {
+                        cur.served = true;
+                    }
                     self.budget.refund();
                     self.outputs.push_back(Output::Complete(Completion {
                         id: o.id,
@@ -772,7 +779,11 @@ impl<P> Machine<P> {
             }
         }
         if self.cfg.auto_reconnect() {
-            self.tries = if reason == DisconnectReason::WrongServer {
+            // A server that never served an op and turned out to be the
+            // wrong one was a failed attempt: counting resumes (a lone
+            // non-primary host cannot bounce ops for ever). One that served
+            // was a primary until its failover: a fresh count.
+            self.tries = if reason == DisconnectReason::WrongServer && !c.served {
                 self.tries_before_connect
             } else {
                 0
