@@ -243,8 +243,18 @@ fn populate_and_save(server: &RedisServer, keys: u64, from: u64) -> u64 {
 /// failed. Checks: no op fails, ops issued during the load complete after
 /// it, and every op is accounted for (the counter, saved in the dump
 /// before the kill, ends at its saved value plus the number of oks).
+/// One test at a time: a load's length is measured against the retry
+/// budget, and three private servers loading hundreds of MB at once on a
+/// small machine stretch each other's loads.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[test]
 fn restart_from_a_slow_loading_dump() {
+    let _one = serial();
     slow_loading(Duration::from_millis(1150), Load::Short);
 }
 
@@ -258,6 +268,7 @@ fn restart_from_a_slow_loading_dump() {
 /// success could refund the budget.)
 #[test]
 fn restart_from_a_three_second_load() {
+    let _one = serial();
     slow_loading(Duration::from_millis(3500), Load::Long);
 }
 
@@ -485,6 +496,7 @@ fn slow_loading(target: Duration, kind: Load) {
 /// would show it.
 #[test]
 fn failover_under_recommended_loses_and_doubles_nothing() {
+    let _one = serial();
     let Some(a) = RedisServer::start() else {
         return;
     };
