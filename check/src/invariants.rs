@@ -70,8 +70,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use redial_core::{
-    Config, ConnId, DisconnectReason, Done, ErrorKind, Event, GiveUp, InitialConnect, Instant,
-    Machine, OpError, OpId, OpOptions, OpResult, Output, State, Tries,
+    Config, ConnId, ConnectFailure, DisconnectReason, Done, ErrorKind, Event, GiveUp,
+    InitialConnect, Instant, Machine, OpError, OpId, OpOptions, OpResult, Output, State, Tries,
 };
 
 use crate::table::OpTable;
@@ -92,6 +92,8 @@ struct Track {
     in_flight: Option<ConnId>,
     /// When it last entered the buffer (submitted, or back from the wire).
     since: Instant,
+    /// While buffered with a buffer timeout: when its wait ends.
+    buffer_due: Option<Instant>,
 }
 
 /// The ops dispatched on one connection: how many are still in flight on
@@ -130,6 +132,9 @@ pub struct Checker {
     in_flight_on: BTreeMap<ConnId, Lane>,
     /// Open ops with a deadline, by deadline.
     by_deadline: BTreeSet<(Instant, OpId)>,
+    /// Buffered ops by the end of their buffer wait (with a
+    /// `buffer_timeout` configured), kept with `Track::buffer_due`.
+    by_buffer_wait: BTreeSet<(Instant, OpId)>,
     submitted: u64,
 
     // connection life
@@ -176,6 +181,8 @@ pub struct Checker {
     /// An op succeeded on the current connection (a wrong-server loss of
     /// it then starts a fresh reconnect count).
     served: bool,
+    /// Before the first connection, every failed attempt found a secondary.
+    only_not_primary: bool,
 }
 
 impl Checker {
@@ -189,6 +196,7 @@ impl Checker {
             open: OpTable::new(),
             in_flight_on: BTreeMap::new(),
             by_deadline: BTreeSet::new(),
+            by_buffer_wait: BTreeSet::new(),
             submitted: 0,
             current: None,
             attempt: None,
@@ -209,6 +217,7 @@ impl Checker {
             gave_up_step: false,
             revived: false,
             served: false,
+            only_not_primary: true,
             timeout_step: false,
         }
     }
@@ -335,6 +344,7 @@ impl Checker {
                 refused: 0,
                 in_flight: None,
                 since: now,
+                buffer_due: None,
             },
         );
         if !fresh {
@@ -348,7 +358,8 @@ impl Checker {
         match state_before {
             State::Failed => self.must_complete.push((id, ErrorKind::TopologyDestroyed)),
             State::Closed => self.must_complete.push((id, ErrorKind::Closed)),
-            _ => {}
+            State::Connected => {}
+            _ => self.buffered(id, now),
         }
     }
 
@@ -620,6 +631,18 @@ impl Checker {
                     format!("{late:?} still open at {t}, past their deadlines"),
                 );
             }
+            let late: Vec<OpId> = self
+                .by_buffer_wait
+                .iter()
+                .take_while(|(d, _)| *d <= t && !never(*d))
+                .map(|(_, id)| *id)
+                .collect();
+            if !late.is_empty() {
+                self.flag(
+                    K::BufferTimeoutLate,
+                    format!("{late:?} still buffered at {t}, past their buffer wait"),
+                );
+            }
         }
 
         // 7. timers armed for what is due.
@@ -639,6 +662,12 @@ impl Checker {
                     format!("{id}'s deadline is {d} but next timer is {next:?}"),
                 );
             }
+        }
+        if m.state() == State::Paused && m.in_flight() == 0 && next.is_none() {
+            self.flag(
+                K::TimerMissing,
+                "paused by a pushback with no probe out and no timer: it would never take work again".into(),
+            );
         }
         let _ = now;
     }
@@ -719,7 +748,33 @@ impl Checker {
         self.attempt = Some((conn, endpoint));
     }
 
+    /// `id` (open) entered the buffer at `now`: with a buffer timeout, its
+    /// wait starts (invariant 10: it must not end later than that).
+    fn buffered(&mut self, id: OpId, now: Instant) {
+        let Some(wait) = self.cfg.buffer_timeout() else {
+            return;
+        };
+        let due = now.saturating_add(wait);
+        let Some(t) = self.open.get_mut(id) else {
+            return;
+        };
+        if let Some(old) = t.buffer_due.replace(due) {
+            self.by_buffer_wait.remove(&(old, id));
+        }
+        self.by_buffer_wait.insert((due, id));
+    }
+
+    /// `id` left the buffer (sent): its buffer wait is over.
+    fn unbuffered(&mut self, id: OpId) {
+        if let Some(t) = self.open.get_mut(id) {
+            if let Some(old) = t.buffer_due.take() {
+                self.by_buffer_wait.remove(&(old, id));
+            }
+        }
+    }
+
     fn on_dispatch(&mut self, op: OpId, conn: ConnId, endpoint: usize) {
+        self.unbuffered(op);
         if self.terminal.is_some() {
             self.flag(K::OutputAfterTerminal, format!("dispatch of {op}"));
         }
@@ -788,11 +843,16 @@ impl Checker {
         let Some(t) = self.open.get_mut(id) else {
             return;
         };
+        let back = conn.is_none() && t.in_flight.is_some();
         if conn.is_none() {
             t.since = now; // back in the buffer (or gone: then unused)
         }
         if let Some(old) = core::mem::replace(&mut t.in_flight, conn) {
             self.unindex(id, old);
+        }
+        if back {
+            // Back in the buffer (lost and kept, or refused): a new wait.
+            self.buffered(id, now);
         }
         if let Some(c) = conn {
             let lane = self.in_flight_on.entry(c).or_default();
@@ -865,6 +925,9 @@ impl Checker {
         }
         if let Some(d) = t.deadline {
             self.by_deadline.remove(&(d, id));
+        }
+        if let Some(d) = t.buffer_due {
+            self.by_buffer_wait.remove(&(d, id));
         }
         match result {
             Ok(done) => {
@@ -1086,6 +1149,9 @@ impl Checker {
             } => {
                 // The pause of a cool-down give-up: attempt 1 of a fresh
                 // budget, announced with the pause as its delay.
+                if error != Some(ConnectFailure::NotPrimary) {
+                    self.only_not_primary = false;
+                }
                 let cool_down = self.cooling.take().filter(|d| *d == delay && attempt == 1);
                 if cool_down.is_some() {
                     self.attempt_no = 0;
@@ -1141,9 +1207,12 @@ impl Checker {
                         format!("{e} but {} attempts were announced", self.attempt_no),
                     );
                 }
-                let initial_fail_fast = attempts == 0
+                let initial_fail_fast = (attempts == 0 || self.only_not_primary)
                     && !self.ever_connected
                     && self.cfg.initial_connect() == InitialConnect::FailFast;
+                if error != Some(ConnectFailure::NotPrimary) {
+                    self.only_not_primary = false;
+                }
                 let budget_spent = match self.cfg.reconnect_tries() {
                     // `>`: after a cool-down, its own attempt counts too.
                     Tries::Limited(n) => attempts >= n,

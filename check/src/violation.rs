@@ -132,6 +132,9 @@ kinds! {
     ReconnectLate = 7, "reconnect_late";
     /// Invariant 10: a timer step left an op open past its deadline.
     DeadlineLate = 10, "deadline_late";
+    /// Invariant 10: a timer step left an op buffered past its buffer
+    /// timeout.
+    BufferTimeoutLate = 10, "buffer_timeout_late";
     /// Invariant 9: an op the server refused on every dispatch (wrong
     /// server, pushback) reported as "may have run".
     RefusedMayHaveRun = 9, "refused_may_have_run";

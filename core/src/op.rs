@@ -233,6 +233,11 @@ impl fmt::Display for OpError {
                 Some((_, _, _, Some(ConnectFailure::Rejected))) => {
                     f.write_str("failed to connect: the connection was rejected (not retried)")
                 }
+                Some((_, _, _, Some(ConnectFailure::NotPrimary))) => {
+                    f.write_str(
+                        "failed to connect: no primary found (every server reached was a secondary)",
+                    )
+                }
                 Some((_, _, _, Some(ConnectFailure::Panicked))) => {
                     f.write_str("failed to connect: the connector panicked (not retried)")
                 }
@@ -264,7 +269,7 @@ impl fmt::Display for OpError {
             ErrorKind::ServerError => f.write_str("server returned an error"),
             ErrorKind::Cancelled => f.write_str("operation cancelled"),
             ErrorKind::ServerBusy => f.write_str(
-                "the server kept refusing the operation for now (busy or loading); it did not run",
+                "the server refused the operation for now and the retry budget allows no more tries; it did not run",
             ),
         }
     }

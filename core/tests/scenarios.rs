@@ -1423,11 +1423,17 @@ fn pushback_without_budget_fails_the_op_as_not_run() {
         .unwrap();
     let (mut h, _) = H::connected(config);
     let a = h.op();
+    // The first refusal is of a first send: not a retry, not charged.
     h.answer(a, OpResult::Pushback { retry_after: None });
-    h.advance(ms(100)); // first probe: allowed (4 → 3 tokens)
+    h.advance(ms(100)); // the probe
     assert_eq!(h.dispatches_of(a), 2);
+    // Refusing the re-send is refusing a retry: 4 → 3 tokens, allowed.
     h.answer(a, OpResult::Pushback { retry_after: None });
-    h.advance(ms(100)); // second probe: the budget says no (3 → 2, not > half)
+    assert!(h.is_open(a));
+    h.advance(ms(100)); // the next probe
+    assert_eq!(h.dispatches_of(a), 3);
+    // 3 → 2 tokens, not above half: the op fails now, on the refusal.
+    h.answer(a, OpResult::Pushback { retry_after: None });
     let e = h.error(a);
     assert_eq!(e.kind(), ErrorKind::ServerBusy);
     assert!(!e.maybe_executed(), "refused every time: it did not run");

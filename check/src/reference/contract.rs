@@ -178,9 +178,13 @@ impl Contract {
                     .paused
                     .is_some_and(|(c, _, p)| c == conn && p == Some(op));
                 if self.paused.is_none() || probe_refused {
+                    // The hint, at most MAX_PUSHBACK_HINT (a zero hint is
+                    // no hint); at least 1 ms either way.
+                    let floor = Duration::from_millis(1);
                     let wait = retry_after
-                        .unwrap_or(Duration::ZERO)
-                        .max(Duration::from_millis(1));
+                        .filter(|d| !d.is_zero())
+                        .unwrap_or(floor)
+                        .clamp(floor, redial_core::MAX_PUSHBACK_HINT);
                     self.paused = Some((conn, self.now.saturating_add(wait), None));
                 }
             }

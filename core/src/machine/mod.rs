@@ -28,6 +28,10 @@ pub use types::{ConnId, GaveUp, Output, State, TimerKind};
 /// says: a server that refuses at once is never probed in a tight loop.
 const MIN_PUSHBACK_WAIT: Duration = Duration::from_millis(1);
 
+/// The longest wait a server's pushback hint can impose: a hint of a year
+/// must not hold a healthy connection for a year.
+pub const MAX_PUSHBACK_HINT: Duration = Duration::from_secs(60);
+
 #[derive(Clone, Copy, Debug)]
 struct Attempt {
     conn: ConnId,
@@ -79,6 +83,11 @@ pub struct Machine<P> {
     /// The outstanding ops, buffered and in flight.
     ops: Ops<P>,
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// When each buffered op's buffer wait ends (`buffer_timeout` after it
+    /// entered the buffer), with lazy deletion like `deadlines`: ops put
+    /// back ahead of older ones (refused, lost) make the buffer's head no
+    /// longer the first to expire.
+    buffer_waits: BinaryHeap<Reverse<(Instant, u64)>>,
     outputs: VecDeque<Output<P>>,
     next_conn: u64,
     attempt: Option<Attempt>,
@@ -110,6 +119,9 @@ pub struct Machine<P> {
     lost_at: Instant,
     /// Why the machine gave up, until it connects or is revived.
     gave_up: Option<GaveUp>,
+    /// Every connect attempt so far found a secondary (no other failure):
+    /// a fail-fast first connect is still walking the seed list.
+    only_secondaries: bool,
 }
 
 impl<P> Machine<P> {
@@ -125,6 +137,7 @@ impl<P> Machine<P> {
             state: State::Connecting,
             ops: Ops::new(),
             deadlines: BinaryHeap::new(),
+            buffer_waits: BinaryHeap::new(),
             outputs: VecDeque::new(),
             next_conn: 1,
             attempt: None,
@@ -141,6 +154,7 @@ impl<P> Machine<P> {
             requeue_hint: None,
             lost_at: now,
             gave_up: None,
+            only_secondaries: true,
         };
         m.start_attempt();
         m
@@ -253,9 +267,10 @@ impl<P> Machine<P> {
         if let (Some(t), Some(head)) = (self.in_flight_limit(), self.ops.head(Queue::InFlight)) {
             offer(Some(head.since + t), TimerKind::Response);
         }
-        if let (Some(t), Some(head)) = (self.cfg.buffer_timeout(), self.ops.head(Queue::Buffer)) {
-            offer(Some(head.since + t), TimerKind::BufferWait);
-        }
+        offer(
+            self.buffer_waits.peek().map(|Reverse((at, _))| *at),
+            TimerKind::BufferWait,
+        );
         offer(
             self.deadlines.peek().map(|Reverse((at, _))| *at),
             TimerKind::Deadline,
@@ -432,7 +447,7 @@ impl<P> Machine<P> {
                     self.lose(DisconnectReason::Lost(LossKind::Reset));
                 }
                 OpResult::WrongServer => {
-                    self.refused(op);
+                    self.refused(op, ErrorKind::NoConnection);
                     if self.state != State::Draining {
                         // Nothing more goes to this server; the next
                         // endpoint is tried once what is in flight here
@@ -446,7 +461,25 @@ impl<P> Machine<P> {
                     }
                 }
                 OpResult::Pushback { retry_after } => {
-                    self.refused(op);
+                    // Refusing an op sent again is refusing a retry: it is
+                    // charged to the retry budget, and when the budget says
+                    // no the op fails now, `server_busy` — it did not run.
+                    // (Decided on the refusal, not before a probe: a server
+                    // that has recovered meets its probe.)
+                    let retried = self.ops.get(op).is_some_and(|o| o.attempts > 1);
+                    if retried {
+                        self.budget.charge();
+                    }
+                    if retried && !self.budget.allows_retry() {
+                        let idx = self.ops.index(op).expect("checked in flight above");
+                        self.ops.unlink(idx);
+                        let o = self.ops.at_mut(idx);
+                        o.executions = o.executions.saturating_sub(1);
+                        self.fail(idx, ErrorKind::ServerBusy);
+                        self.touch_idle();
+                    } else {
+                        self.refused(op, ErrorKind::ServerBusy);
+                    }
                     if self.state == State::Draining {
                         // Leaving anyway: the refusal only puts it back.
                     } else if self.state == State::Connected
@@ -456,9 +489,14 @@ impl<P> Machine<P> {
                         c.pushbacks = c.pushbacks.saturating_add(1);
                         c.probe = None;
                         let n = c.pushbacks;
-                        let wait = retry_after
-                            .unwrap_or_else(|| self.cfg.backoff().nominal(n))
-                            .max(MIN_PUSHBACK_WAIT);
+                        // The server's hint (a zero hint is no hint; at most
+                        // MAX_PUSHBACK_HINT), else the backoff; never
+                        // shorter than 1 ms.
+                        let wait = match retry_after.filter(|d| !d.is_zero()) {
+                            Some(hint) => hint.min(MAX_PUSHBACK_HINT),
+                            None => self.cfg.backoff().nominal(n),
+                        }
+                        .max(MIN_PUSHBACK_WAIT);
                         let c = self.conn.as_mut().expect("checked current above");
                         c.hold_until = Some(self.now.saturating_add(wait));
                         self.state = State::Paused;
@@ -474,12 +512,15 @@ impl<P> Machine<P> {
     /// An op in flight was refused by the server (wrong server or
     /// pushback): it did not run, so it goes back to the buffer in
     /// submission order, whatever its retry settings.
-    fn refused(&mut self, op: OpId) {
+    /// When the buffer has no room for it (or buffering is off), it fails
+    /// with `otherwise` — `server_busy` for a pushback, `no_connection` for
+    /// a wrong server — still "did not run".
+    fn refused(&mut self, op: OpId, otherwise: ErrorKind) {
         let idx = self.ops.index(op).expect("refused ops are in flight");
         self.ops.unlink(idx);
         let o = self.ops.at_mut(idx);
         o.executions = o.executions.saturating_sub(1);
-        self.requeue(idx, ErrorKind::NoConnection);
+        self.requeue(idx, otherwise);
         self.touch_idle();
     }
 
@@ -665,14 +706,19 @@ impl<P> Machine<P> {
     fn attempt_failed(&mut self, why: ConnectFailure) {
         self.endpoint = (self.endpoint + 1) % self.cfg.endpoints();
         self.last_connect_error = Some(why);
+        // A secondary is a server found, not a failure to reach one: the
+        // seed list is walked on even under a fail-fast first connect, and
+        // the first real failure after only secondaries still fails fast.
+        let only_secondaries = self.only_secondaries;
+        if why != ConnectFailure::NotPrimary {
+            self.only_secondaries = false;
+        }
         if !why.is_retried() {
             self.give_up();
             return;
         }
-        // A secondary is a server found, not a failure to reach one: the
-        // seed list is walked on even under a fail-fast first connect.
         if !self.ever_connected
-            && self.tries == 0
+            && (self.tries == 0 || only_secondaries)
             && self.cfg.initial_connect() == InitialConnect::FailFast
             && why != ConnectFailure::NotPrimary
         {
@@ -741,6 +787,7 @@ impl<P> Machine<P> {
         self.advance(now);
         if matches!(self.state, State::Failed | State::Down | State::Backoff) {
             self.gave_up = None;
+            self.lost_at = self.now;
             self.reconnect_at = None;
             self.tries = 0;
             self.delays.reset(self.cfg.backoff());
@@ -830,9 +877,19 @@ impl<P> Machine<P> {
                 }
             }
             TimerKind::BufferWait => {
-                if let Some(idx) = self.ops.first(Queue::Buffer) {
-                    self.ops.unlink(idx);
-                    self.fail(idx, ErrorKind::BufferTimeout);
+                if let (Some(Reverse((at, raw))), Some(t)) =
+                    (self.buffer_waits.pop(), self.cfg.buffer_timeout())
+                {
+                    // Only the wait this entry was made for: an op since
+                    // sent (or sent and back) has a newer one.
+                    let due = self.ops.index(OpId(raw)).filter(|&idx| {
+                        let o = self.ops.at(idx);
+                        o.place == Place::Buffered && o.since.saturating_add(t) == at
+                    });
+                    if let Some(idx) = due {
+                        self.ops.unlink(idx);
+                        self.fail(idx, ErrorKind::BufferTimeout);
+                    }
                 }
             }
             TimerKind::Deadline => {
@@ -850,10 +907,28 @@ impl<P> Machine<P> {
         }
     }
 
-    /// Drops stale entries from the top of the deadline heap, and compacts
-    /// it when stale entries dominate, so that `poll_timeout` is exact and
-    /// memory stays proportional to outstanding ops.
+    /// Drops stale entries from the top of the deadline and buffer-wait
+    /// heaps, and compacts them when stale entries dominate, so that
+    /// `poll_timeout` is exact and memory stays proportional to outstanding
+    /// ops.
     fn prune_deadlines(&mut self) {
+        if let Some(t) = self.cfg.buffer_timeout() {
+            let live = |ops: &Ops<P>, at: Instant, raw: u64| {
+                ops.get(OpId(raw))
+                    .is_some_and(|o| o.place == Place::Buffered && o.since.saturating_add(t) == at)
+            };
+            while let Some(Reverse((at, raw))) = self.buffer_waits.peek().copied() {
+                if live(&self.ops, at, raw) {
+                    break;
+                }
+                self.buffer_waits.pop();
+            }
+            if self.buffer_waits.len() > 2 * self.ops.len(Queue::Buffer) + 64 {
+                let ops = &self.ops;
+                self.buffer_waits
+                    .retain(|Reverse((at, raw))| live(ops, *at, *raw));
+            }
+        }
         while let Some(Reverse((at, raw))) = self.deadlines.peek().copied() {
             if self
                 .ops
@@ -912,10 +987,10 @@ impl<P> Machine<P> {
     fn enqueue(&mut self, idx: u32) {
         match self.cfg.buffer() {
             BufferPolicy::Disabled => self.fail(idx, ErrorKind::NoConnection),
-            BufferPolicy::Unbounded => self.ops.link_back(idx, Queue::Buffer, self.now),
+            BufferPolicy::Unbounded => self.buffer_back(idx),
             BufferPolicy::Bounded { max, overflow } => {
                 if self.ops.len(Queue::Buffer) < max {
-                    self.ops.link_back(idx, Queue::Buffer, self.now);
+                    self.buffer_back(idx);
                     return;
                 }
                 match overflow {
@@ -935,10 +1010,25 @@ impl<P> Machine<P> {
                         let oldest = self.ops.first(Queue::Buffer).expect("the buffer is full");
                         self.ops.unlink(oldest);
                         self.fail(oldest, ErrorKind::BufferOverflow);
-                        self.ops.link_back(idx, Queue::Buffer, self.now);
+                        self.buffer_back(idx);
                     }
                 }
             }
+        }
+    }
+
+    /// A new op joins the back of the buffer.
+    fn buffer_back(&mut self, idx: u32) {
+        self.ops.link_back(idx, Queue::Buffer, self.now);
+        self.wait_in_buffer(idx);
+    }
+
+    /// An op entered the buffer: its buffer wait starts.
+    fn wait_in_buffer(&mut self, idx: u32) {
+        if let Some(t) = self.cfg.buffer_timeout() {
+            let o = self.ops.at(idx);
+            self.buffer_waits
+                .push(Reverse((o.since.saturating_add(t), o.id.0)));
         }
     }
 
@@ -954,47 +1044,31 @@ impl<P> Machine<P> {
         if room {
             self.ops.link_in_order(idx, self.requeue_hint, self.now);
             self.requeue_hint = Some(self.ops.at(idx).id);
+            self.wait_in_buffer(idx);
         } else {
             self.fail(idx, otherwise);
         }
     }
 
     /// The pushback wait is over: one probe goes out — the oldest buffered
-    /// op. Sending again an op the server already refused (or lost) is a
-    /// retry, charged to the retry budget; when the budget says no, that op
-    /// fails with `server_busy` (it did not run there) and the next one is
-    /// considered. An op never sent is not a retry: it goes out uncharged,
-    /// so a paused connection always gets its probe and recovers as soon as
-    /// the server takes work, however long the pushback lasted. Nothing
-    /// buffered: the connection takes work again.
+    /// op (its refusal, if it comes, is what the retry budget is charged
+    /// for). Nothing buffered: the connection takes work again.
     fn probe(&mut self) {
         let Some(c) = self.conn.as_mut() else {
             return;
         };
         c.hold_until = None;
         c.probe = None;
-        loop {
-            let Some(idx) = self.ops.first(Queue::Buffer) else {
-                if let Some(c) = self.conn.as_mut() {
-                    c.pushbacks = 0;
-                }
-                self.state = State::Connected;
-                return;
-            };
-            self.ops.unlink(idx);
-            if self.ops.at(idx).attempts > 0 {
-                self.budget.charge();
-                if !self.budget.allows_retry() {
-                    self.fail(idx, ErrorKind::ServerBusy);
-                    continue;
-                }
-            }
-            let id = self.ops.at(idx).id;
-            self.dispatch(idx);
-            if let Some(c) = self.conn.as_mut() {
-                c.probe = Some(id);
-            }
+        let Some(idx) = self.ops.first(Queue::Buffer) else {
+            c.pushbacks = 0;
+            self.state = State::Connected;
             return;
+        };
+        self.ops.unlink(idx);
+        let id = self.ops.at(idx).id;
+        self.dispatch(idx);
+        if let Some(c) = self.conn.as_mut() {
+            c.probe = Some(id);
         }
     }
 
