@@ -619,29 +619,26 @@ impl Checker {
                     format!("reconnect due at {due} has not started by {t}"),
                 );
             }
-            let late: Vec<OpId> = self
-                .by_deadline
-                .iter()
-                .take_while(|(d, _)| *d <= t && !never(*d))
-                .map(|(_, id)| *id)
-                .collect();
-            if !late.is_empty() {
-                self.flag(
-                    K::DeadlineLate,
-                    format!("{late:?} still open at {t}, past their deadlines"),
-                );
-            }
-            let late: Vec<OpId> = self
-                .by_buffer_wait
-                .iter()
-                .take_while(|(d, _)| *d <= t && !never(*d))
-                .map(|(_, id)| *id)
-                .collect();
-            if !late.is_empty() {
-                self.flag(
+            for (set, kind, what) in [
+                (&self.by_deadline, K::DeadlineLate, "past their deadlines"),
+                (
+                    &self.by_buffer_wait,
                     K::BufferTimeoutLate,
-                    format!("{late:?} still buffered at {t}, past their buffer wait"),
-                );
+                    "past their buffer wait",
+                ),
+            ] {
+                let late: Vec<OpId> = set
+                    .iter()
+                    .take_while(|(d, _)| *d <= t && !never(*d))
+                    .map(|(_, id)| *id)
+                    .collect();
+                if !late.is_empty() {
+                    self.found.flag(
+                        kind,
+                        self.now,
+                        format!("{late:?} still open at {t}, {what}"),
+                    );
+                }
             }
         }
 
