@@ -1575,3 +1575,34 @@ fn a_long_pushback_never_stalls_the_connection_for_good() {
     }
     h.finish();
 }
+
+#[test]
+fn a_drain_ended_by_a_timer_starts_an_undelayed_reconnect_in_the_same_step() {
+    // Found by the CI's fuzz run: the last op in flight on a draining
+    // wrong server passes its deadline in a timer step; the drain ends and
+    // a reconnect with no delay is due at once — the same `handle_timeout`
+    // must start it (nothing due may be left behind).
+    let config = legacy()
+        .endpoints(2)
+        .reconnect_interval(ms(0))
+        .build()
+        .unwrap();
+    let (mut h, c1) = H::connected(config);
+    let a = h.submit(OpOptions::new().deadline(ms(100)));
+    let b = h.op();
+    h.answer(b, OpResult::WrongServer);
+    assert_eq!(h.state(), State::Draining);
+    h.now = Instant::ZERO + ms(100);
+    h.m.handle_timeout(h.now);
+    h.drain();
+    assert_eq!(h.kind(a), ErrorKind::DeadlineExceeded);
+    assert!(h.last.contains(&Output::Close { conn: c1 }));
+    assert!(
+        h.last.iter().any(|o| matches!(o, Output::Connect { endpoint: 1, .. })),
+        "{:?}",
+        h.last
+    );
+    h.connect_ok();
+    h.answer(b, OpResult::Ok);
+    h.finish();
+}

@@ -575,6 +575,7 @@ impl<P> Machine<P> {
                 break;
             }
             self.fire(kind);
+            self.settle();
             self.prune_deadlines();
         }
         self.finish();
@@ -663,6 +664,14 @@ impl<P> Machine<P> {
     }
 
     fn finish(&mut self) {
+        self.settle();
+        self.prune_deadlines();
+    }
+
+    /// What follows from the state an input left: run after every input
+    /// and after every timer fired (so that `handle_timeout` also fires
+    /// what this makes due at once, e.g. a reconnect with no delay).
+    fn settle(&mut self) {
         // A drained wrong server is left as soon as nothing is in flight
         // on it, whatever brought the last op back (an answer, a refusal,
         // a cancel, a deadline).
@@ -679,7 +688,6 @@ impl<P> Machine<P> {
                 self.probe();
             }
         }
-        self.prune_deadlines();
     }
 
     fn emit(&mut self, e: Event) {
