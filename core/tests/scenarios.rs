@@ -1598,7 +1598,9 @@ fn a_drain_ended_by_a_timer_starts_an_undelayed_reconnect_in_the_same_step() {
     assert_eq!(h.kind(a), ErrorKind::DeadlineExceeded);
     assert!(h.last.contains(&Output::Close { conn: c1 }));
     assert!(
-        h.last.iter().any(|o| matches!(o, Output::Connect { endpoint: 1, .. })),
+        h.last
+            .iter()
+            .any(|o| matches!(o, Output::Connect { endpoint: 1, .. })),
         "{:?}",
         h.last
     );

@@ -339,6 +339,11 @@ impl<F: FnMut(&Line)> World<'_, F> {
 
     fn drain(&mut self) {
         let now = self.now;
+        // Dispatches reach the world once the step is drained, as in the
+        // driver (which starts an op's run after carrying out the step's
+        // outputs): an op that completed in the same step (its deadline,
+        // say) or whose connection closed is never sent.
+        let mut sends: Vec<(OpId, ConnId)> = Vec::new();
         while let Some(out) = self.m.poll_output() {
             match out {
                 Output::Connect { conn, endpoint, .. } => {
@@ -349,21 +354,7 @@ impl<F: FnMut(&Line)> World<'_, F> {
                     }
                 }
                 Output::Close { conn } => self.net.close(conn.get()),
-                Output::Dispatch { op, conn, .. } => {
-                    let Some(seq) = self.by_id.get(&op).copied() else {
-                        continue;
-                    };
-                    let Some(info) = self.ops.get_mut(&seq) else {
-                        continue;
-                    };
-                    info.first_dispatch.get_or_insert(now);
-                    let server_error = info.server_error;
-                    if let Some((at, result)) =
-                        self.net.dispatch(now, conn.get(), seq, server_error)
-                    {
-                        self.schedule_at(at, Ev::Answer { op, conn, result });
-                    }
-                }
+                Output::Dispatch { op, conn, .. } => sends.push((op, conn)),
                 Output::Heartbeat { conn } => {
                     if let Some(at) = self.net.ping(now, conn.get()) {
                         self.schedule_at(at, Ev::HeartbeatOk { conn });
@@ -404,6 +395,19 @@ impl<F: FnMut(&Line)> World<'_, F> {
                     let line = event_line(self.tl, self.now, &e);
                     (self.sink)(&line);
                 }
+            }
+        }
+        for (op, conn) in sends {
+            let Some(seq) = self.by_id.get(&op).copied() else {
+                continue;
+            };
+            let Some(info) = self.ops.get_mut(&seq) else {
+                continue;
+            };
+            info.first_dispatch.get_or_insert(now);
+            let server_error = info.server_error;
+            if let Some((at, result)) = self.net.dispatch(now, conn.get(), seq, server_error) {
+                self.schedule_at(at, Ev::Answer { op, conn, result });
             }
         }
         self.summary.max_buffered = self.summary.max_buffered.max(self.m.buffered() as u64);
