@@ -65,14 +65,6 @@ struct Observed {
     after_state: State,
 }
 
-fn connected_clients(port: u16) -> u64 {
-    support::resp_command(port, &["INFO", "clients"])
-        .lines()
-        .find_map(|l| l.strip_prefix("connected_clients:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("connected_clients in INFO clients")
-}
-
 /// Builds a client, leaves it alone for [`IDLE`] (no call, no `events()`,
 /// no `close()`), then makes one call.
 async fn idle_then_call<C>(
@@ -94,7 +86,7 @@ where
         .expect("client");
     async_io::Timer::after(IDLE).await;
     let idle_state = c.state();
-    let idle_clients = connected_clients(port);
+    let idle_clients = support::connected_clients(port);
     let t = Instant::now();
     let first = c
         .call(op)

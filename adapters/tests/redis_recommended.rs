@@ -504,17 +504,8 @@ fn failover_under_recommended_loses_and_doubles_nothing() {
         return;
     };
     run(async move {
-        let ap = a.port.to_string();
         let bp = b.port.to_string();
-        assert!(b.admin(&["REPLICAOF", "127.0.0.1", &ap]).starts_with("+OK"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !b
-            .admin(&["INFO", "replication"])
-            .contains("master_link_status:up")
-        {
-            assert!(Instant::now() < deadline, "replica did not sync");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        b.replicate_from(&a);
         // Replica first: the role check must send the client on to A.
         let (c, ev) = recommended(&[b.url(), a.url()]);
         let (log, recorder) = record(ev);

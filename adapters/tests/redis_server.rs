@@ -365,17 +365,8 @@ fn failover_with_replicaof() {
         return;
     };
     run(async move {
-        let ap = a.port.to_string();
         let bp = b.port.to_string();
-        assert!(b.admin(&["REPLICAOF", "127.0.0.1", &ap]).starts_with("+OK"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !b
-            .admin(&["INFO", "replication"])
-            .contains("master_link_status:up")
-        {
-            assert!(Instant::now() < deadline, "replica did not sync");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        b.replicate_from(&a);
         let (c, mut ev) = client_ev(base(), &[a.url(), b.url()]);
         wait_event(&mut ev, "connected").await;
         let start = Instant::now();

@@ -77,14 +77,6 @@ async fn until(ev: &mut Events, name: &str, seen: &mut Vec<String>) {
     panic!("event stream ended before {name}: {seen:?}");
 }
 
-fn connected_clients(port: u16) -> u64 {
-    support::resp_command(port, &["INFO", "clients"])
-        .lines()
-        .find_map(|l| l.strip_prefix("connected_clients:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("connected_clients in INFO clients")
-}
-
 /// What one runtime's run saw.
 #[derive(Debug)]
 struct Observed {
@@ -134,7 +126,7 @@ where
     sleep(Duration::from_millis(500)).await;
     // Terminal: nothing reconnects on its own.
     let idle_state = c.state();
-    let idle_clients = connected_clients(server.port);
+    let idle_clients = support::connected_clients(server.port);
 
     let revived = Instant::now();
     c.revive();

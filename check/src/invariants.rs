@@ -275,6 +275,11 @@ impl Checker {
         self.draining == Some(conn)
     }
 
+    /// Whether a `connected` event was seen.
+    pub(crate) fn ever_connected(&self) -> bool {
+        self.ever_connected
+    }
+
     /// Ops in flight on `conn`.
     pub(crate) fn in_flight_on(&self, conn: ConnId) -> usize {
         self.in_flight_on.get(&conn).map_or(0, |l| l.live)

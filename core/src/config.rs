@@ -543,7 +543,9 @@ impl Config {
     /// - a heartbeat every 5 s answered within 3 s, to catch silent loss
     ///   (seed 004: a failover can look like nothing at all);
     /// - up to 3 attempts for ops marked retryable, throttled by a gRPC-style
-    ///   retry budget of 10 tokens refunded at 0.1 per success.
+    ///   retry budget of 10 tokens refunded at 0.1 per success;
+    /// - the role check on connect (`require_primary`): a connection the
+    ///   connector reports as a secondary is refused before anything is sent.
     pub fn recommended() -> Config {
         Preset::Recommended.build_valid()
     }

@@ -205,6 +205,22 @@ impl RedisServer {
     pub fn admin(&self, args: &[&str]) -> String {
         resp_command(self.port, args)
     }
+
+    /// Makes this server a replica of `primary` and waits (up to 10 s) until
+    /// the replication link is up.
+    pub fn replicate_from(&self, primary: &RedisServer) {
+        let port = primary.port.to_string();
+        let reply = self.admin(&["REPLICAOF", "127.0.0.1", &port]);
+        assert!(reply.starts_with("+OK"), "REPLICAOF: {reply:?}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self
+            .admin(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(Instant::now() < deadline, "replica did not sync");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for RedisServer {
@@ -214,6 +230,16 @@ impl Drop for RedisServer {
 }
 
 /// Sends one RESP command over a fresh socket and returns the raw reply line.
+/// How many clients a redis-server on `port` has connected
+/// (`INFO clients`).
+pub fn connected_clients(port: u16) -> u64 {
+    resp_command(port, &["INFO", "clients"])
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("connected_clients in INFO clients")
+}
+
 pub fn resp_command(port: u16, args: &[&str]) -> String {
     resp_command_within(port, args, Duration::from_secs(5))
 }
@@ -285,15 +311,7 @@ impl PgServer {
         .status()
         .expect("run initdb");
         assert!(st.success(), "initdb failed");
-        let mut s = PgServer {
-            port: free_port(),
-            dir,
-            data,
-            running: false,
-        };
-        s.ctl(&["start"]);
-        s.running = true;
-        Some(s)
+        Some(PgServer::launch(dir, data))
     }
 
     fn opts(&self) -> String {
@@ -379,6 +397,11 @@ impl PgServer {
             .arg(&dir.0)
             .status();
         self.ctl(&["start"]);
+        PgServer::launch(dir, data)
+    }
+
+    /// Starts a server on its data directory, on a free port.
+    fn launch(dir: TempDir, data: PathBuf) -> PgServer {
         let mut s = PgServer {
             port: free_port(),
             dir,

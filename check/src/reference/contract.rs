@@ -48,7 +48,6 @@ pub struct Contract {
     cfg: Config,
     found: Found,
     now: Instant,
-    ever_connected: bool,
     closed: bool,
     /// An attempt reported as a secondary while the primary is required.
     secondary: Option<ConnId>,
@@ -75,7 +74,6 @@ impl Contract {
             cfg: config.clone(),
             found: Found::default(),
             now: Instant::ZERO,
-            ever_connected: false,
             closed: false,
             secondary: None,
             paused: None,
@@ -357,13 +355,14 @@ impl Contract {
                     );
                 }
                 let re = matches!(e, Event::Reconnected { .. });
-                if re != self.ever_connected {
+                // The checker's books, before this event.
+                let ever = checker.ever_connected();
+                if re != ever {
                     self.flag(
                         K::UnexpectedEvent,
-                        format!("{e} (ever connected before: {})", self.ever_connected),
+                        format!("{e} (ever connected before: {ever})"),
                     );
                 }
-                self.ever_connected = true;
             }
             Event::Disconnected { conn, reason, .. } => {
                 self.paused = None;

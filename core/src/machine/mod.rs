@@ -447,7 +447,9 @@ impl<P> Machine<P> {
                     self.lose(DisconnectReason::Lost(LossKind::Reset));
                 }
                 OpResult::WrongServer => {
-                    self.refused(op, ErrorKind::NoConnection);
+                    let idx = self.take_refused(op);
+                    self.requeue(idx, ErrorKind::NoConnection);
+                    self.touch_idle();
                     if self.state != State::Draining {
                         // Nothing more goes to this server; the next
                         // endpoint is tried once what is in flight here
@@ -470,16 +472,13 @@ impl<P> Machine<P> {
                     if retried {
                         self.budget.charge();
                     }
+                    let idx = self.take_refused(op);
                     if retried && !self.budget.allows_retry() {
-                        let idx = self.ops.index(op).expect("checked in flight above");
-                        self.ops.unlink(idx);
-                        let o = self.ops.at_mut(idx);
-                        o.executions = o.executions.saturating_sub(1);
                         self.fail(idx, ErrorKind::ServerBusy);
-                        self.touch_idle();
                     } else {
-                        self.refused(op, ErrorKind::ServerBusy);
+                        self.requeue(idx, ErrorKind::ServerBusy);
                     }
+                    self.touch_idle();
                     if self.state == State::Draining {
                         // Leaving anyway: the refusal only puts it back.
                     } else if self.state == State::Connected
@@ -510,18 +509,15 @@ impl<P> Machine<P> {
     }
 
     /// An op in flight was refused by the server (wrong server or
-    /// pushback): it did not run, so it goes back to the buffer in
-    /// submission order, whatever its retry settings.
-    /// When the buffer has no room for it (or buffering is off), it fails
-    /// with `otherwise` — `server_busy` for a pushback, `no_connection` for
-    /// a wrong server — still "did not run".
-    fn refused(&mut self, op: OpId, otherwise: ErrorKind) {
+    /// pushback): it did not run. Takes it off the wire and takes back the
+    /// execution its dispatch counted; the caller puts it back in line
+    /// (submission order, whatever its retry settings) or fails it.
+    fn take_refused(&mut self, op: OpId) -> u32 {
         let idx = self.ops.index(op).expect("refused ops are in flight");
         self.ops.unlink(idx);
         let o = self.ops.at_mut(idx);
         o.executions = o.executions.saturating_sub(1);
-        self.requeue(idx, otherwise);
-        self.touch_idle();
+        idx
     }
 
     /// `op` was answered (ok or a server error): if it was the probe of a
