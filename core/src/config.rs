@@ -224,6 +224,51 @@ pub struct Heartbeat {
     pub timeout: Duration,
 }
 
+/// Reconnect pacing by why the connection or the last attempt failed, on
+/// top of the [`Backoff`] (see [`ConfigBuilder::quick_reconnect`]). What
+/// each attempt costs the server decides how soon the next one comes:
+///
+/// - **after the loss of an established connection**, the first attempt
+///   is made at once (delay 0): most losses find the server still up (a
+///   killed connection, an idle timeout, a failover to a ready standby),
+///   and waiting would only add to the outage. Only for a connection that
+///   was up at least [`QuickReconnect::MIN_UPTIME`]: one that dies younger
+///   is paced by the backoff like a failed attempt, so a server that
+///   accepts and drops at once cannot drive a hot loop;
+/// - **after an attempt refused at once** ([`ConnectFailure::Refused`]:
+///   nothing listening, the host answered with a reset), the next attempt
+///   comes after a delay drawn uniformly from `[probe / 2, probe]`, for the
+///   first `probe_for` after the loss. A refused attempt costs the server
+///   nothing (its process is not there) and a restart is over in seconds,
+///   so probing at that pace finds the server within `probe` of its
+///   return;
+/// - **after anything else** (a connect timeout: an unreachable host,
+///   where each attempt holds resources for the whole timeout; a server
+///   that answered it cannot serve now, or is not the primary; a refusal
+///   past `probe_for`), the [`Backoff`] with its [`Jitter`], counted over
+///   these attempts only (the first of them is the backoff's attempt 1).
+///
+/// Every attempt counts against [`Tries`] all the same: with quick
+/// reconnects a limited `reconnect_tries` is spent much sooner, so it is
+/// meant for unlimited tries (as in [`Preset::Recommended`]).
+///
+/// [`ConnectFailure::Refused`]: crate::ConnectFailure::Refused
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuickReconnect {
+    /// The pace of attempts after a refusal (> 0): each delay is uniform
+    /// in `[probe / 2, probe]`.
+    pub probe: Duration,
+    /// How long after the loss (or the start) refusals are retried at that
+    /// pace (> 0); later ones are paced by the backoff.
+    pub probe_for: Duration,
+}
+
+impl QuickReconnect {
+    /// A lost connection is retried at once only if it was up at least
+    /// this long.
+    pub const MIN_UPTIME: Duration = Duration::from_secs(1);
+}
+
 /// A retry budget shared by all operation retries, as in gRPC's retry
 /// throttling: the bucket starts full with `max_tokens`; every operation
 /// lost in flight costs one token, every success gives back `token_ratio`;
@@ -345,6 +390,7 @@ impl Preset {
             endpoints: 1,
             require_primary: false,
             give_up: GiveUp::Terminal,
+            quick_reconnect: None,
             deferred: None,
         };
         match self {
@@ -388,6 +434,10 @@ impl Preset {
                 endpoints: 1,
                 require_primary: true,
                 give_up: GiveUp::Terminal,
+                quick_reconnect: Some(QuickReconnect {
+                    probe: Duration::from_millis(100),
+                    probe_for: Duration::from_secs(30),
+                }),
                 deferred: None,
             },
         }
@@ -535,8 +585,14 @@ impl Config {
     /// - a bounded buffer (1024 ops, reject-new on overflow) so an outage
     ///   cannot eat all memory, with a 10 s buffer timeout so no op hangs for
     ///   ever (mongoose's `bufferTimeoutMS` default);
-    /// - exponential backoff 100 ms × 2 capped at 5 s with full jitter, so a
-    ///   fleet of clients does not reconnect in lock-step;
+    /// - quick reconnects ([`QuickReconnect`]): a lost connection is retried
+    ///   at once, and while the server refuses (restarting) it is probed
+    ///   every 50–100 ms for up to 30 s, so a client is back within about
+    ///   100 ms of the server's return; everything else (timeouts, a
+    ///   loaded server, a secondary, refusals after 30 s) waits an
+    ///   exponential backoff 100 ms × 2 capped at 5 s with full jitter, so a
+    ///   fleet of clients does not reconnect in lock-step where it would
+    ///   cost the server;
     /// - unlimited reconnect tries: a client that gives up silently is worse
     ///   than one that keeps trying;
     /// - initial connect retried like a reconnect; 5 s connect timeout;
@@ -624,6 +680,10 @@ impl Config {
     pub fn give_up(&self) -> GiveUp {
         self.b.give_up
     }
+    /// Reconnect pacing by why the last attempt failed, if on.
+    pub fn quick_reconnect(&self) -> Option<QuickReconnect> {
+        self.b.quick_reconnect
+    }
 
     /// The range a jittered delay before reconnect attempt `n` falls in.
     ///
@@ -681,6 +741,7 @@ pub struct ConfigBuilder {
     pub(crate) endpoints: usize,
     pub(crate) require_primary: bool,
     pub(crate) give_up: GiveUp,
+    pub(crate) quick_reconnect: Option<QuickReconnect>,
     /// An error found by a setter that cannot fail on the spot.
     deferred: Option<ConfigError>,
 }
@@ -829,6 +890,16 @@ impl ConfigBuilder {
         self
     }
 
+    /// Reconnect pacing by why the connection or the last attempt failed
+    /// (see [`QuickReconnect`]): `None` paces every attempt by the backoff
+    /// (the legacy presets); [`Preset::Recommended`] has
+    /// `Some(QuickReconnect { probe: 100 ms, probe_for: 30 s })`. Both
+    /// durations must be positive.
+    pub fn quick_reconnect(mut self, q: Option<QuickReconnect>) -> Self {
+        self.quick_reconnect = q;
+        self
+    }
+
     /// Number of endpoints in the seed list (≥ 1).
     pub fn endpoints(mut self, n: usize) -> Self {
         self.endpoints = n;
@@ -908,6 +979,14 @@ impl ConfigBuilder {
         ] {
             if t == Some(Duration::ZERO) {
                 return err(field, K::MustBePositive);
+            }
+        }
+        if let Some(q) = self.quick_reconnect {
+            if q.probe.is_zero() {
+                return err("quick_reconnect_probe", K::MustBePositive);
+            }
+            if q.probe_for.is_zero() {
+                return err("quick_reconnect_probe_for", K::MustBePositive);
             }
         }
         if let Some(h) = self.heartbeat {

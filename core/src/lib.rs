@@ -170,7 +170,8 @@ mod time;
 
 pub use config::{
     Backoff, BufferPolicy, Config, ConfigBuilder, ConfigError, ConfigErrorKind, GiveUp, Heartbeat,
-    InitialConnect, Jitter, OverflowPolicy, Preset, RetryBudget, Tries, UnknownName,
+    InitialConnect, Jitter, OverflowPolicy, Preset, QuickReconnect, RetryBudget, Tries,
+    UnknownName,
 };
 pub use event::{ConnectFailure, DisconnectReason, Event, LossKind, Role};
 pub use machine::{ConnId, GaveUp, MAX_PUSHBACK_HINT, Machine, Output, State, TimerKind};

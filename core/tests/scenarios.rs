@@ -1268,7 +1268,9 @@ fn time_at_the_end_of_the_clock_never_hangs() {
     let mut now = start;
     let mut outputs = 0usize;
     m.submit(now, 1, OpOptions::new());
-    for _ in 0..100 {
+    // Refusals are probed every 50-100 ms (quick reconnects): enough
+    // rounds to reach the end of the clock.
+    for _ in 0..400 {
         while let Some(out) = m.poll_output() {
             outputs += 1;
             if let Output::Connect { conn, .. } = out {
@@ -1606,4 +1608,141 @@ fn a_drain_ended_by_a_timer_starts_an_undelayed_reconnect_in_the_same_step() {
     h.connect_ok();
     h.answer(b, OpResult::Ok);
     h.finish();
+}
+
+// ----- quick reconnects (recommended) ----------------------------------------
+
+/// The delays of every `reconnecting` event so far, with their errors.
+fn announced(h: &H) -> Vec<(Duration, Option<ConnectFailure>)> {
+    h.events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Reconnecting { delay, error, .. } => Some((delay, error)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn quick_reconnect_retries_a_lost_connection_at_once_then_probes_refusals() {
+    let (mut h, _) = H::connected(Config::recommended());
+    h.advance(Duration::from_secs(2));
+    h.lose(LossKind::Reset);
+    // The first attempt after a loss of a connection up 2 s: no wait.
+    assert_eq!(announced(&h), vec![(Duration::ZERO, None)]);
+    h.until_connect();
+    // Refused (the server is restarting): probed every 50-100 ms.
+    for _ in 0..20 {
+        h.connect_fail();
+        h.until_connect();
+    }
+    let d = announced(&h);
+    assert_eq!(d.len(), 21);
+    for (delay, error) in &d[1..] {
+        assert_eq!(*error, Some(ConnectFailure::Refused));
+        assert!(
+            *delay >= ms(50) && *delay <= ms(100),
+            "probe delay {delay:?}"
+        );
+    }
+    // The server is back: connected within one probe.
+    h.connect_ok();
+    assert_eq!(h.state(), State::Connected);
+}
+
+#[test]
+fn quick_reconnect_paces_everything_else_by_the_backoff() {
+    // Timeouts, a loaded server and refusals past `probe_for` wait the
+    // backoff (100 ms x2 <= 5 s, full jitter), counted over those attempts.
+    let (mut h, _) = H::connected(Config::recommended());
+    h.advance(Duration::from_secs(2));
+    h.lose(LossKind::Reset);
+    h.until_connect();
+    h.connect_fail_with(ConnectFailure::TimedOut);
+    h.until_connect();
+    h.connect_fail_with(ConnectFailure::Unavailable);
+    h.until_connect();
+    h.connect_fail_with(ConnectFailure::Unavailable);
+    let d = announced(&h);
+    assert_eq!(d[0].0, Duration::ZERO);
+    assert!(d[1].0 <= ms(100), "backoff attempt 1: {:?}", d[1]);
+    assert!(d[2].0 <= ms(200), "backoff attempt 2: {:?}", d[2]);
+    assert!(d[3].0 <= ms(400), "backoff attempt 3: {:?}", d[3]);
+    // Refusals go on for 30 s at the probe's pace, then the backoff's.
+    let lost_at = h.now;
+    let mut n = 0;
+    while h.now.saturating_duration_since(lost_at) < Duration::from_secs(40) {
+        h.until_connect();
+        h.connect_fail();
+        n += 1;
+    }
+    let after: Vec<_> = announced(&h)
+        .into_iter()
+        .skip(4)
+        .filter(|(d, _)| *d > ms(100))
+        .collect();
+    assert!(
+        !after.is_empty(),
+        "the backoff took over after 30 s ({n} attempts)"
+    );
+}
+
+#[test]
+fn quick_reconnect_does_not_spin_on_a_server_that_drops_new_connections() {
+    // A connection that dies within QuickReconnect::MIN_UPTIME is paced
+    // like a failed attempt: no reconnect loop at zero delay.
+    let (mut h, _) = H::connected(Config::recommended());
+    for _ in 0..10 {
+        h.advance(ms(10));
+        h.lose(LossKind::Closed);
+        h.until_connect();
+        h.connect_ok();
+    }
+    let d = announced(&h);
+    assert_eq!(d.len(), 10);
+    assert!(
+        d.iter().all(|(delay, _)| *delay > Duration::ZERO),
+        "young connections wait: {d:?}"
+    );
+}
+
+#[test]
+fn legacy_presets_have_no_quick_reconnect() {
+    for c in [
+        Config::mongodb_legacy(),
+        Config::mongoose(),
+        Config::fail_fast(),
+    ] {
+        assert_eq!(c.quick_reconnect(), None);
+    }
+    let (mut h, _) = H::connected(Config::mongodb_legacy());
+    h.advance(Duration::from_secs(5));
+    h.lose(LossKind::Reset);
+    assert_eq!(announced(&h), vec![(Duration::from_secs(1), None)]);
+}
+
+#[test]
+fn quick_reconnect_durations_must_be_positive() {
+    for (q, field) in [
+        (
+            redial_core::QuickReconnect {
+                probe: Duration::ZERO,
+                probe_for: Duration::from_secs(1),
+            },
+            "quick_reconnect_probe",
+        ),
+        (
+            redial_core::QuickReconnect {
+                probe: ms(1),
+                probe_for: Duration::ZERO,
+            },
+            "quick_reconnect_probe_for",
+        ),
+    ] {
+        let e = Config::builder()
+            .quick_reconnect(Some(q))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), field);
+    }
 }

@@ -32,6 +32,7 @@ pub use redial_core as core;
 pub mod compare;
 mod duration;
 pub mod explore;
+pub mod fleet;
 pub mod matrix;
 mod output;
 mod run;

@@ -86,6 +86,13 @@ impl From<Fmt> for Format {
     }
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum FaultArg {
+    Restart,
+    KillConnections,
+    Blackhole,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Replay one timeline file and print what happened.
@@ -136,6 +143,54 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "text")]
         format: Fmt,
     },
+    /// Run a fleet of clients against one server through a restart (or a
+    /// connection kill, or a blackhole): the connect storm the server sees
+    /// and how fast every client recovers.
+    #[command(
+        after_help = "Examples:\n  redial-sim fleet\n  redial-sim fleet --clients 10000 --outage 10s --preset mongodb-legacy\n  redial-sim fleet --fault kill-connections --format json\n  redial-sim fleet --config my-service.toml --accept-rate 2000\n  redial-sim fleet --table --clients 10000\n\nCounts per second of virtual time the connect attempts the listening server received (accepted or turned away over --accept-rate), those its host refused while it was down, and those lost in a blackhole; the peak received in the 10 s from the server's return; each client's recovery (from the server's return to its first connection, or first answered op after a blackhole); every op's fate. Deterministic for a seed."
+    )]
+    Fleet {
+        /// Number of clients (1 to 1,000,000).
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+        /// Every client's preset: mongodb-legacy, mongoose, fail-fast, recommended [default: recommended].
+        #[arg(long)]
+        preset: Option<String>,
+        /// Take every client's configuration from this timeline file's `[config]` table.
+        #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+        config: Option<String>,
+        /// The fault.
+        #[arg(long, value_enum, default_value = "restart")]
+        fault: FaultArg,
+        /// When the fault strikes.
+        #[arg(long, default_value = "10s")]
+        at: String,
+        /// How long the server is down (restart) or unreachable (blackhole).
+        #[arg(long, default_value = "2s")]
+        outage: String,
+        /// The end of the run.
+        #[arg(long, default_value = "60s")]
+        until: String,
+        /// Each client submits an op this often (`off`: none).
+        #[arg(long, default_value = "1s")]
+        op_every: String,
+        /// Network round trip.
+        #[arg(long, default_value = "1ms")]
+        rtt: String,
+        /// Connects the server completes per second (default: unlimited).
+        #[arg(long)]
+        accept_rate: Option<u32>,
+        /// Seeds the clients' jitter.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Fmt,
+        /// Print the policy trade-off table (several policies × restarts of
+        /// 0.3 s, 2 s, 10 s and killed connections) instead, as markdown.
+        #[arg(long, conflicts_with_all = ["preset", "config", "fault", "outage"])]
+        table: bool,
+    },
     /// Run random timelines against the invariants; shrink and save a failure.
     #[command(
         after_help = "Examples:\n  redial-sim explore --runs 1000\n  redial-sim explore --runs 100000 --seed 7 --out failure.toml\n  redial-sim explore --runs 10000 --through-driver\n  redial-sim explore --runs 10000 --config my-service.toml\n  redial-sim explore --machine --runs 1000000\n\nRun i uses seed S+i; a failure prints its seed and writes a shrunk timeline that `redial-sim replay` reproduces (with --machine: the run's input bytes, which the `machine` fuzz target and `redial_check::harness::run_bytes` reproduce)."
@@ -179,9 +234,134 @@ fn read_timeline(file: &str) -> Result<Timeline, ExitCode> {
     })
 }
 
+/// Parses a duration option, naming it in the error.
+fn duration_arg(name: &str, v: &str) -> Result<std::time::Duration, ExitCode> {
+    redial_sim::parse_duration(v).map_err(|e| {
+        eprintln!("error: --{name}: `{v}`: {e}");
+        ExitCode::from(2)
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fleet(
+    clients: usize,
+    preset: Option<String>,
+    config: Option<String>,
+    fault: FaultArg,
+    times: [(&str, &str); 5],
+    accept_rate: Option<u32>,
+    seed: u64,
+    format: Fmt,
+    table: bool,
+) -> ExitCode {
+    use redial_sim::fleet::{FleetFault, FleetOptions, policy_table, run_fleet};
+    let mut d = [std::time::Duration::ZERO; 5];
+    for (i, (name, v)) in times.iter().enumerate() {
+        if *name == "op-every" && *v == "off" {
+            continue;
+        }
+        match duration_arg(name, v) {
+            Ok(x) => d[i] = x,
+            Err(code) => return code,
+        }
+    }
+    let [at, outage, until, op_every, rtt] = d;
+    let cfg = match (&preset, &config) {
+        (_, Some(file)) => match read_timeline(file) {
+            Ok(t) => t.config,
+            Err(code) => return code,
+        },
+        (Some(p), None) => match p.trim().parse::<Preset>() {
+            Ok(p) => match p.builder().build() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: --preset: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            Err(e) => {
+                eprintln!("error: --preset: `{p}`: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => redial_sim::core::Config::recommended(),
+    };
+    let o = FleetOptions {
+        clients,
+        config: cfg,
+        seed,
+        fault_at: at,
+        fault: match fault {
+            FaultArg::Restart => FleetFault::Restart { outage },
+            FaultArg::KillConnections => FleetFault::KillConnections,
+            FaultArg::Blackhole => FleetFault::Blackhole { outage },
+        },
+        until,
+        op_every: (times[3].1 != "off").then_some(op_every),
+        rtt,
+        accept_rate,
+    };
+    let started = std::time::Instant::now();
+    let out = if table {
+        // The table's longest outage is 10 s: leave room after it.
+        let base = FleetOptions {
+            until: o.until.max(o.fault_at + std::time::Duration::from_secs(20)),
+            ..o
+        };
+        policy_table(&base)
+    } else {
+        run_fleet(&o).map(|r| match format {
+            Fmt::Text => r.to_text(),
+            Fmt::Json => r.to_json(),
+        })
+    };
+    match out {
+        Ok(s) => {
+            print!("{s}");
+            eprintln!("fleet: {:.2} s", started.elapsed().as_secs_f64());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Cmd::Fleet {
+            clients,
+            preset,
+            config,
+            fault,
+            at,
+            outage,
+            until,
+            op_every,
+            rtt,
+            accept_rate,
+            seed,
+            format,
+            table,
+        } => fleet(
+            clients,
+            preset,
+            config,
+            fault,
+            [
+                ("at", &at),
+                ("outage", &outage),
+                ("until", &until),
+                ("op-every", &op_every),
+                ("rtt", &rtt),
+            ],
+            accept_rate,
+            seed,
+            format,
+            table,
+        ),
         Cmd::Compare {
             file,
             presets,

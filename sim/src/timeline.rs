@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use redial_core::{
     Backoff, Config, ConfigBuilder, GiveUp, Heartbeat, InitialConnect, Jitter, OverflowPolicy,
-    Preset, RetryBudget, Tries,
+    Preset, QuickReconnect, RetryBudget, Tries,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -372,6 +372,9 @@ struct RawConfig {
     require_primary: S<bool>,
     give_up: S<String>,
     cool_down: S<Dur>,
+    quick_reconnect: S<bool>,
+    probe: S<Dur>,
+    probe_for: S<Dur>,
     initial_connect: S<String>,
     connect_timeout: S<Dur>,
     socket_timeout: S<Dur>,
@@ -1021,6 +1024,9 @@ fn build_config(
     if let Some(policy) = give_up_policy(cx, c)? {
         b = b.give_up(policy);
     }
+    if let Some(q) = quick_reconnect(cx, c, start.quick_reconnect())? {
+        b = b.quick_reconnect(q);
+    }
     if c.retry_budget_tokens.is_some() || c.retry_budget_ratio.is_some() {
         let cur = start.retry_budget();
         let tokens = c
@@ -1083,6 +1089,44 @@ fn give_up_policy(cx: &Ctx<'_>, c: &RawConfig) -> Result<Option<GiveUp>, Timelin
     }
 }
 
+/// Quick reconnects from `[config]`: `quick_reconnect = true | false`,
+/// `probe` and `probe_for` (either alone turns them on, the other from
+/// the preset or 100 ms / 30 s). `None`: the preset's.
+fn quick_reconnect(
+    cx: &Ctx<'_>,
+    c: &RawConfig,
+    preset: Option<QuickReconnect>,
+) -> Result<Option<Option<QuickReconnect>>, TimelineError> {
+    let tuned = c.probe.as_ref().or(c.probe_for.as_ref());
+    if let (Some(on), Some(t)) = (&c.quick_reconnect, tuned) {
+        if !*on.get_ref() {
+            return Err(cx.err(
+                t.span(),
+                "`probe`/`probe_for` do not apply with `quick_reconnect = false`",
+            ));
+        }
+    }
+    let on = match (&c.quick_reconnect, tuned) {
+        (Some(on), _) => *on.get_ref(),
+        (None, Some(_)) => true,
+        (None, None) => return Ok(None),
+    };
+    if !on {
+        return Ok(Some(None));
+    }
+    let base = preset.unwrap_or(QuickReconnect {
+        probe: Duration::from_millis(100),
+        probe_for: Duration::from_secs(30),
+    });
+    Ok(Some(Some(QuickReconnect {
+        probe: c.probe.as_ref().map_or(base.probe, |d| d.get_ref().0),
+        probe_for: c
+            .probe_for
+            .as_ref()
+            .map_or(base.probe_for, |d| d.get_ref().0),
+    })))
+}
+
 /// The span of the `[config]` key a [`redial_core::ConfigError`] names.
 fn config_key_span(c: &RawConfig, field: &str) -> Option<Range<usize>> {
     fn sp<T>(s: &S<T>) -> Option<Range<usize>> {
@@ -1105,6 +1149,8 @@ fn config_key_span(c: &RawConfig, field: &str) -> Option<Range<usize>> {
         "retry_budget_tokens" => sp(&c.retry_budget_tokens),
         "retry_budget_ratio" => sp(&c.retry_budget_ratio),
         "give_up" => sp(&c.cool_down).or(sp(&c.give_up)),
+        "quick_reconnect_probe" => sp(&c.probe).or(sp(&c.quick_reconnect)),
+        "quick_reconnect_probe_for" => sp(&c.probe_for).or(sp(&c.quick_reconnect)),
         _ => None,
     }
 }

@@ -138,6 +138,9 @@ pub struct FuzzConfig {
     /// `None`: terminal give-up; else a cool-down in milliseconds (0 is
     /// refused).
     pub cool_down: Option<u16>,
+    /// Quick reconnects: probe pace and how long it lasts, in milliseconds
+    /// (0 is refused); `None` turns them off, whatever the preset.
+    pub quick_reconnect: Option<(u16, u16)>,
 }
 
 impl FuzzConfig {
@@ -194,6 +197,12 @@ impl FuzzConfig {
                 Some(d) => redial_core::GiveUp::CoolDown(ms(d)),
                 None => redial_core::GiveUp::Terminal,
             })
+            .quick_reconnect(self.quick_reconnect.map(|(probe, probe_for)| {
+                redial_core::QuickReconnect {
+                    probe: ms(probe),
+                    probe_for: ms(probe_for),
+                }
+            }))
     }
 }
 
@@ -241,6 +250,9 @@ impl FuzzConfig {
         }
         if let Some((interval, timeout)) = self.heartbeat {
             self.heartbeat = Some((interval.max(1), timeout.max(1)));
+        }
+        if let Some((probe, probe_for)) = self.quick_reconnect {
+            self.quick_reconnect = Some((probe.max(1), probe_for.max(1)));
         }
         self.max_op_attempts = self.max_op_attempts.max(1);
         self.endpoints = 1 + self.endpoints % 4;

@@ -52,6 +52,13 @@ impl Delays {
         delay
     }
 
+    /// A delay drawn uniformly from `[lo, hi]` (whole microseconds, as
+    /// [`draw`](Self::draw)); the previous delay of decorrelated jitter is
+    /// left alone (only the backoff's own delays feed it).
+    pub(super) fn uniform(&mut self, lo: Duration, hi: Duration) -> Duration {
+        self.draw(lo, hi)
+    }
+
     /// A delay drawn uniformly in whole microseconds from `[lo, hi]`
     /// (`lo <= hi`), so it always lies within
     /// [`Config::reconnect_delay_bounds`]. Fix: the bounds used to be

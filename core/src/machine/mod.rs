@@ -55,6 +55,20 @@ struct Conn {
     /// An op succeeded on it: it was a working primary, so leaving it as a
     /// wrong server later starts a fresh reconnect count.
     served: bool,
+    /// When it came up (quick reconnects retry a lost connection at once
+    /// only if it lived long enough).
+    up_since: Instant,
+}
+
+/// What the delay before the next reconnect attempt is paced by, under
+/// [`QuickReconnect`](crate::QuickReconnect).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pace {
+    /// The loss of an established connection; `young` if it was up less
+    /// than [`QuickReconnect::MIN_UPTIME`](crate::QuickReconnect::MIN_UPTIME).
+    Loss { young: bool },
+    /// A failed attempt, and why.
+    Failed(ConnectFailure),
 }
 
 /// The sans-IO reconnect machine. See the [crate docs](crate) for the
@@ -102,6 +116,11 @@ pub struct Machine<P> {
     /// resumes from here (otherwise a lone non-primary host would be
     /// redirected to for ever).
     tries_before_connect: u32,
+    /// Under quick reconnects: the attempts since the loss whose delay the
+    /// backoff paced (the backoff's attempt number); `paced_before_connect`
+    /// is kept like `tries_before_connect`.
+    paced: u32,
+    paced_before_connect: u32,
     ever_connected: bool,
     /// Why the last connect attempt failed (cleared by a success).
     last_connect_error: Option<ConnectFailure>,
@@ -146,6 +165,8 @@ impl<P> Machine<P> {
             endpoint: 0,
             tries: 0,
             tries_before_connect: 0,
+            paced: 0,
+            paced_before_connect: 0,
             ever_connected: false,
             last_connect_error: None,
             delays,
@@ -334,12 +355,15 @@ impl<P> Machine<P> {
                     pushbacks: 0,
                     probe: None,
                     served: false,
+                    up_since: self.now,
                 });
                 self.state = State::Connected;
                 self.gave_up = None;
                 self.requeue_hint = None;
                 self.tries_before_connect = self.tries;
                 self.tries = 0;
+                self.paced_before_connect = self.paced;
+                self.paced = 0;
                 self.last_connect_error = None;
                 self.delays.reset(self.cfg.backoff());
                 let event = if self.ever_connected {
@@ -729,21 +753,19 @@ impl<P> Machine<P> {
             self.give_up();
             return;
         }
-        self.retry_or_give_up();
+        self.retry_or_give_up(Pace::Failed(why));
     }
 
-    fn retry_or_give_up(&mut self) {
+    fn retry_or_give_up(&mut self, pace: Pace) {
         match self.cfg.reconnect_tries() {
             Tries::Limited(n) if self.tries >= n => self.give_up(),
-            _ => self.schedule_reconnect(),
+            _ => self.schedule_reconnect(pace),
         }
     }
 
-    fn schedule_reconnect(&mut self) {
+    fn schedule_reconnect(&mut self, pace: Pace) {
         self.tries = self.tries.saturating_add(1);
-        let delay = self
-            .delays
-            .jittered_delay(self.cfg.backoff(), self.cfg.jitter(), self.tries);
+        let delay = self.reconnect_delay(pace);
         self.reconnect_at = Some(self.now + delay);
         self.state = State::Backoff;
         self.emit(Event::Reconnecting {
@@ -752,6 +774,27 @@ impl<P> Machine<P> {
             endpoint: self.endpoint,
             error: self.last_connect_error,
         });
+    }
+
+    /// The delay before the attempt being scheduled: the backoff's for
+    /// attempt `tries`, or under quick reconnects, paced by why we are
+    /// reconnecting (see [`QuickReconnect`](crate::QuickReconnect)).
+    fn reconnect_delay(&mut self, pace: Pace) -> Duration {
+        let (backoff, jitter) = (self.cfg.backoff(), self.cfg.jitter());
+        let Some(quick) = self.cfg.quick_reconnect() else {
+            return self.delays.jittered_delay(backoff, jitter, self.tries);
+        };
+        let since_loss = self.now.saturating_duration_since(self.lost_at);
+        match pace {
+            Pace::Loss { young: false } => Duration::ZERO,
+            Pace::Failed(ConnectFailure::Refused) if since_loss < quick.probe_for => {
+                self.delays.uniform(quick.probe / 2, quick.probe)
+            }
+            _ => {
+                self.paced = self.paced.saturating_add(1);
+                self.delays.jittered_delay(backoff, jitter, self.paced)
+            }
+        }
     }
 
     fn give_up(&mut self) {
@@ -770,6 +813,7 @@ impl<P> Machine<P> {
         if let GiveUp::CoolDown(pause) = self.cfg.give_up() {
             // A fresh budget after the pause, announced as attempt 1.
             self.tries = 1;
+            self.paced = 0;
             self.reconnect_at = Some(self.now.saturating_add(pause));
             self.state = State::Backoff;
             self.emit(Event::Reconnecting {
@@ -794,6 +838,7 @@ impl<P> Machine<P> {
             self.lost_at = self.now;
             self.reconnect_at = None;
             self.tries = 0;
+            self.paced = 0;
             self.delays.reset(self.cfg.backoff());
             self.start_attempt();
         }
@@ -834,12 +879,16 @@ impl<P> Machine<P> {
             // wrong one was a failed attempt: counting resumes (a lone
             // non-primary host cannot bounce ops for ever). One that served
             // was a primary until its failover: a fresh count.
-            self.tries = if reason == DisconnectReason::WrongServer && !c.served {
-                self.tries_before_connect
+            let failed_attempt = reason == DisconnectReason::WrongServer && !c.served;
+            (self.tries, self.paced) = if failed_attempt {
+                (self.tries_before_connect, self.paced_before_connect)
             } else {
-                0
+                (0, 0)
             };
-            self.retry_or_give_up();
+            let young = failed_attempt
+                || self.now.saturating_duration_since(c.up_since)
+                    < crate::QuickReconnect::MIN_UPTIME;
+            self.retry_or_give_up(Pace::Loss { young });
         } else {
             self.state = State::Down;
         }
