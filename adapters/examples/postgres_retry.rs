@@ -48,9 +48,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     for id in 1..=40 {
         // Retryable: the core re-runs it after a connection loss, in order,
-        // within its attempt limit and the retry budget.
+        // within its attempt limit and the retry budget. Seed 004's loop
+        // makes a first try plus up to 5 retries: 6 attempts in all.
         match client
-            .call_with(transfer(id), CallOptions::new().retryable(true))
+            .call_with(
+                transfer(id),
+                CallOptions::new().retryable(true).max_attempts(6),
+            )
             .await
         {
             Ok(n) => println!("transfer {id}: committed ({n} row)"),

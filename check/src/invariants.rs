@@ -69,7 +69,9 @@
 //!    [`Checker::on_op_result`]) never claims it may have run, and a wrong
 //!    server is left only once nothing is in flight on it;
 //! 10. with [`Checker::on_timeout`], no op is left open past its deadline
-//!     after a timer step.
+//!     after a timer step; and waiting to reconnect, no op stays buffered
+//!     whose deadline comes before the next attempt (it fails at once with
+//!     `deadline_unreachable`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -100,6 +102,10 @@ struct Track {
     since: Instant,
     /// While buffered with a buffer timeout: when its wait ends.
     buffer_due: Option<Instant>,
+    /// Its command timeout (per op, or the config's).
+    command_timeout: Option<Duration>,
+    /// When it was last dispatched.
+    sent: Option<Instant>,
 }
 
 /// The ops dispatched on one connection: how many are still in flight on
@@ -190,6 +196,10 @@ pub struct Checker {
     /// Before the first connection, every failed attempt found a secondary.
     only_not_primary: bool,
 
+    /// `reconnected` for this connection was seen and the configuration
+    /// echoes it with `connected` (mongoose), which must follow at once.
+    echo_due: Option<ConnId>,
+
     // quick reconnects (see `expected_delay`)
     /// When the last connection was lost (or the machine started, or was
     /// revived).
@@ -239,6 +249,7 @@ impl Checker {
             served: false,
             only_not_primary: true,
             timeout_step: false,
+            echo_due: None,
             lost_at: None,
             up_since: None,
             loss_pending: None,
@@ -282,6 +293,25 @@ impl Checker {
     /// When open op `id` last entered the buffer (`None`: not open).
     pub(crate) fn buffered_since(&self, id: OpId) -> Option<Instant> {
         self.open.get(id).map(|t| t.since)
+    }
+
+    /// When open op `id`'s command timeout ends on its current dispatch
+    /// (`None`: not open, not in flight, or no command timeout).
+    pub(crate) fn command_due(&self, id: OpId) -> Option<Instant> {
+        self.open.get(id).and_then(|t| {
+            t.in_flight?;
+            Some(t.sent?.saturating_add(t.command_timeout?))
+        })
+    }
+
+    /// The current connection, if any.
+    pub(crate) fn current_conn(&self) -> Option<ConnId> {
+        self.current.map(|(c, _)| c)
+    }
+
+    /// When the announced reconnect attempt is due, while one is pending.
+    pub(crate) fn next_reconnect(&self) -> Option<Instant> {
+        self.pending_reconnect.map(|(due, _)| due)
     }
 
     /// Whether open op `id` was dispatched (`None`: not open).
@@ -375,6 +405,8 @@ impl Checker {
                 in_flight: None,
                 since: now,
                 buffer_due: None,
+                command_timeout: opts.command_timeout.or(self.cfg.command_timeout()),
+                sent: None,
             },
         );
         if !fresh {
@@ -676,6 +708,40 @@ impl Checker {
             }
         }
 
+        if let Some(conn) = self.echo_due.take() {
+            self.flag(
+                K::UnexpectedEvent,
+                format!(
+                    "reconnected ({conn}) without the `connected` the configuration echoes it with"
+                ),
+            );
+        }
+
+        // 10. waiting to reconnect, no buffered op may sleep towards a
+        // deadline that comes before the next attempt.
+        if m.state() == State::Backoff {
+            if let Some((due, _)) = self.pending_reconnect {
+                let from = (self.now, OpId::from_raw(u64::MAX));
+                let to = (due, OpId::from_raw(u64::MAX));
+                let stuck = self
+                    .by_deadline
+                    .range((
+                        core::ops::Bound::Excluded(from),
+                        core::ops::Bound::Included(to),
+                    ))
+                    .find(|(_, id)| self.open.get(*id).is_some_and(|t| t.in_flight.is_none()))
+                    .copied();
+                if let Some((d, id)) = stuck {
+                    self.flag(
+                        K::DeadlineNotShortCircuited,
+                        format!(
+                            "{id} (deadline {d}) is buffered while the next attempt is due at {due}"
+                        ),
+                    );
+                }
+            }
+        }
+
         // 7. timers armed for what is due.
         let next = m.poll_timeout().map(|(at, _)| at);
         if let Some((due, _)) = self.pending_reconnect.filter(|(d, _)| !never(*d)) {
@@ -896,8 +962,10 @@ impl Checker {
                 ),
             );
         }
+        let now = self.now;
         if let Some(tr) = self.open.get_mut(op) {
             tr.dispatches = dispatches;
+            tr.sent = Some(now);
         }
         self.set_in_flight(op, Some(conn));
     }
@@ -1131,7 +1199,14 @@ impl Checker {
             );
         }
         match e {
+            Event::Connected { conn, .. } if self.echo_due == Some(conn) => {
+                // mongoose's `connected` along with `reconnected`.
+                self.echo_due = None;
+            }
             Event::Connected { conn, endpoint } | Event::Reconnected { conn, endpoint } => {
+                if matches!(e, Event::Reconnected { .. }) && self.cfg.connected_on_reconnect() {
+                    self.echo_due = Some(conn);
+                }
                 if self.attempt != Some((conn, endpoint)) {
                     self.flag(
                         K::ConnectMismatch,

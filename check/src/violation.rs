@@ -135,6 +135,10 @@ kinds! {
     /// Invariant 10: a timer step left an op buffered past its buffer
     /// timeout.
     BufferTimeoutLate = 10, "buffer_timeout_late";
+    /// Invariant 10: an op was left waiting for a reconnect that comes at
+    /// or after its deadline (it must fail at once with
+    /// `deadline_unreachable`, not sleep until its deadline).
+    DeadlineNotShortCircuited = 10, "deadline_not_short_circuited";
     /// Invariant 9: an op the server refused on every dispatch (wrong
     /// server, pushback) reported as "may have run".
     RefusedMayHaveRun = 9, "refused_may_have_run";

@@ -360,7 +360,10 @@ pub enum Preset {
     /// 1000`, no jitter, `connectTimeoutMS: 30000`, initial connect fails fast.
     MongodbLegacy,
     /// The legacy driver under mongoose 5+: the same, plus mongoose's
-    /// `bufferTimeoutMS: 10000` (a buffered op fails after 10 s).
+    /// `bufferTimeoutMS: 10000` (a buffered op fails after 10 s), and
+    /// mongoose's `connected` event on every reconnection too (seed 002:
+    /// "these events are interchangeable"; see
+    /// [`ConfigBuilder::connected_on_reconnect`]).
     Mongoose,
     /// Seed 002's fail-fast example: both buffers off (`bufferMaxEntries: 0`,
     /// `bufferCommands: false`), otherwise legacy reconnects.
@@ -391,12 +394,15 @@ impl Preset {
             require_primary: false,
             give_up: GiveUp::Terminal,
             quick_reconnect: None,
+            command_timeout: None,
+            connected_on_reconnect: false,
             deferred: None,
         };
         match self {
             Preset::MongodbLegacy => legacy,
             Preset::Mongoose => ConfigBuilder {
                 buffer_timeout: Some(Duration::from_secs(10)),
+                connected_on_reconnect: true,
                 ..legacy
             },
             Preset::FailFast => ConfigBuilder {
@@ -438,6 +444,8 @@ impl Preset {
                     probe: Duration::from_millis(100),
                     probe_for: Duration::from_secs(30),
                 }),
+                command_timeout: None,
+                connected_on_reconnect: false,
                 deferred: None,
             },
         }
@@ -651,6 +659,15 @@ impl Config {
     pub fn response_timeout(&self) -> Option<Duration> {
         self.b.response_timeout
     }
+    /// Whether `connected` is emitted with every `reconnected` (mongoose).
+    pub fn connected_on_reconnect(&self) -> bool {
+        self.b.connected_on_reconnect
+    }
+    /// How long each dispatch may wait for its answer before the op fails
+    /// (the connection stays).
+    pub fn command_timeout(&self) -> Option<Duration> {
+        self.b.command_timeout
+    }
     /// How long an op may wait in the buffer (mongoose `bufferTimeoutMS`).
     pub fn buffer_timeout(&self) -> Option<Duration> {
         self.b.buffer_timeout
@@ -742,6 +759,8 @@ pub struct ConfigBuilder {
     pub(crate) require_primary: bool,
     pub(crate) give_up: GiveUp,
     pub(crate) quick_reconnect: Option<QuickReconnect>,
+    pub(crate) command_timeout: Option<Duration>,
+    pub(crate) connected_on_reconnect: bool,
     /// An error found by a setter that cannot fail on the spot.
     deferred: Option<ConfigError>,
 }
@@ -846,6 +865,42 @@ impl ConfigBuilder {
     pub fn response_timeout(mut self, t: Option<Duration>) -> Self {
         self.response_timeout = t;
         self
+    }
+
+    /// Each dispatch of an op may wait this long for its answer; then the
+    /// op fails with `command_timeout` (it may have run; not retried) and
+    /// **the connection stays** — unlike
+    /// [`response_timeout`](Self::response_timeout), which declares the
+    /// connection dead. Per op: [`OpOptions::command_timeout`](crate::OpOptions::command_timeout).
+    /// Off in every preset (ioredis `commandTimeout`, the `redis` crate's
+    /// `response_timeout`).
+    pub fn command_timeout(mut self, t: Option<Duration>) -> Self {
+        self.command_timeout = t;
+        self
+    }
+
+    /// Emit [`Event::Connected`](crate::Event::Connected) right after every
+    /// [`Event::Reconnected`](crate::Event::Reconnected), for the same
+    /// connection, as mongoose does (seed 002: its `connected` and
+    /// `reconnected` events "are interchangeable"), so a ported
+    /// `on('connected')` handler also sees reconnections. On in
+    /// [`Preset::Mongoose`], off elsewhere.
+    pub fn connected_on_reconnect(mut self, on: bool) -> Self {
+        self.connected_on_reconnect = on;
+        self
+    }
+
+    /// The legacy `socketTimeoutMS`, as the legacy driver meant it: both an
+    /// idle timeout ([`socket_timeout`](Self::socket_timeout): a connection
+    /// with nothing in flight this long is closed) and an in-flight limit
+    /// ([`response_timeout`](Self::response_timeout): an op waiting this
+    /// long for its answer declares the connection dead, failing every op
+    /// in flight on it). Seed 003's trap: it also kills long-running
+    /// operations. What you probably want instead: a per-op deadline
+    /// (`maxTimeMS`), or a [`command_timeout`](Self::command_timeout),
+    /// which fails the op and keeps the connection.
+    pub fn legacy_socket_timeout(self, t: Duration) -> Self {
+        self.socket_timeout(Some(t)).response_timeout(Some(t))
     }
 
     /// An op waiting in the buffer longer than this fails with `buffer_timeout`.
@@ -974,6 +1029,7 @@ impl ConfigBuilder {
             ("connect_timeout", self.connect_timeout),
             ("socket_timeout", self.socket_timeout),
             ("response_timeout", self.response_timeout),
+            ("command_timeout", self.command_timeout),
             ("buffer_timeout", self.buffer_timeout),
             ("op_deadline", self.op_deadline),
         ] {

@@ -43,6 +43,11 @@ pub struct OpOptions {
     pub deadline: Option<Duration>,
     /// Attempts for this op if retryable (`None`: the config's `max_op_attempts`).
     pub max_attempts: Option<u32>,
+    /// Give up on each dispatch of the op this long after it was sent,
+    /// keeping the connection (`None`: the config's `command_timeout`). The
+    /// op fails with [`ErrorKind::CommandTimeout`], may have run, and is not
+    /// retried.
+    pub command_timeout: Option<Duration>,
 }
 
 impl OpOptions {
@@ -63,6 +68,12 @@ impl OpOptions {
     /// Sets the attempt limit for this (retryable) op.
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = Some(n);
+        self
+    }
+    /// Sets the command timeout of each dispatch (see
+    /// [`OpOptions::command_timeout`]).
+    pub fn command_timeout(mut self, d: Duration) -> Self {
+        self.command_timeout = Some(d);
         self
     }
 }
@@ -127,11 +138,20 @@ pub enum ErrorKind {
     /// The server kept pushing back ([`OpResult::Pushback`]) and the retry
     /// budget allowed no further probe: the op did not run there.
     ServerBusy,
+    /// The op's deadline comes before the client can send it: the next
+    /// reconnect attempt (or the end of a pushback wait) is at or after
+    /// it. Failed at once instead of waiting for the deadline; the op did
+    /// not run.
+    DeadlineUnreachable,
+    /// The op was in flight longer than its command timeout
+    /// ([`OpOptions::command_timeout`], `command_timeout` in the config):
+    /// it failed, may have run, and the connection stays.
+    CommandTimeout,
 }
 
 impl ErrorKind {
     /// Every kind, in a stable order.
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::NoConnection,
         ErrorKind::BufferOverflow,
         ErrorKind::BufferTimeout,
@@ -144,6 +164,8 @@ impl ErrorKind {
         ErrorKind::ServerError,
         ErrorKind::Cancelled,
         ErrorKind::ServerBusy,
+        ErrorKind::DeadlineUnreachable,
+        ErrorKind::CommandTimeout,
     ];
 
     /// The stable snake_case name (`no_connection`, `buffer_overflow`, …).
@@ -161,6 +183,8 @@ impl ErrorKind {
             ErrorKind::ServerError => "server_error",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::ServerBusy => "server_busy",
+            ErrorKind::DeadlineUnreachable => "deadline_unreachable",
+            ErrorKind::CommandTimeout => "command_timeout",
         }
     }
 }
@@ -270,6 +294,12 @@ impl fmt::Display for OpError {
             ErrorKind::Cancelled => f.write_str("operation cancelled"),
             ErrorKind::ServerBusy => f.write_str(
                 "the server refused the operation for now and the retry budget allows no more tries; it did not run",
+            ),
+            ErrorKind::DeadlineUnreachable => f.write_str(
+                "operation deadline cannot be met: the next connection attempt comes after it (failed at once; it did not run)",
+            ),
+            ErrorKind::CommandTimeout => f.write_str(
+                "operation timed out waiting for its answer (command timeout; the connection is kept)",
             ),
         }
     }

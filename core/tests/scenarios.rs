@@ -75,13 +75,23 @@ fn seed002_buffers_until_reconnect() {
     assert_eq!((done.conn, done.attempts), (c2, 1));
     let names = h.event_names();
     assert_eq!(names[..3], ["connected", "disconnected", "reconnecting"]);
-    assert_eq!(names.last(), Some(&"reconnected"));
+    // mongoose emits `connected` along with `reconnected` (seed 002: "these
+    // events are interchangeable"), so an `on('connected')` handler also
+    // sees the reconnection.
+    assert_eq!(names[names.len() - 2..], ["reconnected", "connected"]);
     assert_eq!(
         names.iter().filter(|n| **n == "reconnected").count(),
         1,
         "{names:?}"
     );
     h.finish();
+    // The legacy driver alone does not.
+    let (mut h, _) = H::connected(Config::mongodb_legacy());
+    h.now += ms(500);
+    h.lose(LossKind::Closed);
+    h.until_connect();
+    h.connect_ok();
+    assert_eq!(h.event_names().last(), Some(&"reconnected"));
 }
 
 #[test]
@@ -602,11 +612,28 @@ fn deadlines_fail_buffered_and_in_flight_ops_and_late_answers_are_ignored() {
     assert!(h.drain().is_empty());
 
     h.lose(LossKind::Closed);
+    // The next attempt is 1 s away (legacy interval): an op whose 50 ms
+    // deadline comes first fails at once (seed 003's "Confusion": never
+    // sleep past a deadline).
     let buffered = h.submit(OpOptions::new().deadline(ms(50)));
-    h.advance(ms(50));
     let e = h.error(buffered);
-    assert_eq!(e.kind(), ErrorKind::DeadlineExceeded);
+    assert_eq!(e.kind(), ErrorKind::DeadlineUnreachable);
     assert!(!e.maybe_executed());
+    // One that the attempt could still serve waits for it...
+    let later = h.submit(OpOptions::new().deadline(ms(1500)));
+    let (_, _) = h.until_connect();
+    // ...and while that attempt is under way (30 s connect timeout) an op
+    // with a 50 ms deadline waits and fails at its deadline.
+    let connecting = h.submit(OpOptions::new().deadline(ms(50)));
+    h.advance(ms(50));
+    assert_eq!(h.kind(connecting), ErrorKind::DeadlineExceeded);
+    assert!(h.is_open(later));
+    // The attempt is refused: the next is 1 s later, after `later`'s
+    // deadline: it fails now, not at its deadline.
+    let refused_at = h.now;
+    h.connect_fail();
+    assert_eq!(h.kind(later), ErrorKind::DeadlineUnreachable);
+    assert_eq!(h.now, refused_at);
     // The config's default deadline applies to ops without one.
     let config = legacy().op_deadline(Some(ms(70))).build().unwrap();
     let (mut h2, _) = H::connected(config);
@@ -1064,6 +1091,8 @@ fn error_kind_names_are_the_stable_contract() {
             "server_error",
             "cancelled",
             "server_busy",
+            "deadline_unreachable",
+            "command_timeout",
         ]
     );
 }
@@ -1745,4 +1774,76 @@ fn quick_reconnect_durations_must_be_positive() {
             .unwrap_err();
         assert_eq!(e.field(), field);
     }
+}
+
+// ----- seed 003's "Confusion": command timeouts and unreachable deadlines ---
+
+#[test]
+fn command_timeout_fails_the_op_and_keeps_the_connection() {
+    let config = Config::recommended()
+        .to_builder()
+        .command_timeout(Some(ms(200)))
+        .build()
+        .unwrap();
+    let (mut h, c1) = H::connected(config);
+    let slow = h.op();
+    let patient = h.submit(OpOptions::new().command_timeout(Duration::from_secs(2)));
+    h.advance(ms(199));
+    assert!(h.is_open(slow));
+    h.advance(ms(1));
+    let e = h.error(slow);
+    assert_eq!(e.kind(), ErrorKind::CommandTimeout);
+    assert!(e.maybe_executed(), "it was sent: it may have run");
+    assert_eq!(e.attempts(), 1);
+    // The connection stays: no loss, the next op goes out on it.
+    assert_eq!(h.state(), State::Connected);
+    assert!(!h.event_names().contains(&"disconnected"));
+    let next = h.op();
+    assert_eq!(h.dispatches().last().map(|d| d.1), Some(c1));
+    h.answer(next, OpResult::Ok);
+    assert!(h.outcome(next).unwrap().is_ok());
+    // The late answer of the timed-out op is ignored.
+    h.m.handle_op_result(h.now, slow, c1, OpResult::Ok);
+    assert!(h.drain().is_empty());
+    // The per-op timeout (2 s) outlives the config's.
+    assert!(h.is_open(patient));
+    h.answer(patient, OpResult::Ok);
+    assert!(h.outcome(patient).unwrap().is_ok());
+    h.finish();
+}
+
+#[test]
+fn response_timeout_still_declares_the_connection_dead() {
+    // A command timeout longer than the response timeout changes nothing:
+    // the connection is declared unresponsive first.
+    let config = Config::recommended()
+        .to_builder()
+        .response_timeout(Some(ms(500)))
+        .command_timeout(Some(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let (mut h, _) = H::connected(config);
+    let q = h.op();
+    h.advance(ms(500));
+    assert_eq!(h.kind(q), ErrorKind::ConnectionLost);
+    assert!(h.event_names().contains(&"unresponsive"));
+    h.finish();
+}
+
+#[test]
+fn a_deadline_before_the_end_of_a_pushback_wait_fails_at_once() {
+    let (mut h, _) = H::connected(Config::recommended());
+    let first = h.op();
+    h.answer(
+        first,
+        OpResult::Pushback {
+            retry_after: Some(Duration::from_secs(2)),
+        },
+    );
+    assert_eq!(h.state(), State::Paused);
+    let hurried = h.submit(OpOptions::new().deadline(ms(500)));
+    assert_eq!(h.kind(hurried), ErrorKind::DeadlineUnreachable);
+    let calm = h.submit(OpOptions::new().deadline(Duration::from_secs(5)));
+    assert!(h.is_open(calm));
+    h.finish();
 }

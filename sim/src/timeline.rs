@@ -381,6 +381,9 @@ struct RawConfig {
     heartbeat_interval: S<Dur>,
     heartbeat_timeout: S<Dur>,
     response_timeout: S<Dur>,
+    command_timeout: S<Dur>,
+    legacy_socket_timeout: S<Dur>,
+    connected_on_reconnect: S<bool>,
     buffer_timeout: S<Dur>,
     op_deadline: S<Dur>,
     max_op_attempts: S<u32>,
@@ -1009,6 +1012,29 @@ fn build_config(
     if let Some(t) = off(&c.response_timeout) {
         b = b.response_timeout(t);
     }
+    if let Some(t) = off(&c.command_timeout) {
+        b = b.command_timeout(t);
+    }
+    if let Some(v) = &c.legacy_socket_timeout {
+        let clash = c.socket_timeout.as_ref().or(c.response_timeout.as_ref());
+        if let Some(k) = clash {
+            return Err(cx.err(
+                k.span(),
+                "`legacy_socket_timeout` sets both `socket_timeout` and `response_timeout`: give it alone",
+            ));
+        }
+        let d = v.get_ref().0;
+        if d.is_zero() {
+            return Err(cx.err(
+                v.span(),
+                "`legacy_socket_timeout` must be greater than zero (leave it out for none)",
+            ));
+        }
+        b = b.legacy_socket_timeout(d);
+    }
+    if let Some(v) = &c.connected_on_reconnect {
+        b = b.connected_on_reconnect(*v.get_ref());
+    }
     if let Some(t) = off(&c.buffer_timeout) {
         b = b.buffer_timeout(t);
     }
@@ -1139,10 +1165,11 @@ fn config_key_span(c: &RawConfig, field: &str) -> Option<Range<usize>> {
         "backoff_multiplier" => sp(&c.backoff_multiplier).or(sp(&c.backoff)),
         "backoff_initial" => sp(&c.backoff_initial).or(sp(&c.reconnect_interval)),
         "connect_timeout" => sp(&c.connect_timeout),
-        "socket_timeout" => sp(&c.socket_timeout),
+        "socket_timeout" => sp(&c.socket_timeout).or(sp(&c.legacy_socket_timeout)),
         "heartbeat_interval" => sp(&c.heartbeat_interval),
         "heartbeat_timeout" => sp(&c.heartbeat_timeout),
-        "response_timeout" => sp(&c.response_timeout),
+        "response_timeout" => sp(&c.response_timeout).or(sp(&c.legacy_socket_timeout)),
+        "command_timeout" => sp(&c.command_timeout),
         "buffer_timeout" => sp(&c.buffer_timeout),
         "op_deadline" => sp(&c.op_deadline),
         "max_op_attempts" => sp(&c.max_op_attempts),

@@ -1066,7 +1066,9 @@ fn huge_backoff() {
     assert!(
         matches!(
             e.kind(),
-            ErrorKind::DeadlineExceeded | ErrorKind::BufferTimeout
+            ErrorKind::DeadlineExceeded
+                | ErrorKind::BufferTimeout
+                | ErrorKind::DeadlineUnreachable
         ),
         "{e}"
     );

@@ -141,6 +141,8 @@ pub struct FuzzConfig {
     /// Quick reconnects: probe pace and how long it lasts, in milliseconds
     /// (0 is refused); `None` turns them off, whatever the preset.
     pub quick_reconnect: Option<(u16, u16)>,
+    /// Milliseconds (0 is refused).
+    pub command_timeout: Option<u16>,
 }
 
 impl FuzzConfig {
@@ -197,6 +199,7 @@ impl FuzzConfig {
                 Some(d) => redial_core::GiveUp::CoolDown(ms(d)),
                 None => redial_core::GiveUp::Terminal,
             })
+            .command_timeout(self.command_timeout.map(ms))
             .quick_reconnect(self.quick_reconnect.map(|(probe, probe_for)| {
                 redial_core::QuickReconnect {
                     probe: ms(probe),
@@ -245,6 +248,7 @@ impl FuzzConfig {
             &mut self.buffer_timeout,
             &mut self.op_deadline,
             &mut self.cool_down,
+            &mut self.command_timeout,
         ] {
             pos(d);
         }
@@ -339,6 +343,8 @@ pub struct FuzzOpts {
     pub deadline: Option<u16>,
     /// Per-op attempt limit (0 allowed: treated as 1).
     pub max_attempts: Option<u8>,
+    /// Per-op command timeout in milliseconds (0 is raised to 1).
+    pub command_timeout: Option<u16>,
 }
 
 impl FuzzOpts {
@@ -347,6 +353,7 @@ impl FuzzOpts {
         let mut o = OpOptions::new().retryable(self.retryable);
         o.deadline = self.deadline.map(ms);
         o.max_attempts = self.max_attempts.map(u32::from);
+        o.command_timeout = self.command_timeout.map(|d| ms(d.max(1)));
         o
     }
 }

@@ -164,9 +164,10 @@ pub(crate) fn run(input: &ModelInput) {
     let first: Vec<Seen> = h.log.iter().filter_map(|o| seen(&h, o)).collect();
     compare(&cfg, usize::MAX, None, &first, &model.take_seen());
     let steps = input.steps.iter().take(MAX_STEPS).map(|s| match *s {
-        // Deadlines are outside the model.
+        // Deadlines and command timeouts are outside the model.
         Step::Submit(o) => Step::Submit(FuzzOpts {
             deadline: None,
+            command_timeout: None,
             ..o
         }),
         // The model retries every failed connect, and has no heartbeats,

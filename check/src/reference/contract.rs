@@ -332,6 +332,35 @@ impl Contract {
                         Some(_) => {}
                     },
                     ErrorKind::Closed => self.closed_outcomes = true,
+                    ErrorKind::DeadlineUnreachable => {
+                        // Only before the deadline, and only while the next
+                        // send is known to come at or after it: the next
+                        // reconnect, or a pushback wait (whose exact end the
+                        // contract does not know).
+                        let next = checker.next_reconnect();
+                        let ok = deadline.is_some_and(|d| {
+                            now < d && (next.is_some_and(|at| d <= at) || self.paused.is_some())
+                        });
+                        if !ok {
+                            self.flag(
+                                K::UnexpectedOutcome,
+                                format!(
+                                    "{id} failed with deadline_unreachable at {now}, deadline {deadline:?}, next reconnect {next:?}"
+                                ),
+                            );
+                        }
+                    }
+                    ErrorKind::CommandTimeout => {
+                        let due = checker.command_due(id);
+                        if !e.maybe_executed() || due.is_none_or(|d| now < d) {
+                            self.flag(
+                                K::UnexpectedOutcome,
+                                format!(
+                                    "{id} failed with command_timeout at {now}, in flight until {due:?}"
+                                ),
+                            );
+                        }
+                    }
                     _ => {}
                 }
                 if kind != ErrorKind::NoConnection && fail_fast {
@@ -357,7 +386,10 @@ impl Contract {
                 let re = matches!(e, Event::Reconnected { .. });
                 // The checker's books, before this event.
                 let ever = checker.ever_connected();
-                if re != ever {
+                let echo = !re
+                    && self.cfg.connected_on_reconnect()
+                    && checker.current_conn() == Some(conn);
+                if re != ever && !echo {
                     self.flag(
                         K::UnexpectedEvent,
                         format!("{e} (ever connected before: {ever})"),

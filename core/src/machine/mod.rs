@@ -6,6 +6,7 @@
 //! the public vocabulary (`types`).
 
 use alloc::collections::{BinaryHeap, VecDeque};
+use alloc::vec::Vec;
 use core::cmp::Reverse;
 use core::time::Duration;
 
@@ -102,6 +103,10 @@ pub struct Machine<P> {
     /// back ahead of older ones (refused, lost) make the buffer's head no
     /// longer the first to expire.
     buffer_waits: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// When each op in flight with a command timeout gives up on its
+    /// dispatch (`since + command_timeout`), with lazy deletion like
+    /// `deadlines`.
+    command_waits: BinaryHeap<Reverse<(Instant, u64)>>,
     outputs: VecDeque<Output<P>>,
     next_conn: u64,
     attempt: Option<Attempt>,
@@ -157,6 +162,7 @@ impl<P> Machine<P> {
             ops: Ops::new(),
             deadlines: BinaryHeap::new(),
             buffer_waits: BinaryHeap::new(),
+            command_waits: BinaryHeap::new(),
             outputs: VecDeque::new(),
             next_conn: 1,
             attempt: None,
@@ -296,6 +302,10 @@ impl<P> Machine<P> {
             self.deadlines.peek().map(|Reverse((at, _))| *at),
             TimerKind::Deadline,
         );
+        offer(
+            self.command_waits.peek().map(|Reverse((at, _))| *at),
+            TimerKind::Command,
+        );
         best
     }
 
@@ -377,8 +387,16 @@ impl<P> Machine<P> {
                         endpoint: a.endpoint,
                     }
                 };
+                let echo = self.ever_connected && self.cfg.connected_on_reconnect();
                 self.ever_connected = true;
                 self.emit(event);
+                if echo {
+                    // mongoose: `connected` comes with every `reconnected`.
+                    self.emit(Event::Connected {
+                        conn,
+                        endpoint: a.endpoint,
+                    });
+                }
                 self.flush_buffer();
             }
             _ => {
@@ -612,6 +630,7 @@ impl<P> Machine<P> {
             .or(self.cfg.op_deadline())
             .map(|d| self.now + d);
         let mut op = Op::new(payload, deadline, self.now);
+        op.command_timeout = options.command_timeout.or(self.cfg.command_timeout());
         op.seq = self.next_seq;
         self.next_seq += 1;
         if options.retryable {
@@ -698,6 +717,10 @@ impl<P> Machine<P> {
         if self.state == State::Draining && self.ops.len(Queue::InFlight) == 0 {
             self.lose(DisconnectReason::WrongServer);
         }
+        // Ops whose deadline comes before the client can send them (the
+        // next reconnect, or the end of a pushback wait, is at or after
+        // it) fail now rather than sleep until their deadline.
+        self.fail_unreachable();
         // A probe that left without an answer (cancelled, past its
         // deadline): the next one goes out now.
         if self.state == State::Paused {
@@ -707,6 +730,52 @@ impl<P> Machine<P> {
             if gone {
                 self.probe();
             }
+        }
+    }
+
+    /// The earliest instant an op buffered now could be sent, when it is
+    /// known to be later than now: the next reconnect attempt while
+    /// waiting to reconnect, the end of the pushback wait while paused.
+    fn earliest_send(&self) -> Option<Instant> {
+        match self.state {
+            State::Backoff => self.reconnect_at,
+            State::Paused => self.conn.and_then(|c| c.hold_until),
+            _ => None,
+        }
+        .filter(|at| *at > self.now)
+    }
+
+    /// Fails with [`ErrorKind::DeadlineUnreachable`] every buffered op
+    /// whose deadline lies in `(now, earliest_send]`. Walks the deadline
+    /// heap from its top, so it costs O(log n) per op failed (plus the ops
+    /// in flight with such deadlines, put back).
+    fn fail_unreachable(&mut self) {
+        let Some(limit) = self.earliest_send() else {
+            return;
+        };
+        let mut keep = Vec::new();
+        while let Some(&Reverse((at, raw))) = self.deadlines.peek() {
+            if at > limit {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(idx) = self.ops.index(OpId(raw)) else {
+                continue; // stale
+            };
+            let o = self.ops.at(idx);
+            if o.deadline != Some(at) {
+                continue; // stale
+            }
+            if at <= self.now || o.place != Place::Buffered {
+                // Due now (the deadline timer fails it) or in flight.
+                keep.push(Reverse((at, raw)));
+                continue;
+            }
+            self.ops.unlink(idx);
+            self.fail(idx, ErrorKind::DeadlineUnreachable);
+        }
+        for e in keep {
+            self.deadlines.push(e);
         }
     }
 
@@ -945,6 +1014,20 @@ impl<P> Machine<P> {
                     }
                 }
             }
+            TimerKind::Command => {
+                if let Some(Reverse((at, raw))) = self.command_waits.pop() {
+                    let due = self.ops.index(OpId(raw)).filter(|&idx| {
+                        let o = self.ops.at(idx);
+                        matches!(o.place, Place::InFlight(_))
+                            && o.command_timeout.map(|t| o.since.saturating_add(t)) == Some(at)
+                    });
+                    if let Some(idx) = due {
+                        self.ops.unlink(idx);
+                        self.fail(idx, ErrorKind::CommandTimeout);
+                        self.touch_idle();
+                    }
+                }
+            }
             TimerKind::Deadline => {
                 if let Some(Reverse((_, raw))) = self.deadlines.pop() {
                     if let Some(idx) = self.ops.index(OpId(raw)) {
@@ -981,6 +1064,23 @@ impl<P> Machine<P> {
                 self.buffer_waits
                     .retain(|Reverse((at, raw))| live(ops, *at, *raw));
             }
+        }
+        let in_flight_wait = |ops: &Ops<P>, at: Instant, raw: u64| {
+            ops.get(OpId(raw)).is_some_and(|o| {
+                matches!(o.place, Place::InFlight(_))
+                    && o.command_timeout.map(|t| o.since.saturating_add(t)) == Some(at)
+            })
+        };
+        while let Some(Reverse((at, raw))) = self.command_waits.peek().copied() {
+            if in_flight_wait(&self.ops, at, raw) {
+                break;
+            }
+            self.command_waits.pop();
+        }
+        if self.command_waits.len() > 2 * self.ops.len(Queue::InFlight) + 64 {
+            let ops = &self.ops;
+            self.command_waits
+                .retain(|Reverse((at, raw))| in_flight_wait(ops, *at, *raw));
         }
         while let Some(Reverse((at, raw))) = self.deadlines.peek().copied() {
             if self
@@ -1021,6 +1121,10 @@ impl<P> Machine<P> {
         o.place = Place::InFlight(c.id);
         o.since = now;
         let op = o.id;
+        if let Some(t) = o.command_timeout {
+            self.command_waits
+                .push(Reverse((now.saturating_add(t), op.0)));
+        }
         self.ops.link_back(idx, Queue::InFlight, now);
         self.outputs.push_back(Output::Dispatch {
             op,

@@ -47,6 +47,8 @@ pub(super) struct Op<P> {
     pub(super) place: Place,
     /// When it entered its current list (buffer wait / response timeouts).
     pub(super) since: Instant,
+    /// How long each dispatch may wait for its answer (command timeout).
+    pub(super) command_timeout: Option<core::time::Duration>,
     prev: u32,
     next: u32,
 }
@@ -66,6 +68,7 @@ impl<P> Op<P> {
             executions: 0,
             place: Place::Buffered,
             since: now,
+            command_timeout: None,
             prev: NIL,
             next: NIL,
         }

@@ -116,6 +116,8 @@ pub enum TimerKind {
     Deadline,
     /// The end of a pushback wait: the next probe goes out.
     Probe,
+    /// An op in flight has waited its command timeout.
+    Command,
 }
 
 /// What the machine asks its driver to do, or tells the application.
