@@ -2,7 +2,8 @@
 //!
 //! ```sh
 //! cd bench
-//! cargo bench --bench recovery            # about 3–4 minutes; prints the tables of BENCHMARKS.md
+//! cargo bench --bench recovery                           # about 3 minutes; prints the tables of BENCHMARKS.md
+//! REDIAL_BENCH_ROUNDS=1 cargo bench --bench recovery     # one round per scenario (a smoke run, ~1 minute)
 //! cargo clippy --all-targets -- -D warnings && cargo test   # what CI runs here
 //! ```
 //!
@@ -14,9 +15,10 @@
 //! pid), with every contender connected to it at once, so all of them see
 //! the very same faults:
 //!
-//! - **raw floor**: the `redis` crate's plain multiplexed connection (RESP2),
-//!   re-created by the harness itself the moment an op reports it broken,
-//!   in a loop with 1 ms between attempts, ops waiting for it meanwhile: the
+//! - **raw floor**: the `redis` crate's plain multiplexed connection
+//!   (RESP3), re-created by the harness itself the moment it is reported
+//!   closed (the crate's disconnect push, or an op failing on it), in a
+//!   loop with 1 ms between attempts, ops waiting for it meanwhile: the
 //!   physical limit of "the server accepts again → an op succeeds";
 //! - redial `Config::recommended()` over the default URL (RESP2: the loss
 //!   is seen by the next op or heartbeat) and over `?protocol=resp3` (the
@@ -216,7 +218,7 @@ impl Contender {
 
 async fn build(spec: &Spec, key: &'static str, url: &str, seed: u64) -> (OpFn, Option<EventLog>) {
     match spec {
-        Spec::Floor => (floor(url, key).await, None),
+        Spec::Floor => (floor(&format!("{url}?protocol=resp3"), key).await, None),
         Spec::Redial { resp3, config } => {
             let url = if *resp3 {
                 format!("{url}?protocol=resp3")
@@ -240,25 +242,48 @@ struct Slot {
     conn: Option<redis::aio::MultiplexedConnection>,
 }
 
+type SlotSender = tokio::sync::watch::Sender<Slot>;
+
+/// Empties the slot if it still holds connection `generation`.
+fn mark_dead(tx: &SlotSender, generation: u64) {
+    tx.send_if_modified(|s| {
+        let mine = s.generation == generation && s.conn.is_some();
+        if mine {
+            s.conn = None;
+        }
+        mine
+    });
+}
+
+/// The raw floor over `url` (RESP3, so that a closed connection is
+/// reported at once by the crate's disconnect push).
 async fn floor(url: &str, key: &'static str) -> OpFn {
     let client = redis::Client::open(url).expect("redis url");
-    let first = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("raw floor connect");
     let (tx, _) = tokio::sync::watch::channel(Slot {
-        generation: 1,
-        conn: Some(first),
+        generation: 0,
+        conn: None,
     });
     let tx = Arc::new(tx);
-    // The reconnect loop: waits for an op to report the connection broken,
-    // then connects every PROBE_GAP until it succeeds. Ends with the sender.
-    let weak: Weak<tokio::sync::watch::Sender<Slot>> = Arc::downgrade(&tx);
+    // The reconnect loop: waits for the slot to be emptied (by the
+    // disconnect push or by an op that failed on the connection), then
+    // connects every PROBE_GAP until it succeeds. Ends with the sender.
+    let weak: Weak<SlotSender> = Arc::downgrade(&tx);
     let mut rx = tx.subscribe();
     tokio::spawn(async move {
-        let config =
-            redis::AsyncConnectionConfig::new().set_connection_timeout(Duration::from_secs(1));
+        let mut generation = 0;
         while rx.wait_for(|s| s.conn.is_none()).await.is_ok() {
+            generation += 1;
+            let w = weak.clone();
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Duration::from_secs(1))
+                .set_push_sender(move |info: redis::PushInfo| {
+                    if info.kind == redis::PushKind::Disconnection {
+                        if let Some(tx) = w.upgrade() {
+                            mark_dead(&tx, generation);
+                        }
+                    }
+                    Ok::<(), std::convert::Infallible>(())
+                });
             loop {
                 if weak.strong_count() == 0 {
                     return;
@@ -270,7 +295,7 @@ async fn floor(url: &str, key: &'static str) -> OpFn {
                     Ok(conn) => {
                         if let Some(tx) = weak.upgrade() {
                             tx.send_modify(|s| {
-                                s.generation += 1;
+                                s.generation = generation;
                                 s.conn = Some(conn);
                             });
                         }
@@ -281,6 +306,7 @@ async fn floor(url: &str, key: &'static str) -> OpFn {
             }
         }
     });
+    let _ = tx.subscribe().wait_for(|s| s.conn.is_some()).await;
     Arc::new(move || {
         let tx = tx.clone();
         Box::pin(async move {
@@ -295,13 +321,7 @@ async fn floor(url: &str, key: &'static str) -> OpFn {
                 Ok(_) => true,
                 Err(e) => {
                     if e.code().is_none() || e.is_io_error() {
-                        tx.send_if_modified(|s| {
-                            let mine = s.generation == generation && s.conn.is_some();
-                            if mine {
-                                s.conn = None;
-                            }
-                            mine
-                        });
+                        mark_dead(&tx, generation);
                     }
                     false
                 }
@@ -683,7 +703,7 @@ fn main() {
         .set_number_of_retries(30);
     let specs: Vec<(&'static str, &'static str, Spec)> = vec![
         (
-            "raw floor: multiplexed conn, re-created every 1 ms",
+            "raw floor: multiplexed conn (RESP3), re-created every 1 ms",
             "floor",
             Spec::Floor,
         ),
@@ -745,9 +765,21 @@ fn main() {
         .collect();
     let mut downtimes: Vec<Vec<Duration>> = vec![Vec::new(); SCENARIOS.len()];
 
-    let most = SCENARIOS.iter().map(|s| s.rounds).max().unwrap_or(0);
+    // REDIAL_BENCH_ROUNDS=n: at most n rounds per scenario (a smoke run).
+    let cap: usize = std::env::var("REDIAL_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX);
+    let scenarios: Vec<Scenario> = SCENARIOS
+        .iter()
+        .map(|s| Scenario {
+            rounds: s.rounds.min(cap),
+            ..*s
+        })
+        .collect();
+    let most = scenarios.iter().map(|s| s.rounds).max().unwrap_or(0);
     for r in 0..most {
-        for (k, s) in SCENARIOS.iter().enumerate() {
+        for (k, s) in scenarios.iter().enumerate() {
             if r >= s.rounds {
                 continue;
             }
@@ -780,11 +812,11 @@ fn main() {
         TICK.as_millis()
     );
     print!("| client |");
-    for s in &SCENARIOS {
+    for s in &scenarios {
         print!(" {} ({}×) |", s.label(), s.rounds);
     }
     println!();
-    println!("|---|{}", "---|".repeat(SCENARIOS.len()));
+    println!("|---|{}", "---|".repeat(scenarios.len()));
     for (i, c) in contenders.iter().enumerate() {
         print!("| {} |", c.name);
         for t in tallies.iter() {
@@ -803,7 +835,7 @@ fn main() {
         println!();
     }
 
-    for (k, s) in SCENARIOS.iter().enumerate() {
+    for (k, s) in scenarios.iter().enumerate() {
         let d = &downtimes[k];
         let lo = d.iter().min().copied().unwrap_or_default();
         let hi = d.iter().max().copied().unwrap_or_default();
