@@ -444,6 +444,29 @@ mod tests {
     }
 
     #[test]
+    fn redis_faults_close_clients_and_the_server_comes_back() {
+        let Some(mut server) = Redis::start() else {
+            return;
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], server.port()).into();
+        let accepting = || std::net::TcpStream::connect(addr).is_ok();
+        // A client: CLIENT KILL closes it, the server stays up.
+        let client = std::net::TcpStream::connect(addr).expect("connect");
+        assert!(server.kill_clients() >= 1);
+        assert!(accepting());
+        drop(client);
+        // SIGTERM: down until restarted.
+        server.terminate();
+        assert!(!accepting());
+        let back = server.restart();
+        assert!(back.elapsed() < Duration::from_secs(10) && accepting());
+        server.kill();
+        assert!(!accepting());
+        server.restart();
+        assert!(accepting());
+    }
+
+    #[test]
     fn pipe_matches_replies_in_order_on_each_runtime() {
         let echo = EchoServer::start().expect("echo server");
         let addr = echo.addr();
