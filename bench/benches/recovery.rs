@@ -29,7 +29,9 @@
 //!   on the disconnect push), with its defaults and tuned; in 0.32 the
 //!   manager's backoff is backon's: first wait 1 s (no setter), growing by
 //!   `factor` (default **100**, so the second wait is the 60 s cap) up to
-//!   `max_delay`, each wait plus a random 0–100 %. Tuned: factor 2,
+//!   `max_delay`, each wait plus a "random" 0–100 % (from a fixed seed:
+//!   the crate builds backon without `std`, so every backoff draws the
+//!   same sequence). Tuned: factor 2,
 //!   `max_delay` 2.5 s (so with the jitter no wait exceeds 5 s, the others'
 //!   cap), 30 retries;
 //! - `fred` 10 with `ReconnectPolicy::default()` (constant 1 s + 0–50 ms,
