@@ -31,9 +31,8 @@
 //!   `factor` (default **100**, so the second wait is the 60 s cap) up to
 //!   `max_delay`, each wait plus a "random" 0–100 % (from a fixed seed:
 //!   the crate builds backon without `std`, so every backoff draws the
-//!   same sequence). Tuned: factor 2,
-//!   `max_delay` 2.5 s (so with the jitter no wait exceeds 5 s, the others'
-//!   cap), 30 retries;
+//!   same sequence). Tuned: factor 2, `max_delay` 2.5 s (so with the
+//!   jitter no wait exceeds 5 s, the others' cap), 30 retries;
 //! - `fred` 10 with `ReconnectPolicy::default()` (constant 1 s + 0–50 ms,
 //!   unlimited; without a policy fred does not reconnect at all) and tuned
 //!   `ReconnectPolicy::new_exponential(0, 100, 5000, 2)` (100 ms × 2 ≤ 5 s,
