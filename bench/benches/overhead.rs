@@ -1,23 +1,33 @@
 //! Adapter overhead: the same closed-loop workload (4 concurrent callers on
 //! one shared connection) through a raw connection and through redial.
 //!
+//! ```sh
+//! cd bench
+//! cargo bench --bench overhead                                   # criterion, then the summary table
+//! REDIAL_BENCH_SUMMARY_ONLY=1 cargo bench --bench overhead       # the summary table only
+//! REDIAL_BENCH_SUMMARY_ONLY=1 REDIAL_BENCH_ONLY=redis cargo bench --bench overhead
+//! cargo clippy --all-targets -- -D warnings && cargo test        # what CI runs here
+//! ```
+//!
 //! - `echo/<runtime>/{raw,redial}`: an in-process TCP echo server; the raw
 //!   side is a pipelined line client, and redial drives that very client
 //!   through a `Connector`, on tokio, smol and async-std.
-//! - `redis/<runtime>/{raw,redial,connection-manager}`: `INCR` against a
-//!   private redis-server with the `redis` crate's multiplexed connection,
-//!   redial's `RedisConnector` (which runs that same connection), and the
-//!   crate's own `ConnectionManager`, on tokio and smol (the `redis` crate
-//!   picks smol when not inside tokio; it is built here with `smol-comp`).
-//!   Not on async-std: the crate would then pick async-std's executor for
-//!   smol too, and async-std is discontinued upstream.
+//! - `redis/<runtime>/{raw,redial,redial+deadline+hb,connection-manager}`:
+//!   `INCR` against a private redis-server with the `redis` crate's
+//!   multiplexed connection, redial's `RedisConnector` (which runs that
+//!   same connection) with `Config::recommended()` and with
+//!   `recommended()` plus a 5 s `op_deadline` and a 1 s / 500 ms
+//!   heartbeat, and the crate's own `ConnectionManager`, on tokio and smol
+//!   (the `redis` crate picks smol when not inside tokio; it is built here
+//!   with `smol-comp`). Not on async-std: the crate would then pick
+//!   async-std's executor for smol too, and async-std is discontinued
+//!   upstream.
 //!
 //! criterion measures each variant's throughput; afterwards a summary pass
 //! runs every variant in interleaved rounds (so drift hits all alike) and
 //! prints the table in BENCHMARKS.md: median throughput, p50/p99 latency,
-//! and redial's ratio to raw taken in the same run.
+//! and each variant's ratio to raw taken in the same run.
 //!
-//! `cargo bench --bench overhead` (in `bench/`);
 //! `REDIAL_BENCH_SUMMARY_ONLY=1` skips the criterion part;
 //! `REDIAL_BENCH_ONLY=echo/tokio` keeps the variants whose
 //! `workload/variant` name contains that text (for profiling one path).
@@ -27,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
-use redial::core::Config;
+use redial::core::{Config, Heartbeat};
 use redial::redis::RedisConnector;
 use redial::runtime::{AsyncStdRuntime, SmolRuntime, TokioRuntime};
 use redial::{Client, Runtime};
@@ -150,25 +160,20 @@ fn redis_variants<B: BlockOn>(on: B, rt: &'static str, server: &Redis, out: &mut
         "bench:raw",
     ));
 
-    let redial = on.block_on(async {
-        let c = Client::builder(RedisConnector::new([url.as_str()]).expect("redis url"))
-            .config(Config::recommended())
-            .seed(1)
-            .runtime(on.redial_runtime())
-            .build()
-            .expect("client");
-        c.call(incr("bench:redial")).await.expect("redial warm-up");
-        c
-    });
-    let o = on.clone();
-    out.push(Variant {
-        group: "redis",
-        name: format!("{rt}/redial"),
-        baseline: false,
-        run: Box::new(move |n| {
-            o.block_on(run_batch(CALLERS, n, || redial.call(incr("bench:redial"))))
-        }),
-    });
+    out.push(redial_variant(
+        on.clone(),
+        format!("{rt}/redial"),
+        &url,
+        Config::recommended(),
+        "bench:redial",
+    ));
+    out.push(redial_variant(
+        on.clone(),
+        format!("{rt}/redial+deadline+hb"),
+        &url,
+        deadline_heartbeat(),
+        "bench:redial-dh",
+    ));
 
     let manager = on
         .block_on(client.get_connection_manager())
@@ -180,6 +185,46 @@ fn redis_variants<B: BlockOn>(on: B, rt: &'static str, server: &Redis, out: &mut
         manager,
         "bench:manager",
     ));
+}
+
+/// `Config::recommended()` with a 5 s deadline on every op (so every op
+/// also goes through the core's deadline heap) and a heartbeat every 1 s
+/// answered within 500 ms (instead of 5 s / 3 s).
+fn deadline_heartbeat() -> Config {
+    Config::builder()
+        .op_deadline(Some(Duration::from_secs(5)))
+        .heartbeat(Some(Heartbeat {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+        }))
+        .build()
+        .expect("recommended + deadline + heartbeat")
+}
+
+/// `INCR key` through a redial client over `RedisConnector` with `config`.
+fn redial_variant<B: BlockOn>(
+    on: B,
+    name: String,
+    url: &str,
+    config: Config,
+    key: &'static str,
+) -> Variant {
+    let redial = on.block_on(async {
+        let c = Client::builder(RedisConnector::new([url]).expect("redis url"))
+            .config(config)
+            .seed(1)
+            .runtime(on.redial_runtime())
+            .build()
+            .expect("client");
+        c.call(incr(key)).await.expect("redial warm-up");
+        c
+    });
+    Variant {
+        group: "redis",
+        name,
+        baseline: false,
+        run: Box::new(move |n| on.block_on(run_batch(CALLERS, n, || redial.call(incr(key))))),
+    }
 }
 
 /// `INCR key` through one of the `redis` crate's own connection types

@@ -294,6 +294,35 @@ impl Redis {
         self.0.kill();
     }
 
+    /// SIGTERM (redis's own graceful shutdown: it closes its clients'
+    /// connections and exits), then waits for the process to exit (up to
+    /// 10 s, read from `/proc`; SIGKILL after that) and reaps it.
+    pub fn terminate(&mut self) {
+        if let Some(pid) = self.0.pid() {
+            let sent = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            // Not reaped yet (we are its parent), so the pid is still ours:
+            // exited means a zombie (`Z`) or, off Linux, no `/proc` entry.
+            while sent && Instant::now() < deadline && !exited(pid) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        self.0.kill();
+    }
+
+    /// `CLIENT KILL TYPE normal` over a fresh raw connection (which the
+    /// command skips): the server closes every normal client's connection
+    /// and stays up. Returns how many it closed.
+    pub fn kill_clients(&self) -> u64 {
+        let reply = self.0.admin(&["CLIENT", "KILL", "TYPE", "normal"]);
+        reply.trim_start_matches(':').trim().parse().unwrap_or(0)
+    }
+
     /// Starts it again on the same port and returns the instant it was
     /// first seen accepting connections (a 1 ms poll from another thread,
     /// so this is at most about 1 ms late).
@@ -315,6 +344,18 @@ impl Redis {
         let seen = poller.join().ok().flatten();
         stop.store(true, Ordering::Release);
         seen.unwrap_or_else(Instant::now)
+    }
+}
+
+/// Whether process `pid` (a child not yet reaped) has exited: its
+/// `/proc/<pid>/stat` state is `Z`, or there is no such entry.
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
     }
 }
 
@@ -400,6 +441,29 @@ mod tests {
         assert_eq!(quantile(&v, 1.0), Duration::from_micros(100));
         assert_eq!(quantile(&[], 0.5), Duration::ZERO);
         assert_eq!(median(&mut [3.0, 1.0, 2.0, 10.0]), 2.5);
+    }
+
+    #[test]
+    fn redis_faults_close_clients_and_the_server_comes_back() {
+        let Some(mut server) = Redis::start() else {
+            return;
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], server.port()).into();
+        let accepting = || std::net::TcpStream::connect(addr).is_ok();
+        // A client: CLIENT KILL closes it, the server stays up.
+        let client = std::net::TcpStream::connect(addr).expect("connect");
+        assert!(server.kill_clients() >= 1);
+        assert!(accepting());
+        drop(client);
+        // SIGTERM: down until restarted.
+        server.terminate();
+        assert!(!accepting());
+        let back = server.restart();
+        assert!(back.elapsed() < Duration::from_secs(10) && accepting());
+        server.kill();
+        assert!(!accepting());
+        server.restart();
+        assert!(accepting());
     }
 
     #[test]
