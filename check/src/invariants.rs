@@ -304,6 +304,11 @@ impl Checker {
         })
     }
 
+    /// Open op `id`'s deadline and command timeout (`None`: not open).
+    pub(crate) fn limits_of(&self, id: OpId) -> Option<(Option<Instant>, Option<Duration>)> {
+        self.open.get(id).map(|t| (t.deadline, t.command_timeout))
+    }
+
     /// The current connection, if any.
     pub(crate) fn current_conn(&self) -> Option<ConnId> {
         self.current.map(|(c, _)| c)
@@ -503,7 +508,9 @@ impl Checker {
                     self.attempt = None;
                 }
             }
-            Output::Dispatch { op, conn, endpoint } => self.on_dispatch(*op, *conn, *endpoint),
+            Output::Dispatch {
+                op, conn, endpoint, ..
+            } => self.on_dispatch(*op, *conn, *endpoint),
             Output::Heartbeat { conn } => {
                 if self.terminal.is_some() {
                     self.flag(K::OutputAfterTerminal, format!("heartbeat on {conn}"));
@@ -1538,6 +1545,7 @@ mod tests {
                 op: a,
                 conn: ConnId::from_raw(1),
                 endpoint: 0,
+                time_left: None,
             },
         );
         assert_eq!(kinds(&c), ["dispatch_not_connected"]);
@@ -1550,6 +1558,7 @@ mod tests {
                 op: a,
                 conn: ConnId::from_raw(conn.get() + 7),
                 endpoint: 0,
+                time_left: None,
             },
         );
         assert_eq!(kinds(&c), ["dispatch_wrong_conn"]);
@@ -1559,6 +1568,7 @@ mod tests {
                 op: a,
                 conn,
                 endpoint: 0,
+                time_left: None,
             },
         );
         assert!(kinds(&c).contains(&"double_dispatch"));
@@ -1568,6 +1578,7 @@ mod tests {
                 op: OpId::from_raw(4242),
                 conn,
                 endpoint: 0,
+                time_left: None,
             },
         );
         assert!(kinds(&c).contains(&"dispatch_unknown_op"));
@@ -1625,6 +1636,7 @@ mod tests {
                 op: a,
                 conn: c2,
                 endpoint: 0,
+                time_left: None,
             },
         );
         assert_eq!(kinds(&c), ["too_many_dispatches"]);
@@ -1665,6 +1677,7 @@ mod tests {
                 op: b,
                 conn,
                 endpoint: 0,
+                time_left: None,
             },
         );
         c.on_output::<()>(
@@ -1673,6 +1686,7 @@ mod tests {
                 op: a,
                 conn,
                 endpoint: 0,
+                time_left: None,
             },
         );
         assert_eq!(kinds(&c), ["dispatch_order"]);

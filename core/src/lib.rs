@@ -125,7 +125,7 @@
 //! // The server is back: the buffered op is replayed on the new connection.
 //! m.handle_connected(now, conn2);
 //! assert!(matches!(m.poll_output(), Some(Output::Event(Event::Reconnected { .. }))));
-//! assert_eq!(m.poll_output(), Some(Output::Dispatch { op, conn: conn2, endpoint: 0 }));
+//! assert_eq!(m.poll_output(), Some(Output::Dispatch { op, conn: conn2, endpoint: 0, time_left: None }));
 //! assert_eq!(m.payload(op), Some(&"findOne"));
 //!
 //! // The server answers; the op gets its one outcome, payload handed back.

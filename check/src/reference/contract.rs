@@ -222,9 +222,31 @@ impl Contract {
             Output::Close { conn } => {
                 self.unclosed.remove(conn);
             }
-            Output::Dispatch { op, conn, .. } => {
+            Output::Dispatch {
+                op,
+                conn,
+                time_left,
+                ..
+            } => {
                 if let Some(i) = self.must_dispatch.iter().position(|o| o == op) {
                     self.must_dispatch.swap_remove(i);
+                }
+                // The time the server is given: what is left before the
+                // deadline or the command timeout, whichever is sooner.
+                if let Some((deadline, command)) = checker.limits_of(*op) {
+                    let left = deadline.map(|d| d.saturating_duration_since(self.now));
+                    let expected = match (left, command) {
+                        (Some(l), Some(c)) => Some(l.min(c)),
+                        (l, c) => l.or(c),
+                    };
+                    if *time_left != expected {
+                        self.flag(
+                            K::UnexpectedOutcome,
+                            format!(
+                                "{op} dispatched with time_left {time_left:?}, expected {expected:?}"
+                            ),
+                        );
+                    }
                 }
                 if let Some((c, not_before, probe)) = self.paused {
                     if c == *conn {

@@ -1121,6 +1121,11 @@ impl<P> Machine<P> {
         o.place = Place::InFlight(c.id);
         o.since = now;
         let op = o.id;
+        let time_left = match (o.deadline, o.command_timeout) {
+            (Some(d), Some(t)) => Some(d.saturating_duration_since(now).min(t)),
+            (Some(d), None) => Some(d.saturating_duration_since(now)),
+            (None, t) => t,
+        };
         if let Some(t) = o.command_timeout {
             self.command_waits
                 .push(Reverse((now.saturating_add(t), op.0)));
@@ -1130,6 +1135,7 @@ impl<P> Machine<P> {
             op,
             conn: c.id,
             endpoint: c.endpoint,
+            time_left,
         });
     }
 

@@ -156,6 +156,13 @@ pub enum Output<P> {
         conn: ConnId,
         /// Its endpoint.
         endpoint: usize,
+        /// How long the op may still take on the server: the time left
+        /// before its deadline or its command timeout, whichever is
+        /// sooner (`None`: neither). A driver passes it on so the server
+        /// can stop the op when the client stops waiting (PostgreSQL
+        /// `statement_timeout`, MySQL `max_statement_time`, MongoDB
+        /// `maxTimeMS`); the machine fails the op at that time anyway.
+        time_left: Option<Duration>,
     },
     /// Send a heartbeat on `conn`; report the answer (or the error, read
     /// like an op's) with [`Machine::handle_heartbeat`]. Heartbeats are sent

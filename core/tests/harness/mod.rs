@@ -259,7 +259,9 @@ impl H {
         self.log
             .iter()
             .filter_map(|(_, o)| match *o {
-                Output::Dispatch { op, conn, endpoint } => Some((op, conn, endpoint)),
+                Output::Dispatch {
+                    op, conn, endpoint, ..
+                } => Some((op, conn, endpoint)),
                 _ => None,
             })
             .collect()
