@@ -86,6 +86,30 @@ pub trait Connector: Send + Sync + 'static {
         op: &Self::Op,
     ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send;
 
+    /// Runs one op on `conn` under a time limit: `time_left` is how long
+    /// the op may still take, before its deadline or its command timeout
+    /// (the core's [`Output::Dispatch`](crate::core::Output::Dispatch)
+    /// `time_left`; `None`: no limit). The driver calls this, not
+    /// [`run`](Connector::run), for every dispatch.
+    ///
+    /// The client stops waiting at that time whatever the connector does
+    /// (the core fails the op and the driver drops this future); passing
+    /// the limit on lets the **server** stop the op too, instead of going
+    /// on with work nobody waits for (seed 003: `maxTimeMS`). The default
+    /// ignores it and calls [`run`](Connector::run): the limit is then
+    /// client-side only. [`PostgresConnector`](crate::postgres::PostgresConnector)
+    /// sets `statement_timeout` for the op; the Redis connector documents
+    /// its limit as client-side only.
+    fn run_within(
+        &self,
+        conn: &Self::Conn,
+        op: &Self::Op,
+        time_left: Option<std::time::Duration>,
+    ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send {
+        let _ = time_left;
+        self.run(conn, op)
+    }
+
     /// Says what an error from [`run`](Connector::run) or
     /// [`ping`](Connector::ping) means.
     fn classify(&self, error: &Self::Error) -> Failure;

@@ -14,6 +14,17 @@
 //! [`classify_connect`] reads them as [`ConnectFailure::Unavailable`]
 //! (retried).
 //!
+//! **Time limits reach the server.** An op dispatched with a time left
+//! (its deadline or command timeout: [`Connector::run_within`]) runs with
+//! the session's `statement_timeout` set to what is left when it starts
+//! (`SET statement_timeout`, one extra round trip), so the server cancels
+//! its statements when the client stops waiting (SQLSTATE 57014) instead
+//! of running on; the next op without a limit restores the default
+//! (`RESET statement_timeout`). An op run without a limit on a session
+//! whose timeout was never touched costs nothing extra. If the op sets
+//! `statement_timeout` itself, its value holds until the next op with a
+//! limit.
+//!
 //! **Seed list and role.** Each connection string (or config) is one
 //! endpoint, and one naming several hosts (`host=a,b port=5432,5433`) is
 //! split into one endpoint per host: the client rotates through them
@@ -218,6 +229,10 @@ impl<T> fmt::Debug for PgOp<T> {
 pub struct PgConn {
     client: Mutex<Client>,
     ended: Shared<oneshot::Receiver<()>>,
+    /// The session's `statement_timeout` as this connector last set it, in
+    /// milliseconds (0: the server's default; `u64::MAX`: unknown, a `SET`
+    /// was cut short). Read and written only under the client's lock.
+    statement_timeout_ms: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for PgConn {
@@ -284,11 +299,41 @@ impl<T: Send + 'static> Connector for PostgresConnector<T> {
         Ok(PgConn {
             client: Mutex::new(client),
             ended: rx.shared(),
+            statement_timeout_ms: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
     async fn run(&self, conn: &PgConn, op: &PgOp<T>) -> Result<T, Error> {
+        self.run_within(conn, op, None).await
+    }
+
+    async fn run_within(
+        &self,
+        conn: &PgConn,
+        op: &PgOp<T>,
+        time_left: Option<std::time::Duration>,
+    ) -> Result<T, Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let started = std::time::Instant::now();
         let mut client = conn.client.lock().await;
+        // What is left once the lock is ours, in whole milliseconds (at
+        // least 1: 0 would mean "no limit" to the server).
+        let want = time_left.map_or(0, |t| {
+            let left = t.saturating_sub(started.elapsed());
+            u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        if want != conn.statement_timeout_ms.load(Relaxed) {
+            let sql = if want == 0 {
+                "RESET statement_timeout".to_string()
+            } else {
+                format!("SET statement_timeout = {want}")
+            };
+            // Unknown until the server confirms (this future may be
+            // dropped half-way): the next op then sets it again.
+            conn.statement_timeout_ms.store(u64::MAX, Relaxed);
+            client.batch_execute(&sql).await?;
+            conn.statement_timeout_ms.store(want, Relaxed);
+        }
         (op.0)(&mut client).await
     }
 
