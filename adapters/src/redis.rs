@@ -16,6 +16,15 @@
 //! (on in `Config::recommended()`) the client then refuses a replica and
 //! tries the next address of the seed list.
 //!
+//! **Time limits.** Redis has no per-command time limit, so an op's
+//! deadline or command timeout is client-side only (the client stops
+//! waiting; the server finishes the command), except for the blocking
+//! commands, whose own timeout argument is lowered to the time left
+//! ([`Connector::run_within`]; see [`bounded`]): `BLPOP`, `BRPOP`,
+//! `BRPOPLPUSH`, `BLMOVE`, `BZPOPMIN`, `BZPOPMAX` (last argument, seconds),
+//! `BLMPOP`, `BZMPOP` (first argument, seconds). A blocking command with a
+//! shorter timeout of its own keeps it.
+//!
 //! **Seeing a close at once.** With RESP3 (`redis://host:port/?protocol=resp3`,
 //! redis ≥ 6) the crate reports a closed connection the moment it reads the
 //! end of the stream, and [`Connector::closed`] passes that on: the core
@@ -181,6 +190,43 @@ struct Closed {
     notify: Notify,
 }
 
+/// A blocking command (see the [module docs](self)) with its timeout
+/// argument lowered to `left` (whole milliseconds, at least 1 ms), when its
+/// own is longer or 0 (block for ever); `None` for any other command, or
+/// one whose timeout is already shorter or unreadable.
+pub fn bounded(cmd: &Cmd, left: std::time::Duration) -> Option<Cmd> {
+    let mut args: Vec<Vec<u8>> = Vec::new();
+    for a in cmd.args_iter() {
+        match a {
+            redis::Arg::Simple(b) => args.push(b.to_vec()),
+            redis::Arg::Cursor => return None,
+        }
+    }
+    let name = args.first()?.to_ascii_uppercase();
+    let at = match name.as_slice() {
+        b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BZPOPMIN" | b"BZPOPMAX" => {
+            args.len().checked_sub(1).filter(|&i| i >= 2)?
+        }
+        b"BLMPOP" | b"BZMPOP" => 1,
+        _ => return None,
+    };
+    let own: f64 = std::str::from_utf8(args.get(at)?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let limit = (left.as_secs_f64() * 1000.0).floor().max(1.0) / 1000.0;
+    if !own.is_finite() || own < 0.0 || (own > 0.0 && own <= limit) {
+        return None;
+    }
+    args[at] = format!("{limit:.3}").into_bytes();
+    let mut out = redis::cmd(std::str::from_utf8(&args[0]).ok()?);
+    for a in &args[1..] {
+        out.arg(a.as_slice());
+    }
+    Some(out)
+}
+
 impl Connector for RedisConnector {
     type Conn = RedisConn;
     type Op = Cmd;
@@ -227,6 +273,19 @@ impl Connector for RedisConnector {
         op.query_async(&mut conn).await
     }
 
+    async fn run_within(
+        &self,
+        conn: &RedisConn,
+        op: &Cmd,
+        time_left: Option<std::time::Duration>,
+    ) -> Result<Value, RedisError> {
+        let mut conn = conn.conn.clone();
+        match time_left.and_then(|t| bounded(op, t)) {
+            Some(cmd) => cmd.query_async(&mut conn).await,
+            None => op.query_async(&mut conn).await,
+        }
+    }
+
     fn classify(&self, error: &RedisError) -> Failure {
         classify(error)
     }
@@ -270,6 +329,57 @@ mod tests {
     use redis::ErrorKind as K;
 
     const PUSHBACK: Failure = Failure::Pushback { retry_after: None };
+
+    fn words(c: &Cmd) -> Vec<String> {
+        c.args_iter()
+            .map(|a| match a {
+                redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                redis::Arg::Cursor => "<cursor>".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocking_commands_get_the_time_left_as_their_timeout() {
+        let ms = std::time::Duration::from_millis;
+        // Block for ever (0) or longer than the time left: lowered.
+        let c = redis::cmd("BLPOP").arg("q1").arg("q2").arg(0).clone();
+        assert_eq!(
+            words(&bounded(&c, ms(250)).unwrap()),
+            ["BLPOP", "q1", "q2", "0.250"]
+        );
+        let c = redis::cmd("blmove")
+            .arg("a")
+            .arg("b")
+            .arg("LEFT")
+            .arg("RIGHT")
+            .arg(30)
+            .clone();
+        assert_eq!(
+            words(&bounded(&c, ms(1500)).unwrap()),
+            ["blmove", "a", "b", "LEFT", "RIGHT", "1.500"]
+        );
+        let c = redis::cmd("BZMPOP")
+            .arg(10)
+            .arg(1)
+            .arg("z")
+            .arg("MIN")
+            .clone();
+        assert_eq!(words(&bounded(&c, ms(2)).unwrap())[1], "0.002");
+        // Never below a millisecond (0 would block for ever).
+        let c = redis::cmd("BRPOP").arg("q").arg(5).clone();
+        assert_eq!(words(&bounded(&c, ms(0)).unwrap())[2], "0.001");
+        // A shorter timeout of its own is kept; other commands untouched.
+        let c = redis::cmd("BRPOP").arg("q").arg("0.1").clone();
+        assert!(bounded(&c, ms(500)).is_none());
+        assert!(bounded(&redis::cmd("GET").arg("k").clone(), ms(5)).is_none());
+        assert!(bounded(&redis::cmd("BLPOP").arg("k").clone(), ms(5)).is_none());
+        let c = redis::cmd("BLPOP").arg("q").arg("soon").clone();
+        assert!(
+            bounded(&c, ms(5)).is_none(),
+            "unreadable timeout left alone"
+        );
+    }
 
     fn known(kind: K) -> RedisError {
         RedisError::from((
