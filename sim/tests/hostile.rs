@@ -1066,9 +1066,7 @@ fn huge_backoff() {
     assert!(
         matches!(
             e.kind(),
-            ErrorKind::DeadlineExceeded
-                | ErrorKind::BufferTimeout
-                | ErrorKind::DeadlineUnreachable
+            ErrorKind::DeadlineExceeded | ErrorKind::BufferTimeout | ErrorKind::DeadlineUnreachable
         ),
         "{e}"
     );
