@@ -1,10 +1,18 @@
 //! The application's handle: `call`, `events`, `state`, `close`.
+//!
+//! A [`Client`] feeds the core directly, under the client's lock (see the
+//! driver module): [`Client::call_with`] submits the op and carries out
+//! what the core says at once; the returned [`Call`] polls the op's `run`
+//! in the caller's own task whenever the core dispatches the op (at once,
+//! or later: a buffered op flushed on reconnect, a retry), reports the
+//! answer to the core itself and takes its own outcome. Nothing of an op's
+//! round trip goes through the driver task.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use futures::Stream;
@@ -262,7 +270,7 @@ impl<C: Connector> Builder<C> {
         self
     }
 
-    /// Watches every step of the core this client's driver runs (see
+    /// Watches every step of the core this client runs (see
     /// [`Observer`]): the simulator attaches the invariant checker here.
     pub fn observer(mut self, observer: impl Observer<Arc<C::Op>>) -> Self {
         self.observer = Some(Box::new(observer));
@@ -287,7 +295,7 @@ impl<C: Connector> Builder<C> {
     /// the client starts: it sees every event from the very first
     /// (`connected`), which [`Client::events`] called right after `build`
     /// may miss on a multi-threaded runtime (the driver can connect before
-    /// the subscription reaches it).
+    /// the subscription is made).
     pub fn build_with_events(self) -> Result<(Client<C>, Events), BuildError> {
         self.build_inner(true)
             .map(|(c, e)| (c, e.expect("subscribed before the start")))
@@ -543,9 +551,11 @@ impl<C: Connector> Call<C> {
             },
             // Each execution is started once: one that finished is not
             // run again, whatever the core did with its answer.
-            Instr::Run { exec, conn, handle } => {
-                Next::Run(*exec, *conn, (*exec != self.started).then(|| handle.clone()))
-            }
+            Instr::Run { exec, conn, handle } => Next::Run(
+                *exec,
+                *conn,
+                (*exec != self.started).then(|| handle.clone()),
+            ),
             Instr::Wait => Next::Wait,
         }
     }
@@ -555,7 +565,11 @@ impl<C: Connector> Call<C> {
     fn follow(&mut self, next: Next<C>) {
         match next {
             Next::Run(exec, conn, Some(handle)) => {
-                let fut = run_future(self.handle.shared.connector.clone(), handle, self.op.clone());
+                let fut = run_future(
+                    self.handle.shared.connector.clone(),
+                    handle,
+                    self.op.clone(),
+                );
                 self.started = exec;
                 self.run = Some(Running { exec, conn, fut });
             }

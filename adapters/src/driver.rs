@@ -885,8 +885,10 @@ impl<C: Connector> Future for Driver<C> {
                 continue;
             }
             let Some(at) = shared.origin.checked_add(deadline.since_origin()) else {
-                core.armed = None;
-                return Poll::Pending; // "never"
+                // "Never": nothing to arm, and no caller need wake the
+                // driver for a deadline as late as this one.
+                core.armed = Some(deadline);
+                return Poll::Pending;
             };
             // Lazily: only an earlier deadline moves the timer; a later
             // one waits for the timer to fire and re-arm.
