@@ -601,13 +601,18 @@ pub(crate) struct Driver<C: Connector> {
     slots: BTreeMap<ConnId, Slot<C>>,
     /// A report already taken from a slot, to be handled next.
     ready: Option<Report<C>>,
-    /// The instant (and dispatch count) at which the driver last let other
-    /// tasks go before a timer step: inputs that arrive at the instant a
-    /// deadline falls (an answer a caller holds, runs just dispatched) reach
-    /// the core before the timer step, as they did when the driver polled
-    /// every run itself.
-    yielded: Option<(Instant, u64)>,
+    /// The due deadline the driver last let other tasks go before, the
+    /// core's dispatch count then, and how many times it did for that
+    /// deadline: inputs that arrive at the instant a deadline falls (an
+    /// answer a caller holds, runs just dispatched) reach the core before
+    /// the timer step, as they did when the driver polled every run itself.
+    /// A few turns at most per deadline, so a busy client never holds a
+    /// timer step back.
+    yielded: Option<(Instant, u64, u32)>,
 }
+
+/// Turns the driver lets other tasks take before one timer step.
+const YIELDS_PER_DEADLINE: u32 = 4;
 
 impl<C: Connector> Driver<C> {
     pub(crate) fn new(shared: Arc<Shared<C>>) -> Self {
@@ -865,11 +870,18 @@ impl<C: Connector> Future for Driver<C> {
             // Expired is decided by the clock, not by the timer having fired.
             let now = shared.now(&core);
             if deadline <= now {
-                let mark = (now, core.dispatches);
-                if this.yielded != Some(mark) {
-                    // Let the inputs of this instant that other tasks hold
-                    // (an answer, a run just dispatched) go first.
-                    this.yielded = Some(mark);
+                // Let the inputs of this instant that other tasks hold (an
+                // answer, a run just dispatched) go first: once per
+                // deadline, and again (a few times at most) while the
+                // core dispatches meanwhile.
+                let turns = match this.yielded {
+                    Some((d, n, turns)) if d == deadline => {
+                        (n != core.dispatches && turns < YIELDS_PER_DEADLINE).then_some(turns + 1)
+                    }
+                    _ => Some(1),
+                };
+                if let Some(turns) = turns {
+                    this.yielded = Some((deadline, core.dispatches, turns));
                     drop(core);
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
