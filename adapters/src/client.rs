@@ -400,8 +400,8 @@ impl<C: Connector> Client<C> {
             cell: cell.clone(),
             seen: 0,
             started: 0,
-            run: None,
-            early: None,
+            run: Exclusive::new(None),
+            early: Exclusive::new(None),
             done: false,
             resolved: false,
         };
@@ -409,7 +409,7 @@ impl<C: Connector> Client<C> {
             let mut core = shared.lock();
             if core.gone {
                 drop(core);
-                call.early = Some(Err(gone_error()));
+                *call.early.get() = Some(Err(gone_error()));
                 call.done = true;
                 return call;
             }
@@ -434,7 +434,7 @@ impl<C: Connector> Client<C> {
             next
         };
         if let Next::Resolved(r) = next {
-            call.early = Some(r);
+            *call.early.get() = Some(r);
             call.done = true;
         } else {
             call.follow(next);
@@ -504,6 +504,23 @@ struct Running<C: Connector> {
     fut: RunFuture<C>,
 }
 
+/// A value reached only through `&mut`, so it can sit in a `Sync` type
+/// whatever it is (a run future is `Send` only): a mutex never locked,
+/// whose `get_mut` costs nothing.
+struct Exclusive<T>(std::sync::Mutex<T>);
+
+impl<T> Exclusive<T> {
+    fn new(value: T) -> Self {
+        Exclusive(std::sync::Mutex::new(value))
+    }
+
+    fn get(&mut self) -> &mut T {
+        self.0
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// The future of one call. Dropping it before it resolves cancels the op.
 pub struct Call<C: Connector> {
     handle: Arc<Handle<C>>,
@@ -515,9 +532,9 @@ pub struct Call<C: Connector> {
     seen: u64,
     /// The execution last started (0: none yet).
     started: u64,
-    run: Option<Running<C>>,
+    run: Exclusive<Option<Running<C>>>,
     /// An outcome known when the call was made.
-    early: Option<CallResult<C>>,
+    early: Exclusive<Option<CallResult<C>>>,
     /// No cancel to send on drop (resolved, or never submitted).
     done: bool,
     /// Resolved: polling again is a misuse.
@@ -528,7 +545,7 @@ impl<C: Connector> fmt::Debug for Call<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Call")
             .field("op", &self.id)
-            .field("running", &self.run.is_some())
+            .field("running", &self.run.0.try_lock().map(|r| r.is_some()).ok())
             .field("done", &self.done)
             .finish()
     }
@@ -571,10 +588,10 @@ impl<C: Connector> Call<C> {
                     self.op.clone(),
                 );
                 self.started = exec;
-                self.run = Some(Running { exec, conn, fut });
+                *self.run.get() = Some(Running { exec, conn, fut });
             }
             Next::Run(_, _, None) => {}
-            Next::Wait | Next::Resolved(_) => self.run = None,
+            Next::Wait | Next::Resolved(_) => *self.run.get() = None,
         }
     }
 
@@ -632,7 +649,7 @@ impl<C: Connector> Future for Call<C> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         assert!(!this.resolved, "redial::Call polled after it resolved");
-        if let Some(r) = this.early.take() {
+        if let Some(r) = this.early.get().take() {
             this.resolved = true;
             return Poll::Ready(r);
         }
@@ -646,20 +663,20 @@ impl<C: Connector> Future for Call<C> {
                     this.next(&mut core)
                 };
                 if let Next::Resolved(r) = next {
-                    this.run = None;
+                    *this.run.get() = None;
                     this.done = true;
                     this.resolved = true;
                     return Poll::Ready(r);
                 }
                 this.follow(next);
             }
-            let Some(run) = this.run.as_mut() else {
+            let Some(run) = this.run.get().as_mut() else {
                 return Poll::Pending;
             };
             let Poll::Ready(outcome) = run.fut.as_mut().poll(cx) else {
                 return Poll::Pending;
             };
-            let Some(run) = this.run.take() else {
+            let Some(run) = this.run.get().take() else {
                 return Poll::Pending;
             };
             match this.report(run, outcome) {
@@ -710,7 +727,7 @@ impl<C: Connector> Drop for Call<C> {
         };
         // The outcome and the run go with the lock released.
         drop(entry);
-        self.run = None;
+        *self.run.get() = None;
         if let Some(w) = wakes {
             let _ = w.wake(&shared);
         }

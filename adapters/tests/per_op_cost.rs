@@ -173,3 +173,12 @@ async fn callers_on_many_threads_share_the_core() {
     .await
     .expect("bounded");
 }
+
+/// A call and a client can be shared between threads, as before.
+#[test]
+fn calls_and_clients_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Client<Mem>>();
+    send_sync::<redial::Call<Mem>>();
+    send_sync::<redial::Events>();
+}
