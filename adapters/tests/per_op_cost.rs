@@ -118,6 +118,7 @@ async fn per_op(config: Config, options: CallOptions) -> (usize, usize) {
     let resets = counts.resets.load(Ordering::Relaxed) - resets;
     let polls = counts.driver_polls.load(Ordering::Relaxed) - polls;
     client.close().await;
+    eprintln!("{OPS} ops: {resets} timer resets, {polls} driver polls");
     (resets, polls)
 }
 
