@@ -1,20 +1,32 @@
 //! The application's handle: `call`, `events`, `state`, `close`.
+//!
+//! A [`Client`] feeds the core directly, under the client's lock (see the
+//! driver module): [`Client::call_with`] submits the op and carries out
+//! what the core says at once; the returned [`Call`] polls the op's `run`
+//! in the caller's own task whenever the core dispatches the op (at once,
+//! or later: a buffered op flushed on reconnect, a retry), reports the
+//! answer to the core itself and takes its own outcome. Nothing of an op's
+//! round trip goes through the driver task.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use futures::channel::{mpsc, oneshot};
+use futures::channel::mpsc;
 use futures::future::FusedFuture;
-use pin_project::{pin_project, pinned_drop};
 
 use crate::connector::Connector;
-use crate::core::{Config, ConfigError, ErrorKind, Event, Machine, OpOptions, State};
-use crate::driver::{Command, Driver, EVENT_QUEUE, Reply};
+use crate::core::{
+    Config, ConfigError, ConnId, ErrorKind, Event, Machine, OpId, OpOptions, OpResult, State,
+};
+use crate::driver::{
+    Core, Driver, EVENT_QUEUE, Entry, Instr, OpCell, RunFuture, RunOutcome, Shared, gone_error,
+    reading, run_future,
+};
 use crate::observer::Observer;
 use crate::runtime::{Runtime, default_runtime};
 
@@ -130,28 +142,30 @@ impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
 /// The result of a call.
 pub type CallResult<C> = Result<<C as Connector>::Output, Error<<C as Connector>::Error>>;
 
-struct Shared<C: Connector> {
-    /// Unbounded on purpose: every entry is a call a caller is awaiting (or
-    /// its cancel, or a close/subscribe), so its length is bounded by the
-    /// application's own concurrency, and the driver takes entries as fast
-    /// as it can; the core's buffer policy bounds what is kept after that.
-    /// A bounded queue here would make `call` block or fail on a busy
-    /// driver, a decision that belongs to the core's buffer policy.
-    tx: mpsc::UnboundedSender<Command<C>>,
-    next_key: AtomicU64,
-    state: Arc<Mutex<(State, usize)>>,
+/// What keeps the driver task alive: held by every [`Client`] clone and
+/// every [`Call`]. When the last one goes, the driver closes the core and
+/// stops.
+struct Handle<C: Connector> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C: Connector> Drop for Handle<C> {
+    fn drop(&mut self) {
+        self.shared.orphaned.store(true, Ordering::Release);
+        self.shared.wake_driver();
+    }
 }
 
 /// A handle on one logical connection kept alive by the core. Cheap to
-/// clone; every clone talks to the same driver task.
+/// clone; every clone feeds the same core and driver task.
 pub struct Client<C: Connector> {
-    shared: Arc<Shared<C>>,
+    handle: Arc<Handle<C>>,
 }
 
 impl<C: Connector> Clone for Client<C> {
     fn clone(&self) -> Self {
         Client {
-            shared: self.shared.clone(),
+            handle: self.handle.clone(),
         }
     }
 }
@@ -256,7 +270,7 @@ impl<C: Connector> Builder<C> {
         self
     }
 
-    /// Watches every step of the core this client's driver runs (see
+    /// Watches every step of the core this client runs (see
     /// [`Observer`]): the simulator attaches the invariant checker here.
     pub fn observer(mut self, observer: impl Observer<Arc<C::Op>>) -> Self {
         self.observer = Some(Box::new(observer));
@@ -281,7 +295,7 @@ impl<C: Connector> Builder<C> {
     /// the client starts: it sees every event from the very first
     /// (`connected`), which [`Client::events`] called right after `build`
     /// may miss on a multi-threaded runtime (the driver can connect before
-    /// the subscription reaches it).
+    /// the subscription is made).
     pub fn build_with_events(self) -> Result<(Client<C>, Events), BuildError> {
         self.build_inner(true)
             .map(|(c, e)| (c, e.expect("subscribed before the start")))
@@ -320,28 +334,23 @@ impl<C: Connector> Builder<C> {
         });
         let origin = runtime.now();
         let machine = Machine::new(config, seed, crate::core::Instant::ZERO);
-        let state = Arc::new(Mutex::new((machine.state(), 0)));
-        let (tx, rx) = mpsc::unbounded();
-        let driver = Driver::new(
+        let shared = Arc::new(Shared::new(
             machine,
             runtime.clone(),
             Arc::new(self.connector),
             origin,
-            rx,
-            state.clone(),
             self.observer,
-        );
+        ));
         let client = Client {
-            shared: Arc::new(Shared {
-                tx,
-                next_key: AtomicU64::new(0),
-                state,
+            handle: Arc::new(Handle {
+                shared: shared.clone(),
             }),
         };
-        // Queued before the driver runs: its first poll takes commands
-        // before any report, so this stream misses no event.
+        // Subscribed before the core's first outputs are carried out: this
+        // stream misses no event.
         let events = subscribe.then(|| client.events());
-        runtime.spawn(Box::pin(driver));
+        shared.start();
+        runtime.spawn(Box::pin(Driver::new(shared)));
         Ok((client, events))
     }
 }
@@ -373,28 +382,64 @@ impl<C: Connector> Client<C> {
         self.call_with(op, CallOptions::default())
     }
 
-    /// Runs `op` with per-call options. Dropping the returned future
-    /// cancels the op.
+    /// Runs `op` with per-call options.
+    ///
+    /// The op is submitted to the core here, at once; its `run` is polled
+    /// inside the returned future, in the caller's task, so the op goes on
+    /// the wire when (and while) the future is polled — await it, or poll
+    /// it alongside others (`join`, `FuturesUnordered`, a spawned task) to
+    /// run calls concurrently. Dropping the returned future cancels the op.
     pub fn call_with(&self, op: C::Op, options: CallOptions) -> Call<C> {
-        let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
-        let (reply, rx) = oneshot::channel();
-        let sent = self
-            .shared
-            .tx
-            .unbounded_send(Command::Submit {
-                key,
-                op: Arc::new(op),
-                options,
-                reply,
-            })
-            .is_ok();
-        Call {
-            key,
-            rx,
-            shared: self.shared.clone(),
-            done: !sent,
+        let shared = &self.handle.shared;
+        let op = Arc::new(op);
+        let cell = Arc::new(OpCell::default());
+        let mut call = Call {
+            handle: self.handle.clone(),
+            id: None,
+            op: op.clone(),
+            cell: cell.clone(),
+            seen: 0,
+            started: 0,
+            run: Exclusive::new(None),
+            early: Exclusive::new(None),
+            done: false,
             resolved: false,
+        };
+        let next = {
+            let mut core = shared.lock();
+            if core.gone {
+                drop(core);
+                *call.early.get() = Some(Err(gone_error()));
+                call.done = true;
+                return call;
+            }
+            let now = shared.now(&core);
+            let before = core.machine.state();
+            let id = core.machine.submit(now, op, options);
+            let at = core.machine.now();
+            core.observe(|o| o.on_submit(at, id, &options, before));
+            core.ops.insert(
+                id,
+                Entry {
+                    cell,
+                    instr: Instr::Wait,
+                },
+            );
+            call.id = Some(id);
+            let wakes = core.drain(Some(id));
+            let next = call.next(&mut core);
+            drop(core);
+            // Not in a task: nothing to let go first.
+            let _ = wakes.wake(shared);
+            next
+        };
+        if let Next::Resolved(r) = next {
+            *call.early.get() = Some(r);
+            call.done = true;
+        } else {
+            call.follow(next);
         }
+        call
     }
 
     /// A stream of the core's events from now on. Each stream holds up to
@@ -402,37 +447,26 @@ impl<C: Connector> Client<C> {
     /// and counted in [`Events::missed`] (a subscriber that stops reading
     /// costs bounded memory and never slows the client).
     ///
-    /// Events that happen before the subscription reaches the driver are
-    /// not seen; to see every event from the start (the first
-    /// `connected`), build with [`Builder::build_with_events`].
+    /// Events that happened before this call are not seen; to see every
+    /// event from the start (the first `connected`), build with
+    /// [`Builder::build_with_events`].
     pub fn events(&self) -> Events {
         // A futures channel holds its buffer plus one slot per sender.
         let (tx, rx) = mpsc::channel(EVENT_QUEUE - 1);
         let missed = Arc::new(AtomicU64::new(0));
-        let _ = self.shared.tx.unbounded_send(Command::Subscribe {
-            tx,
-            missed: missed.clone(),
-        });
+        self.handle.shared.subscribe(tx, missed.clone());
         Events { rx, missed }
     }
 
-    /// The core's state, as of the driver's last step.
+    /// The core's state.
     pub fn state(&self) -> State {
-        self.snapshot().0
+        self.handle.shared.lock().machine.state()
     }
 
     /// Ops submitted and not yet given their outcome (buffered or in
-    /// flight), as of the driver's last step.
+    /// flight).
     pub fn outstanding(&self) -> usize {
-        self.snapshot().1
-    }
-
-    fn snapshot(&self) -> (State, usize) {
-        *self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.handle.shared.lock().machine.outstanding()
     }
 
     /// Starts reconnecting now with a fresh reconnect budget — after the
@@ -443,32 +477,64 @@ impl<C: Connector> Client<C> {
     /// subscribers keep their streams. Ignored while connected or
     /// connecting, and after [`close`](Self::close).
     pub fn revive(&self) {
-        let _ = self.shared.tx.unbounded_send(Command::Revive);
+        self.handle.shared.revive();
     }
 
     /// Closes the client: every op still pending fails with `closed`. Resolves
     /// once every op has its outcome.
     pub async fn close(&self) {
-        let (reply, rx) = oneshot::channel();
-        if self
-            .shared
-            .tx
-            .unbounded_send(Command::Close { reply })
-            .is_ok()
-        {
-            let _ = rx.await;
-        }
+        self.handle.shared.close();
+    }
+}
+
+/// What a call does next, as read from its op's instruction.
+enum Next<C: Connector> {
+    /// The op has its outcome.
+    Resolved(CallResult<C>),
+    /// Start (or keep) the run of this execution on this connection.
+    Run(u64, ConnId, Option<Arc<C::Conn>>),
+    /// No run: the op waits (buffered, or its connection was closed).
+    Wait,
+}
+
+/// An op's `run` under way in its caller's task.
+struct Running<C: Connector> {
+    exec: u64,
+    conn: ConnId,
+    fut: RunFuture<C>,
+}
+
+/// A value reached only through `&mut`, so it can sit in a `Sync` type
+/// whatever it is (a run future is `Send` only): a mutex never locked,
+/// whose `get_mut` costs nothing.
+struct Exclusive<T>(std::sync::Mutex<T>);
+
+impl<T> Exclusive<T> {
+    fn new(value: T) -> Self {
+        Exclusive(std::sync::Mutex::new(value))
+    }
+
+    fn get(&mut self) -> &mut T {
+        self.0
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 /// The future of one call. Dropping it before it resolves cancels the op.
-#[pin_project(PinnedDrop)]
 pub struct Call<C: Connector> {
-    key: u64,
-    #[pin]
-    rx: oneshot::Receiver<Reply<C>>,
-    // An Arc clone per call is cheaper than a channel-sender clone.
-    shared: Arc<Shared<C>>,
+    handle: Arc<Handle<C>>,
+    /// `None`: never submitted (the driver task was gone).
+    id: Option<OpId>,
+    op: Arc<C::Op>,
+    cell: Arc<OpCell>,
+    /// The op's instruction generation last read.
+    seen: u64,
+    /// The execution last started (0: none yet).
+    started: u64,
+    run: Exclusive<Option<Running<C>>>,
+    /// An outcome known when the call was made.
+    early: Exclusive<Option<CallResult<C>>>,
     /// No cancel to send on drop (resolved, or never submitted).
     done: bool,
     /// Resolved: polling again is a misuse.
@@ -478,11 +544,100 @@ pub struct Call<C: Connector> {
 impl<C: Connector> fmt::Debug for Call<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Call")
-            .field("key", &self.key)
+            .field("op", &self.id)
+            .field("running", &self.run.0.try_lock().map(|r| r.is_some()).ok())
             .field("done", &self.done)
             .finish()
     }
 }
+
+impl<C: Connector> Call<C> {
+    /// Reads the op's instruction (the lock held). An outcome is taken out.
+    fn next(&mut self, core: &mut Core<C>) -> Next<C> {
+        self.seen = self.cell.generation.load(Ordering::Acquire);
+        let Some(id) = self.id else {
+            return Next::Resolved(Err(gone_error()));
+        };
+        let Some(entry) = core.ops.get(&id) else {
+            return Next::Resolved(Err(gone_error()));
+        };
+        match &entry.instr {
+            Instr::Done(_) => match core.ops.remove(&id).map(|e| e.instr) {
+                Some(Instr::Done(r)) => Next::Resolved(r),
+                _ => Next::Resolved(Err(gone_error())),
+            },
+            // Each execution is started once: one that finished is not
+            // run again, whatever the core did with its answer.
+            Instr::Run { exec, conn, handle } => Next::Run(
+                *exec,
+                *conn,
+                (*exec != self.started).then(|| handle.clone()),
+            ),
+            Instr::Wait => Next::Wait,
+        }
+    }
+
+    /// Starts, keeps or drops the run as `next` says (the lock released:
+    /// building and dropping a run is connector code).
+    fn follow(&mut self, next: Next<C>) {
+        match next {
+            Next::Run(exec, conn, Some(handle)) => {
+                let fut = run_future(
+                    self.handle.shared.connector.clone(),
+                    handle,
+                    self.op.clone(),
+                );
+                self.started = exec;
+                *self.run.get() = Some(Running { exec, conn, fut });
+            }
+            Next::Run(_, _, None) => {}
+            Next::Wait | Next::Resolved(_) => *self.run.get() = None,
+        }
+    }
+
+    /// Reports the run's answer to the core and drains its outputs; then
+    /// reads the op's instruction. `None`: let the callers the core woke
+    /// first go before taking this op's outcome.
+    fn report(&mut self, run: Running<C>, mut outcome: RunOutcome<C>) -> Option<Next<C>> {
+        let shared = self.handle.shared.clone();
+        let id = self.id?;
+        // The connector's reading, outside the lock.
+        let observed = match &mut outcome {
+            Ok(_) => OpResult::Ok,
+            Err(fault) => reading(&*shared.connector, fault),
+        };
+        let mut core = shared.lock();
+        let current = core
+            .ops
+            .get(&id)
+            .is_some_and(|e| matches!(e.instr, Instr::Run { exec, .. } if exec == run.exec));
+        if !current {
+            // A stale run: its op got its outcome or was dispatched anew
+            // meanwhile; the core has nothing to hear from it.
+            let next = self.next(&mut core);
+            drop(core);
+            drop(outcome);
+            return Some(next);
+        }
+        let now = shared.now(&core);
+        core.step_panic = outcome.as_ref().err().and_then(|f| f.panic.clone());
+        core.last = Some((id, outcome));
+        core.observe(|o| o.on_op_result(now, id, run.conn, &observed));
+        core.machine.handle_op_result(now, id, run.conn, observed);
+        let wakes = core.drain(Some(id));
+        let unused = core.last.take();
+        core.step_panic = None;
+        let own_after_others = wakes.own_after_others;
+        let next = (!own_after_others).then(|| self.next(&mut core));
+        drop(core);
+        drop(unused);
+        let _ = wakes.wake(&shared);
+        next
+    }
+}
+
+// A call is never pinned structurally: its run is boxed.
+impl<C: Connector> Unpin for Call<C> {}
 
 impl<C: Connector> Future for Call<C> {
     type Output = CallResult<C>;
@@ -492,23 +647,50 @@ impl<C: Connector> Future for Call<C> {
     /// When polled again after it resolved (as an `async fn`'s future
     /// does); [`FusedFuture::is_terminated`] says when not to.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        assert!(!*this.resolved, "redial::Call polled after it resolved");
-        match this.rx.poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(r) => {
-                *this.done = true;
-                *this.resolved = true;
-                Poll::Ready(r.unwrap_or_else(|_| {
-                    // The driver task is gone (its runtime shut down).
-                    Err(Error::new(
-                        ErrorKind::Closed,
-                        true,
-                        0,
-                        "client closed: the driver task is gone".into(),
-                        None,
-                    ))
-                }))
+        let this = self.get_mut();
+        assert!(!this.resolved, "redial::Call polled after it resolved");
+        if let Some(r) = this.early.get().take() {
+            this.resolved = true;
+            return Poll::Ready(r);
+        }
+        loop {
+            this.cell.waker.register(cx.waker());
+            if this.cell.generation.load(Ordering::Acquire) != this.seen {
+                // The op's instruction changed: look under the lock.
+                let next = {
+                    let shared = this.handle.shared.clone();
+                    let mut core = shared.lock();
+                    this.next(&mut core)
+                };
+                if let Next::Resolved(r) = next {
+                    *this.run.get() = None;
+                    this.done = true;
+                    this.resolved = true;
+                    return Poll::Ready(r);
+                }
+                this.follow(next);
+            }
+            let Some(run) = this.run.get().as_mut() else {
+                return Poll::Pending;
+            };
+            let Poll::Ready(outcome) = run.fut.as_mut().poll(cx) else {
+                return Poll::Pending;
+            };
+            let Some(run) = this.run.get().take() else {
+                return Poll::Pending;
+            };
+            match this.report(run, outcome) {
+                Some(Next::Resolved(r)) => {
+                    this.done = true;
+                    this.resolved = true;
+                    return Poll::Ready(r);
+                }
+                Some(next) => this.follow(next),
+                None => {
+                    // Others first: this op's outcome waits in its entry.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -520,14 +702,34 @@ impl<C: Connector> FusedFuture for Call<C> {
     }
 }
 
-#[pinned_drop]
-impl<C: Connector> PinnedDrop for Call<C> {
-    fn drop(self: Pin<&mut Self>) {
-        if !self.done {
-            let _ = self
-                .shared
-                .tx
-                .unbounded_send(Command::Cancel { key: self.key });
+impl<C: Connector> Drop for Call<C> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let Some(id) = self.id else {
+            return;
+        };
+        let shared = self.handle.shared.clone();
+        let (entry, wakes) = {
+            let mut core = shared.lock();
+            let entry = core.ops.remove(&id);
+            let wakes = match &entry {
+                Some(e) if !core.gone && !matches!(e.instr, Instr::Done(_)) => {
+                    let now = shared.now(&core);
+                    core.machine.cancel(now, id);
+                    Some(core.drain(None))
+                }
+                // It has its outcome already (not taken): nothing to cancel.
+                _ => None,
+            };
+            (entry, wakes)
+        };
+        // The outcome and the run go with the lock released.
+        drop(entry);
+        *self.run.get() = None;
+        if let Some(w) = wakes {
+            let _ = w.wake(&shared);
         }
     }
 }

@@ -23,22 +23,28 @@
 //!
 //! ## How the driver drives the core
 //!
-//! One task per client owns the [`Machine`](crate::core::Machine) and
-//! polls, itself, every future it starts for a connection (no task is
-//! spawned per op; a connection's futures are dropped with it). It feeds
-//! it inputs stamped with `now` (the runtime clock as microseconds since the
-//! client was built), drains `poll_output` completely after every input,
-//! and sleeps until `poll_timeout`; it decides a timer expired by comparing
-//! the clock with the deadline, and passes the clock's `now` (never the
+//! The [`Machine`](crate::core::Machine) lives in state shared by the
+//! client's handles, its calls and one driver task per [`Client`], behind a
+//! lock held only for short critical sections (never across an `.await`
+//! or connector code). Whoever has an input feeds it, stamped with `now`
+//! (the runtime clock as microseconds since the client was built, read
+//! under the lock), and drains `poll_output` completely right there: a
+//! [`Call`] submits its op and reports its answer itself, so an op that
+//! goes out and comes back never crosses to another task. The driver task
+//! sleeps until `poll_timeout`; it decides a timer expired by comparing the
+//! clock with the deadline, and passes the clock's `now` (never the
 //! deadline) to `handle_timeout`. Each output is carried out as asked:
 //!
-//! - `Connect`: start [`Connector::connect`] → `handle_connected`, or
-//!   `handle_connect_failed` with [`Connector::classify_connect`]'s reading
-//!   (the core times the attempt itself);
-//! - `Dispatch`: start [`Connector::run`], read an error with
-//!   [`Connector::classify`] → `handle_op_result`;
-//! - `Heartbeat`: start [`Connector::ping`] → `handle_heartbeat` with the
-//!   answer read like an op's (the core decides what a failed ping means);
+//! - `Connect`: the driver starts [`Connector::connect`] →
+//!   `handle_connected`, or `handle_connect_failed` with
+//!   [`Connector::classify_connect`]'s reading (the core times the attempt
+//!   itself);
+//! - `Dispatch`: the op's [`Call`] runs [`Connector::run`] in the caller's
+//!   task and reads an error with [`Connector::classify`] →
+//!   `handle_op_result`;
+//! - `Heartbeat`: the driver starts [`Connector::ping`] → `handle_heartbeat`
+//!   with the answer read like an op's (the core decides what a failed
+//!   ping means);
 //! - `Close`: drop the connection and cancel the work under way on it —
 //!   the only way a connection is ever freed;
 //! - `Complete`: resolve the [`Call`] with the output, or an [`Error`]
@@ -46,11 +52,14 @@
 //!   connector's error of the last attempt;
 //! - `Event`: send to every [`Client::events`] stream.
 //!
-//! Dropping a [`Call`] sends `cancel` to the core. An op's `run` future is
-//! dropped as soon as the op has its outcome (cancelled, past its
-//! deadline, closed). A connector that panics is reported to the core as a
-//! failed attempt or a lost connection (see [`Connector`]). The adapter
-//! decides nothing: where a choice exists, the core makes it.
+//! A [`Call`] runs its op while it is polled, as any future does: await
+//! it, or poll several together (`join`, `FuturesUnordered`, spawned tasks)
+//! to run them concurrently. Dropping a [`Call`] cancels the op in the
+//! core. An op's `run` future is dropped as soon as the op has its outcome
+//! (cancelled, past its deadline, closed) or its connection is closed. A
+//! connector that panics is reported to the core as a failed attempt or a
+//! lost connection (see [`Connector`]). The adapter decides nothing: where
+//! a choice exists, the core makes it.
 //!
 //! The client starts connecting when it is built, used or not. The
 //! endpoints are the connector's ([`Connector::endpoints`]).

@@ -2,7 +2,7 @@
 
 use crate::core::{ConnId, Instant, Machine, OpId, OpOptions, OpResult, Output, Role, State};
 
-/// Watches the core as the driver drives it: what was submitted, every
+/// Watches the core as the client drives it: what was submitted, every
 /// timer step, every output, and the machine after each step. The
 /// simulator attaches the oracles of the `redial-check` crate (its
 /// `Watcher`: the invariant checker and the policy contract) through it,
@@ -16,8 +16,10 @@ use crate::core::{ConnId, Instant, Machine, OpId, OpOptions, OpResult, Output, R
 /// timer step, [`on_output`](Observer::on_output) for each output in order,
 /// and [`after_step`](Observer::after_step) once the step is drained.
 ///
-/// Runs on the driver task: keep it cheap, and never block in it. `P` is
-/// the machine's payload: `Arc<C::Op>` for a connector `C`.
+/// Runs under the client's lock, in whichever task fed the input (a
+/// caller's, or the driver's): keep it cheap, never block in it, and never
+/// call the client from it. `P` is the machine's payload: `Arc<C::Op>` for
+/// a connector `C`.
 pub trait Observer<P>: Send + 'static {
     /// An op was submitted as `op`, while the machine was in `before`.
     fn on_submit(&mut self, now: Instant, op: OpId, options: &OpOptions, before: State) {

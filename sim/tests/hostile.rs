@@ -317,9 +317,11 @@ fn cancel_in_the_same_instant_the_answer_arrives() {
     drive(&rt, ms(20));
     assert_eq!(client.outstanding(), 0);
     assert_eq!(n.live_runs.load(Ordering::SeqCst), 0);
-    // Same again, but the driver runs the answer first and the caller drops
-    // a resolved-but-never-polled call.
-    let call = client.call(Op::Ok(ms(5)));
+    // Same again, but the op gets its outcome while its caller is not
+    // polling (a call's run goes on only while the call is polled: here the
+    // core's deadline ends it), and the caller drops a resolved-but-never-
+    // polled call.
+    let call = client.call_with(Op::Ok(ms(5)), CallOptions::new().deadline(ms(2)));
     drive(&rt, ms(25));
     assert_eq!(client.outstanding(), 0);
     drop(call);
@@ -347,6 +349,8 @@ fn drop_a_call_after_it_resolved() {
     let client = build(&rt, c, quiet());
     drive(&rt, ms(10));
     let mut call = client.call(Op::Ok(ms(1)));
+    // The first poll starts the run (a call runs while it is polled).
+    assert!((&mut call).now_or_never().is_none());
     drive(&rt, ms(20));
     let r = (&mut call).now_or_never().expect("resolved");
     assert_eq!(r.expect("ok"), 7);
