@@ -492,7 +492,11 @@ enum Next<C: Connector> {
     /// The op has its outcome.
     Resolved(CallResult<C>),
     /// Start (or keep) the run of this execution on this connection.
-    Run(u64, ConnId, Option<Arc<C::Conn>>),
+    Run(
+        u64,
+        ConnId,
+        Option<(Arc<C::Conn>, Option<std::time::Duration>)>,
+    ),
     /// No run: the op waits (buffered, or its connection was closed).
     Wait,
 }
@@ -568,10 +572,15 @@ impl<C: Connector> Call<C> {
             },
             // Each execution is started once: one that finished is not
             // run again, whatever the core did with its answer.
-            Instr::Run { exec, conn, handle } => Next::Run(
+            Instr::Run {
+                exec,
+                conn,
+                handle,
+                time_left,
+            } => Next::Run(
                 *exec,
                 *conn,
-                (*exec != self.started).then(|| handle.clone()),
+                (*exec != self.started).then(|| (handle.clone(), *time_left)),
             ),
             Instr::Wait => Next::Wait,
         }
@@ -581,11 +590,12 @@ impl<C: Connector> Call<C> {
     /// building and dropping a run is connector code).
     fn follow(&mut self, next: Next<C>) {
         match next {
-            Next::Run(exec, conn, Some(handle)) => {
+            Next::Run(exec, conn, Some((handle, time_left))) => {
                 let fut = run_future(
                     self.handle.shared.connector.clone(),
                     handle,
                     self.op.clone(),
+                    time_left,
                 );
                 self.started = exec;
                 *self.run.get() = Some(Running { exec, conn, fut });

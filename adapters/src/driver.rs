@@ -164,13 +164,20 @@ fn shielded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_message(&*p))
 }
 
-/// The future of an op's `run` on `conn`, its panics caught.
+/// The future of an op's run on `conn` (the connector's `run_within`,
+/// given the time the core leaves it), its panics caught.
 pub(crate) fn run_future<C: Connector>(
     connector: Arc<C>,
     conn: Arc<C::Conn>,
     op: Arc<C::Op>,
+    time_left: Option<std::time::Duration>,
 ) -> RunFuture<C> {
-    Box::pin(async move { guarded("run", async { connector.run(&conn, &op).await }).await })
+    Box::pin(async move {
+        guarded("run", async {
+            connector.run_within(&conn, &op, time_left).await
+        })
+        .await
+    })
 }
 
 /// The connector's reading of an op's or a ping's error (called outside
@@ -219,6 +226,9 @@ pub(crate) enum Instr<C: Connector> {
         conn: ConnId,
         exec: u64,
         handle: Arc<C::Conn>,
+        /// What the core leaves the op on the server (deadline, command
+        /// timeout), passed to the connector.
+        time_left: Option<std::time::Duration>,
     },
     /// The op's outcome, for the caller to take.
     Done(CallResult<C>),
@@ -468,7 +478,12 @@ impl<C: Connector> Core<C> {
                         }
                     }
                 }
-                Output::Dispatch { op, conn, .. } => {
+                Output::Dispatch {
+                    op,
+                    conn,
+                    time_left,
+                    ..
+                } => {
                     self.dispatches += 1;
                     let handle = self.conns.get(&conn).cloned();
                     if let (Some(e), Some(handle)) = (self.ops.get_mut(&op), handle) {
@@ -477,6 +492,7 @@ impl<C: Connector> Core<C> {
                             conn,
                             exec: self.next_exec,
                             handle,
+                            time_left,
                         };
                         e.cell.generation.fetch_add(1, Ordering::Release);
                         if me != Some(op) {

@@ -17,7 +17,8 @@
 //! **Time limits reach the server.** An op dispatched with a time left
 //! (its deadline or command timeout: [`Connector::run_within`]) runs with
 //! the session's `statement_timeout` set to what is left when it starts
-//! (`SET statement_timeout`, one extra round trip), so the server cancels
+//! plus [`STATEMENT_GRACE`] (`SET statement_timeout`, one extra round
+//! trip), so the server cancels
 //! its statements when the client stops waiting (SQLSTATE 57014) instead
 //! of running on; the next op without a limit restores the default
 //! (`RESET statement_timeout`). An op run without a limit on a session
@@ -225,6 +226,11 @@ impl<T> fmt::Debug for PgOp<T> {
     }
 }
 
+/// How much longer than the op's time left the server's `statement_timeout`
+/// runs: the client fails the op at its deadline (`deadline_exceeded`, may
+/// have run), and the server cancels the statement this much later at most.
+pub const STATEMENT_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// An open connection: the client and a signal that the connection task ended.
 pub struct PgConn {
     client: Mutex<Client>,
@@ -316,10 +322,12 @@ impl<T: Send + 'static> Connector for PostgresConnector<T> {
         use std::sync::atomic::Ordering::Relaxed;
         let started = std::time::Instant::now();
         let mut client = conn.client.lock().await;
-        // What is left once the lock is ours, in whole milliseconds (at
-        // least 1: 0 would mean "no limit" to the server).
+        // What is left once the lock is ours, plus STATEMENT_GRACE so that
+        // the client's own deadline (not the server's cancellation, a
+        // server error) decides the op's outcome; in whole milliseconds, at
+        // least 1 (0 would mean "no limit" to the server).
         let want = time_left.map_or(0, |t| {
-            let left = t.saturating_sub(started.elapsed());
+            let left = t.saturating_sub(started.elapsed()) + STATEMENT_GRACE;
             u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1)
         });
         if want != conn.statement_timeout_ms.load(Relaxed) {
