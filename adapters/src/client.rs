@@ -389,6 +389,15 @@ impl<C: Connector> Client<C> {
     /// the wire when (and while) the future is polled — await it, or poll
     /// it alongside others (`join`, `FuturesUnordered`, a spawned task) to
     /// run calls concurrently. Dropping the returned future cancels the op.
+    ///
+    /// **Await calls soon after making them.** For the core an op is in
+    /// flight from its dispatch, whether or not its future is being polled:
+    /// its deadline and command timeout run from then, and so does the
+    /// connection's `response_timeout` — a call made and left unpolled for
+    /// longer than that (say, a `Vec` of calls awaited one by one behind
+    /// slow ones) makes the core declare the connection unresponsive,
+    /// failing what is in flight on it. Make each call when you are ready
+    /// to await it, or spawn it.
     pub fn call_with(&self, op: C::Op, options: CallOptions) -> Call<C> {
         let shared = &self.handle.shared;
         let op = Arc::new(op);
