@@ -1,0 +1,48 @@
+//! Hostile review of quick reconnects: defects found (each test fails).
+
+use core::time::Duration;
+
+use redial_core::{Config, ConnectFailure, Event, Instant, Machine, Output, QuickReconnect};
+
+/// The config refuses zero reconnect delays with unlimited tries
+/// (`ZeroDelayWithUnlimitedTries`), but a quick-reconnect `probe` below
+/// 2 µs passes validation (`probe > 0`) and draws `[probe / 2, probe]` in
+/// whole microseconds: `probe = 1 ns` gives a delay of 0 after every
+/// refusal, so a client facing a refusing host reconnects in a hot loop
+/// for the whole `probe_for` (here 30 s; unbounded with a huge one).
+#[test]
+fn a_validated_quick_reconnect_never_probes_with_zero_delay() {
+    let cfg = Config::recommended()
+        .to_builder()
+        .quick_reconnect(Some(QuickReconnect {
+            probe: Duration::from_nanos(1),
+            probe_for: Duration::from_secs(30),
+        }))
+        .build()
+        .expect("accepted by validation");
+    let mut m: Machine<()> = Machine::new(cfg, 1, Instant::ZERO);
+    let mut now = Instant::ZERO;
+    let mut zero = 0;
+    for _ in 0..1000 {
+        let mut conn = None;
+        while let Some(out) = m.poll_output() {
+            match out {
+                Output::Connect { conn: c, .. } => conn = Some(c),
+                Output::Event(Event::Reconnecting { delay, .. }) if delay.is_zero() => zero += 1,
+                _ => {}
+            }
+        }
+        match conn {
+            Some(c) => m.handle_connect_failed(now, c, ConnectFailure::Refused),
+            None => {
+                let (at, _) = m.poll_timeout().expect("a reconnect is due");
+                now = at;
+                m.handle_timeout(now);
+            }
+        }
+    }
+    assert_eq!(
+        zero, 0,
+        "{zero} refused attempts were retried with zero delay (virtual time advanced to {now:?})"
+    );
+}
