@@ -390,65 +390,29 @@ impl<C: Connector> Client<C> {
     /// it alongside others (`join`, `FuturesUnordered`, a spawned task) to
     /// run calls concurrently. Dropping the returned future cancels the op.
     ///
-    /// **Await calls soon after making them.** For the core an op is in
-    /// flight from its dispatch, whether or not its future is being polled:
-    /// its deadline and command timeout run from then, and so does the
-    /// connection's `response_timeout` — a call made and left unpolled for
-    /// longer than that (say, a `Vec` of calls awaited one by one behind
-    /// slow ones) makes the core declare the connection unresponsive,
-    /// failing what is in flight on it. Make each call when you are ready
-    /// to await it, or spawn it.
+    /// Like every Rust future, the call does nothing until it is first
+    /// polled: that is when the op is submitted to the core (and counted
+    /// in [`outstanding`](Self::outstanding)), and its deadline starts. A
+    /// call built and dropped unpolled never reaches the core. (For the
+    /// core an op is in flight from its dispatch, and its timeouts — and
+    /// the connection's `response_timeout` — run from then: submitting on
+    /// first poll keeps a call held unpolled from being timed as if it had
+    /// been sent.) To submit at once, in the order of the calls, use
+    /// [`Call::submitted`].
     pub fn call_with(&self, op: C::Op, options: CallOptions) -> Call<C> {
-        let shared = &self.handle.shared;
-        let op = Arc::new(op);
-        let cell = Arc::new(OpCell::default());
-        let mut call = Call {
+        Call {
             handle: self.handle.clone(),
             id: None,
-            op: op.clone(),
-            cell: cell.clone(),
+            op: Arc::new(op),
+            cell: Arc::new(OpCell::default()),
             seen: 0,
             started: 0,
             run: Exclusive::new(None),
             early: Exclusive::new(None),
-            done: false,
+            pending: Some(options),
+            done: true,
             resolved: false,
-        };
-        let next = {
-            let mut core = shared.lock();
-            if core.gone {
-                drop(core);
-                *call.early.get() = Some(Err(gone_error()));
-                call.done = true;
-                return call;
-            }
-            let now = shared.now(&core);
-            let before = core.machine.state();
-            let id = core.machine.submit(now, op, options);
-            let at = core.machine.now();
-            core.observe(|o| o.on_submit(at, id, &options, before));
-            core.ops.insert(
-                id,
-                Entry {
-                    cell,
-                    instr: Instr::Wait,
-                },
-            );
-            call.id = Some(id);
-            let wakes = core.drain(Some(id));
-            let next = call.next(&mut core);
-            drop(core);
-            // Not in a task: nothing to let go first.
-            let _ = wakes.wake(shared);
-            next
-        };
-        if let Next::Resolved(r) = next {
-            *call.early.get() = Some(r);
-            call.done = true;
-        } else {
-            call.follow(next);
         }
-        call
     }
 
     /// A stream of the core's events from now on. Each stream holds up to
@@ -548,6 +512,9 @@ pub struct Call<C: Connector> {
     run: Exclusive<Option<Running<C>>>,
     /// An outcome known when the call was made.
     early: Exclusive<Option<CallResult<C>>>,
+    /// Not submitted yet: its options (submitted on first poll, or by
+    /// [`Call::submitted`]).
+    pending: Option<CallOptions>,
     /// No cancel to send on drop (resolved, or never submitted).
     done: bool,
     /// Resolved: polling again is a misuse.
@@ -565,6 +532,62 @@ impl<C: Connector> fmt::Debug for Call<C> {
 }
 
 impl<C: Connector> Call<C> {
+    /// Submits the op to the core now, before the future is first polled:
+    /// calls submitted this way reach the core in the order of these
+    /// calls, whatever order they are polled in. From then on the op is
+    /// the core's — buffered, or dispatched and *in flight*, its deadline,
+    /// command timeout and the connection's `response_timeout` running —
+    /// but its `run` only goes on the wire while this future is polled:
+    /// await it soon (a call submitted and left unpolled longer than the
+    /// response timeout makes the core declare the connection
+    /// unresponsive). Dropping it cancels the op.
+    pub fn submitted(mut self) -> Self {
+        self.submit();
+        self
+    }
+
+    /// Submits the op if it is not yet (the lock taken here).
+    fn submit(&mut self) {
+        let Some(options) = self.pending.take() else {
+            return;
+        };
+        let shared = self.handle.shared.clone();
+        let next = {
+            let mut core = shared.lock();
+            if core.gone {
+                drop(core);
+                *self.early.get() = Some(Err(gone_error()));
+                return;
+            }
+            let now = shared.now(&core);
+            let before = core.machine.state();
+            let id = core.machine.submit(now, self.op.clone(), options);
+            let at = core.machine.now();
+            core.observe(|o| o.on_submit(at, id, &options, before));
+            core.ops.insert(
+                id,
+                Entry {
+                    cell: self.cell.clone(),
+                    instr: Instr::Wait,
+                },
+            );
+            self.id = Some(id);
+            self.done = false;
+            let wakes = core.drain(Some(id));
+            let next = self.next(&mut core);
+            drop(core);
+            // Nothing to let go first: the caller goes on at once.
+            let _ = wakes.wake(&shared);
+            next
+        };
+        if let Next::Resolved(r) = next {
+            *self.early.get() = Some(r);
+            self.done = true;
+        } else {
+            self.follow(next);
+        }
+    }
+
     /// Reads the op's instruction (the lock held). An outcome is taken out.
     fn next(&mut self, core: &mut Core<C>) -> Next<C> {
         self.seen = self.cell.generation.load(Ordering::Acquire);
@@ -668,6 +691,7 @@ impl<C: Connector> Future for Call<C> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         assert!(!this.resolved, "redial::Call polled after it resolved");
+        this.submit();
         if let Some(r) = this.early.get().take() {
             this.resolved = true;
             return Poll::Ready(r);

@@ -231,6 +231,9 @@ impl<T> fmt::Debug for PgOp<T> {
 /// have run), and the server cancels the statement this much later at most.
 pub const STATEMENT_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The longest `statement_timeout` PostgreSQL accepts, in milliseconds.
+const MAX_STATEMENT_TIMEOUT_MS: u64 = i32::MAX as u64;
+
 /// An open connection: the client and a signal that the connection task ended.
 pub struct PgConn {
     client: Mutex<Client>,
@@ -326,9 +329,13 @@ impl<T: Send + 'static> Connector for PostgresConnector<T> {
         // the client's own deadline (not the server's cancellation, a
         // server error) decides the op's outcome; in whole milliseconds, at
         // least 1 (0 would mean "no limit" to the server).
+        // PostgreSQL takes at most i32::MAX ms (24.8 days): a longer limit
+        // is that one.
         let want = time_left.map_or(0, |t| {
             let left = t.saturating_sub(started.elapsed()) + STATEMENT_GRACE;
-            u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1)
+            u64::try_from(left.as_millis())
+                .unwrap_or(u64::MAX)
+                .clamp(1, MAX_STATEMENT_TIMEOUT_MS)
         });
         if want != conn.statement_timeout_ms.load(Relaxed) {
             let sql = if want == 0 {

@@ -19,8 +19,11 @@
 //! **Time limits.** Redis has no per-command time limit, so an op's
 //! deadline or command timeout is client-side only (the client stops
 //! waiting; the server finishes the command), except for the blocking
-//! commands, whose own timeout argument is lowered to the time left
-//! ([`Connector::run_within`]; see [`bounded`]): `BLPOP`, `BRPOP`,
+//! commands, whose own timeout argument is lowered to half the time left
+//! ([`Connector::run_within`]; see [`bounded`]), so that the server gives
+//! up before the client does (a pop the server answers after the client
+//! stopped waiting would lose its element), unless the one-way latency is
+//! more than half the time left: `BLPOP`, `BRPOP`,
 //! `BRPOPLPUSH`, `BLMOVE`, `BZPOPMIN`, `BZPOPMAX` (last argument, seconds),
 //! `BLMPOP`, `BZMPOP` (first argument, seconds). A blocking command with a
 //! shorter timeout of its own keeps it.
@@ -191,9 +194,9 @@ struct Closed {
 }
 
 /// A blocking command (see the [module docs](self)) with its timeout
-/// argument lowered to `left` (whole milliseconds, at least 1 ms), when its
-/// own is longer or 0 (block for ever); `None` for any other command, or
-/// one whose timeout is already shorter or unreadable.
+/// argument lowered to half of `left` (whole milliseconds, at least 1 ms),
+/// when its own is longer or 0 (block for ever); `None` for any other
+/// command, or one whose timeout is already shorter or unreadable.
 pub fn bounded(cmd: &Cmd, left: std::time::Duration) -> Option<Cmd> {
     let mut args: Vec<Vec<u8>> = Vec::new();
     for a in cmd.args_iter() {
@@ -215,7 +218,7 @@ pub fn bounded(cmd: &Cmd, left: std::time::Duration) -> Option<Cmd> {
         .trim()
         .parse()
         .ok()?;
-    let limit = (left.as_secs_f64() * 1000.0).floor().max(1.0) / 1000.0;
+    let limit = (left.as_secs_f64() * 500.0).floor().max(1.0) / 1000.0;
     if !own.is_finite() || own < 0.0 || (own > 0.0 && own <= limit) {
         return None;
     }
@@ -345,7 +348,7 @@ mod tests {
         // Block for ever (0) or longer than the time left: lowered.
         let c = redis::cmd("BLPOP").arg("q1").arg("q2").arg(0).clone();
         assert_eq!(
-            words(&bounded(&c, ms(250)).unwrap()),
+            words(&bounded(&c, ms(500)).unwrap()),
             ["BLPOP", "q1", "q2", "0.250"]
         );
         let c = redis::cmd("blmove")
@@ -356,7 +359,7 @@ mod tests {
             .arg(30)
             .clone();
         assert_eq!(
-            words(&bounded(&c, ms(1500)).unwrap()),
+            words(&bounded(&c, ms(3000)).unwrap()),
             ["blmove", "a", "b", "LEFT", "RIGHT", "1.500"]
         );
         let c = redis::cmd("BZMPOP")
@@ -365,13 +368,13 @@ mod tests {
             .arg("z")
             .arg("MIN")
             .clone();
-        assert_eq!(words(&bounded(&c, ms(2)).unwrap())[1], "0.002");
+        assert_eq!(words(&bounded(&c, ms(4)).unwrap())[1], "0.002");
         // Never below a millisecond (0 would block for ever).
         let c = redis::cmd("BRPOP").arg("q").arg(5).clone();
         assert_eq!(words(&bounded(&c, ms(0)).unwrap())[2], "0.001");
         // A shorter timeout of its own is kept; other commands untouched.
         let c = redis::cmd("BRPOP").arg("q").arg("0.1").clone();
-        assert!(bounded(&c, ms(500)).is_none());
+        assert!(bounded(&c, ms(1000)).is_none());
         assert!(bounded(&redis::cmd("GET").arg("k").clone(), ms(5)).is_none());
         assert!(bounded(&redis::cmd("BLPOP").arg("k").clone(), ms(5)).is_none());
         let c = redis::cmd("BLPOP").arg("q").arg("soon").clone();

@@ -101,8 +101,13 @@ async fn cut_buffers_and_replays(rt: Arc<dyn Runtime>) {
     assert_eq!(c.call("INCR").await.expect("warm up"), 1);
     p.set(Mode::Refuse);
     p.cut();
+    // Submitted now (not on first poll): they are sent, lost with the cut,
+    // and buffered until the path is back.
     let calls: Vec<_> = (0..5)
-        .map(|_| c.call_with("INCR", CallOptions::new().retryable(true)))
+        .map(|_| {
+            c.call_with("INCR", CallOptions::new().retryable(true))
+                .submitted()
+        })
         .collect();
     wait_event(&mut ev, "disconnected").await;
     sleep(Duration::from_millis(200)).await;

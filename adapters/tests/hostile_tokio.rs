@@ -172,10 +172,12 @@ async fn drop_every_handle_with_a_hanging_connect() {
             .build()
             .unwrap();
         let client = Client::builder(c).config(config).build().expect("client");
-        let call = client.call_with(
-            Op::Ok,
-            CallOptions::new().deadline(Duration::from_millis(200)),
-        );
+        let call = client
+            .call_with(
+                Op::Ok,
+                CallOptions::new().deadline(Duration::from_millis(200)),
+            )
+            .submitted();
         drop(client);
         let e = call.await.expect_err("no connection");
         assert_eq!(e.kind(), ErrorKind::DeadlineExceeded);

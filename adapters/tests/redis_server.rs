@@ -265,7 +265,8 @@ fn reconnect_budget_exhausted() {
         wait_event(&mut ev, "connected").await;
         server.kill();
         wait_event(&mut ev, "disconnected").await;
-        let pending: Vec<_> = (0..3).map(|_| c.call(incr())).collect();
+        // Submitted now: buffered while the server is down.
+        let pending: Vec<_> = (0..3).map(|_| c.call(incr()).submitted()).collect();
         let mut failed_events = 0;
         let mut names = Vec::new();
         let collect = async {
@@ -343,7 +344,7 @@ fn silent_loss_sigstop() {
         eprintln!(
             "redis SIGSTOP: declared unresponsive after {detected:?} (interval 200 ms + timeout 300 ms)"
         );
-        let buffered = c.call_with(incr(), CallOptions::default());
+        let buffered = c.call_with(incr(), CallOptions::default()).submitted();
         tokio::time::sleep(Duration::from_millis(300)).await;
         server.resume();
         let t = Instant::now();

@@ -255,8 +255,8 @@ pub struct Heartbeat {
 /// [`ConnectFailure::Refused`]: crate::ConnectFailure::Refused
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuickReconnect {
-    /// The pace of attempts after a refusal (> 0): each delay is uniform
-    /// in `[probe / 2, probe]`.
+    /// The pace of attempts after a refusal (at least 1 ms): each delay is
+    /// uniform in `[probe / 2, probe]`.
     pub probe: Duration,
     /// How long after the loss (or the start) refusals are retried at that
     /// pace (> 0); later ones are paced by the backoff.
@@ -300,6 +300,10 @@ pub enum ConfigErrorKind {
     NotFinite,
     /// A retry budget refund larger than the bucket.
     RatioAboveMaxTokens,
+    /// A quick-reconnect probe below one millisecond (its delays, drawn
+    /// in whole microseconds from `[probe / 2, probe]`, could be zero: a
+    /// tight loop).
+    BelowOneMillisecond,
 }
 
 /// A refused configuration: which field and why.
@@ -338,6 +342,9 @@ impl ConfigError {
             }
             ConfigErrorKind::NotFinite => "must be a finite number",
             ConfigErrorKind::RatioAboveMaxTokens => "must not exceed retry_budget_tokens",
+            ConfigErrorKind::BelowOneMillisecond => {
+                "must be at least 1 ms (shorter probes could retry with no delay at all)"
+            }
         }
     }
 }
@@ -948,8 +955,8 @@ impl ConfigBuilder {
     /// Reconnect pacing by why the connection or the last attempt failed
     /// (see [`QuickReconnect`]): `None` paces every attempt by the backoff
     /// (the legacy presets); [`Preset::Recommended`] has
-    /// `Some(QuickReconnect { probe: 100 ms, probe_for: 30 s })`. Both
-    /// durations must be positive.
+    /// `Some(QuickReconnect { probe: 100 ms, probe_for: 30 s })`. The probe
+    /// must be at least 1 ms, `probe_for` positive.
     pub fn quick_reconnect(mut self, q: Option<QuickReconnect>) -> Self {
         self.quick_reconnect = q;
         self
@@ -1038,8 +1045,8 @@ impl ConfigBuilder {
             }
         }
         if let Some(q) = self.quick_reconnect {
-            if q.probe.is_zero() {
-                return err("quick_reconnect_probe", K::MustBePositive);
+            if q.probe < Duration::from_millis(1) {
+                return err("quick_reconnect_probe", K::BelowOneMillisecond);
             }
             if q.probe_for.is_zero() {
                 return err("quick_reconnect_probe_for", K::MustBePositive);

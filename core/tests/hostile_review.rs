@@ -12,10 +12,21 @@ use redial_core::{Config, ConnectFailure, Event, Instant, Machine, Output, Quick
 /// for the whole `probe_for` (here 30 s; unbounded with a huge one).
 #[test]
 fn a_validated_quick_reconnect_never_probes_with_zero_delay() {
-    let cfg = Config::recommended()
+    // A probe below 1 ms is refused, naming the field...
+    let e = Config::recommended()
         .to_builder()
         .quick_reconnect(Some(QuickReconnect {
             probe: Duration::from_nanos(1),
+            probe_for: Duration::from_secs(30),
+        }))
+        .build()
+        .expect_err("a 1 ns probe is refused");
+    assert_eq!(e.field(), "quick_reconnect_probe");
+    // ...and the shortest accepted one never retries with zero delay.
+    let cfg = Config::recommended()
+        .to_builder()
+        .quick_reconnect(Some(QuickReconnect {
+            probe: Duration::from_millis(1),
             probe_for: Duration::from_secs(30),
         }))
         .build()

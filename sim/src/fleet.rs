@@ -186,8 +186,10 @@ pub struct FleetReport {
     pub clients: usize,
     /// When the server could be reached again.
     pub back_at: Duration,
-    /// Connect attempts per second of virtual time (index = second).
-    pub seconds: Vec<Second>,
+    /// Connect attempts per second of virtual time, for the seconds that
+    /// saw any (key: the second since the start). Sparse, so memory grows
+    /// with the attempts, not with the length of the run.
+    pub seconds: BTreeMap<u64, Second>,
     /// Per client that recovered, the time from `back_at` to its first
     /// connection after the fault (or, if its connection survived a
     /// blackhole, its first op answered after it healed), sorted.
@@ -207,12 +209,10 @@ impl FleetReport {
     /// The most attempts the listening server received in one second,
     /// among the ten seconds from its return.
     pub fn peak_at_return(&self) -> u64 {
-        let from = usize::try_from(self.back_at.as_secs()).unwrap_or(usize::MAX);
+        let from = self.back_at.as_secs();
         self.seconds
-            .iter()
-            .skip(from)
-            .take(10)
-            .map(Second::received)
+            .range(from..from.saturating_add(10))
+            .map(|(_, s)| s.received())
             .max()
             .unwrap_or(0)
     }
@@ -220,7 +220,7 @@ impl FleetReport {
     /// Every attempt, whatever became of it.
     pub fn attempts(&self) -> u64 {
         self.seconds
-            .iter()
+            .values()
             .map(|s| s.received() + s.refused + s.lost)
             .sum()
     }
@@ -270,14 +270,12 @@ impl FleetReport {
             s,
             "second  accepted  turned_away  refused(host)  lost(blackhole)"
         );
-        for (i, sec) in self.seconds.iter().enumerate() {
-            if *sec != Second::default() {
-                let _ = writeln!(
-                    s,
-                    "{i:>6}  {:>8}  {:>11}  {:>13}  {:>15}",
-                    sec.accepted, sec.turned_away, sec.refused, sec.lost
-                );
-            }
+        for (i, sec) in &self.seconds {
+            let _ = writeln!(
+                s,
+                "{i:>6}  {:>8}  {:>11}  {:>13}  {:>15}",
+                sec.accepted, sec.turned_away, sec.refused, sec.lost
+            );
         }
         s
     }
@@ -302,12 +300,14 @@ impl FleetReport {
         for (i, (fate, n)) in self.fates.iter().enumerate() {
             let _ = write!(s, "{}\"{fate}\":{n}", if i > 0 { "," } else { "" });
         }
+        // One entry per second that saw an attempt:
+        // [second, accepted, turned_away, refused, lost].
         s.push_str("},\"seconds\":[");
-        for (i, sec) in self.seconds.iter().enumerate() {
+        for (n, (i, sec)) in self.seconds.iter().enumerate() {
             let _ = write!(
                 s,
-                "{}[{},{},{},{}]",
-                if i > 0 { "," } else { "" },
+                "{}[{i},{},{},{},{}]",
+                if n > 0 { "," } else { "" },
                 sec.accepted,
                 sec.turned_away,
                 sec.refused,
@@ -356,6 +356,8 @@ struct Client {
     conn: Option<(ConnId, u64)>,
     /// Connected after the fault.
     recovered: Option<Instant>,
+    /// When its last connect attempt started.
+    attempt_at: Instant,
 }
 
 struct World<'a> {
@@ -372,7 +374,7 @@ struct World<'a> {
     tokens_at: Instant,
     fault_at: Instant,
     back: Instant,
-    seconds: Vec<Second>,
+    seconds: BTreeMap<u64, Second>,
     ops: u64,
     fates: BTreeMap<(&'static str, bool), u64>,
     /// Ops and heartbeats sent into a blackhole: TCP delivers them once
@@ -403,11 +405,7 @@ impl World<'_> {
     }
 
     fn second(&mut self, t: Instant) -> &mut Second {
-        let i = usize::try_from(t.since_origin().as_secs()).unwrap_or(usize::MAX);
-        if self.seconds.len() <= i {
-            self.seconds.resize(i + 1, Second::default());
-        }
-        &mut self.seconds[i]
+        self.seconds.entry(t.since_origin().as_secs()).or_default()
     }
 
     /// Takes an accept token at `t`, if the server has one.
@@ -456,6 +454,28 @@ impl World<'_> {
         }
     }
 
+    /// A connect attempt reaches the server side at `arrive`; its answer
+    /// (if any) comes at `answer`.
+    fn connect(&mut self, c: usize, conn: ConnId, arrive: Instant, answer: Instant) {
+        match self.health {
+            Health::Down => {
+                self.second(arrive).refused += 1;
+                self.at(answer, Ev::Refused(c, conn));
+            }
+            Health::Blackhole => self.second(arrive).lost += 1,
+            Health::Up => {
+                if self.accept_token(arrive) {
+                    self.second(arrive).accepted += 1;
+                    let epoch = self.epoch;
+                    self.at(answer, Ev::Connected(c, conn, epoch));
+                } else {
+                    self.second(arrive).turned_away += 1;
+                    self.at(answer, Ev::Unavailable(c, conn));
+                }
+            }
+        }
+    }
+
     /// Feeds the client's outputs to the world, then re-queues its timer.
     fn drain(&mut self, c: usize) {
         let now = self.now;
@@ -463,23 +483,10 @@ impl World<'_> {
         let answer = now + self.o.rtt;
         while let Some(out) = self.clients[c].m.poll_output() {
             match out {
-                Output::Connect { conn, .. } => match self.health {
-                    Health::Down => {
-                        self.second(arrive).refused += 1;
-                        self.at(answer, Ev::Refused(c, conn));
-                    }
-                    Health::Blackhole => self.second(arrive).lost += 1,
-                    Health::Up => {
-                        if self.accept_token(arrive) {
-                            self.second(arrive).accepted += 1;
-                            let epoch = self.epoch;
-                            self.at(answer, Ev::Connected(c, conn, epoch));
-                        } else {
-                            self.second(arrive).turned_away += 1;
-                            self.at(answer, Ev::Unavailable(c, conn));
-                        }
-                    }
-                },
+                Output::Connect { conn, .. } => {
+                    self.clients[c].attempt_at = now;
+                    self.connect(c, conn, arrive, answer);
+                }
                 Output::Dispatch { op, conn, .. } => self.send(c, Some(op), conn),
                 Output::Heartbeat { conn } => self.send(c, None, conn),
                 Output::Close { conn } => {
@@ -503,7 +510,9 @@ impl World<'_> {
                 Output::Event(Event::Connected { conn, .. } | Event::Reconnected { conn, .. }) => {
                     let cl = &mut self.clients[c];
                     cl.conn = Some((conn, self.epoch));
-                    if now >= self.fault_at && cl.recovered.is_none() {
+                    // A connection from an attempt made before the fault
+                    // (answered after it) is not a recovery.
+                    if cl.attempt_at > self.fault_at && cl.recovered.is_none() {
                         cl.recovered = Some(now);
                     }
                 }
@@ -635,7 +644,7 @@ pub fn run_fleet(o: &FleetOptions) -> Result<FleetReport, String> {
         tokens_at: start,
         fault_at: instant(o.fault_at),
         back: instant(o.back_at()),
-        seconds: Vec::new(),
+        seconds: BTreeMap::new(),
         ops: 0,
         fates: BTreeMap::new(),
         held: Vec::new(),
@@ -646,6 +655,7 @@ pub fn run_fleet(o: &FleetOptions) -> Result<FleetReport, String> {
             armed: None,
             conn: None,
             recovered: None,
+            attempt_at: start,
         });
         w.drain(i);
         if let Some(every) = o.op_every {
@@ -655,7 +665,8 @@ pub fn run_fleet(o: &FleetOptions) -> Result<FleetReport, String> {
         }
     }
     w.at(instant(o.fault_at), Ev::FaultStart);
-    if o.fault.outage() > Duration::ZERO {
+    if o.fault != FleetFault::KillConnections {
+        // Even a zero outage ends (queued after its start).
         w.at(instant(o.back_at()), Ev::FaultEnd);
     }
     let until = instant(o.until);

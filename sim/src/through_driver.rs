@@ -796,7 +796,7 @@ impl App {
                 server_error: s.server_error,
             };
             // The call is submitted here, in order; its task only awaits it.
-            let held = Held::new(self.client.call_with(op, opts));
+            let held = Held::new(self.client.call_with(op, opts).submitted());
             if let Some(d) = s.cancel_after {
                 let mut w = lock(&self.world);
                 let due = w.now + d;

@@ -164,7 +164,7 @@ type Slot = Arc<Mutex<Option<CallResult<TestConnector>>>>;
 /// Submits `op` now; its result lands in the returned slot.
 fn call(rt: &VirtualRuntime, client: &Client<TestConnector>, op: Op, options: CallOptions) -> Slot {
     let slot: Slot = Arc::default();
-    let (s, c) = (slot.clone(), client.call_with(op, options));
+    let (s, c) = (slot.clone(), client.call_with(op, options).submitted());
     rt.spawn(async move {
         let r = c.await;
         *s.lock().unwrap() = Some(r);

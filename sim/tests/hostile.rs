@@ -248,7 +248,7 @@ type Slot = Arc<Mutex<Vec<CallResult<Hostile>>>>;
 /// (a Vec, so a second outcome would show).
 fn call(rt: &VirtualRuntime, client: &Client<Hostile>, op: Op, options: CallOptions) -> Slot {
     let slot: Slot = Arc::default();
-    let (s, c) = (slot.clone(), client.call_with(op, options));
+    let (s, c) = (slot.clone(), client.call_with(op, options).submitted());
     rt.spawn(async move {
         let r = c.await;
         s.lock().unwrap().push(r);
@@ -307,7 +307,7 @@ fn cancel_in_the_same_instant_the_answer_arrives() {
     let n = c.n.clone();
     let client = build(&rt, c, quiet());
     drive(&rt, ms(10));
-    let call = client.call(Op::Ok(ms(5)));
+    let call = client.call(Op::Ok(ms(5))).submitted();
     rt.run_until_stalled();
     assert_eq!(client.outstanding(), 1);
     // The answer is due at 15 ms: move the clock (wakes the run) and drop
@@ -321,7 +321,9 @@ fn cancel_in_the_same_instant_the_answer_arrives() {
     // polling (a call's run goes on only while the call is polled: here the
     // core's deadline ends it), and the caller drops a resolved-but-never-
     // polled call.
-    let call = client.call_with(Op::Ok(ms(5)), CallOptions::new().deadline(ms(2)));
+    let call = client
+        .call_with(Op::Ok(ms(5)), CallOptions::new().deadline(ms(2)))
+        .submitted();
     drive(&rt, ms(25));
     assert_eq!(client.outstanding(), 0);
     drop(call);
