@@ -107,6 +107,8 @@ pub struct Machine<P> {
     /// dispatch (`since + command_timeout`), with lazy deletion like
     /// `deadlines`.
     command_waits: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// The `earliest_send` limit the buffer was last swept for.
+    swept_limit: Option<Instant>,
     outputs: VecDeque<Output<P>>,
     next_conn: u64,
     attempt: Option<Attempt>,
@@ -163,6 +165,7 @@ impl<P> Machine<P> {
             deadlines: BinaryHeap::new(),
             buffer_waits: BinaryHeap::new(),
             command_waits: BinaryHeap::new(),
+            swept_limit: None,
             outputs: VecDeque::new(),
             next_conn: 1,
             attempt: None,
@@ -748,9 +751,17 @@ impl<P> Machine<P> {
     /// Fails with [`ErrorKind::DeadlineUnreachable`] every buffered op
     /// whose deadline lies in `(now, earliest_send]`. Walks the deadline
     /// heap from its top, so it costs O(log n) per op failed (plus the ops
-    /// in flight with such deadlines, put back).
+    /// in flight with such deadlines, put back). Done once per new limit
+    /// (a reconnect scheduled, a pushback wait begun or moved): ops
+    /// buffered later are checked as they arrive ([`Self::buffer_back`]),
+    /// so a long pause with many ops in flight costs nothing per step.
     fn fail_unreachable(&mut self) {
-        let Some(limit) = self.earliest_send() else {
+        let limit = self.earliest_send();
+        if limit == self.swept_limit {
+            return;
+        }
+        self.swept_limit = limit;
+        let Some(limit) = limit else {
             return;
         };
         let mut keep = Vec::new();
@@ -1180,8 +1191,16 @@ impl<P> Machine<P> {
         }
     }
 
-    /// A new op joins the back of the buffer.
+    /// A new op joins the back of the buffer — unless its deadline comes
+    /// before the client can send it (see [`Self::fail_unreachable`]).
     fn buffer_back(&mut self, idx: u32) {
+        let deadline = self.ops.at(idx).deadline;
+        if let (Some(d), Some(limit)) = (deadline, self.earliest_send()) {
+            if d > self.now && d <= limit {
+                self.fail(idx, ErrorKind::DeadlineUnreachable);
+                return;
+            }
+        }
         self.ops.link_back(idx, Queue::Buffer, self.now);
         self.wait_in_buffer(idx);
     }
@@ -1205,6 +1224,8 @@ impl<P> Machine<P> {
             .bound()
             .is_none_or(|max| self.ops.len(Queue::Buffer) < max);
         if room {
+            // Back in the buffer: the next settle sweeps it again.
+            self.swept_limit = None;
             self.ops.link_in_order(idx, self.requeue_hint, self.now);
             self.requeue_hint = Some(self.ops.at(idx).id);
             self.wait_in_buffer(idx);
