@@ -21,16 +21,7 @@ use support::proxy::{Mode, Proxy};
 use support::{PgServer, RedisServer};
 
 fn run<F: Future<Output = ()>>(f: F) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(async {
-            tokio::time::timeout(Duration::from_secs(60), f)
-                .await
-                .expect("test exceeded its time bound")
-        });
+    support::run_bounded(Duration::from_secs(60), f);
 }
 
 /// An op with a long deadline (or command timeout) fails on postgres

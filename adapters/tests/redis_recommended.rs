@@ -25,16 +25,7 @@ use support::{RedisServer, resp_command_within};
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn run<F: Future<Output = ()>>(f: F) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(async {
-            tokio::time::timeout(LIMIT, f)
-                .await
-                .expect("test exceeded its time bound")
-        });
+    support::run_bounded(LIMIT, f);
 }
 
 /// A client under `Config::recommended()` as is, with an event stream

@@ -22,16 +22,7 @@ use support::RedisServer;
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn run<F: Future<Output = ()>>(f: F) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(async {
-            tokio::time::timeout(LIMIT, f)
-                .await
-                .expect("test exceeded its time bound")
-        });
+    support::run_bounded(LIMIT, f);
 }
 
 fn base() -> ConfigBuilder {

@@ -17,6 +17,21 @@ pub mod line;
 pub mod proxy;
 
 /// A free port on 127.0.0.1 (bound then released).
+/// Runs `f` on a fresh two-worker tokio runtime, failing the test if it
+/// takes longer than `limit`.
+pub fn run_bounded<F: std::future::Future<Output = ()>>(limit: std::time::Duration, f: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(async {
+            tokio::time::timeout(limit, f)
+                .await
+                .expect("test exceeded its time bound")
+        });
+}
+
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let p = l.local_addr().expect("local addr").port();

@@ -1027,11 +1027,10 @@ impl<P> Machine<P> {
             }
             TimerKind::Command => {
                 if let Some(Reverse((at, raw))) = self.command_waits.pop() {
-                    let due = self.ops.index(OpId(raw)).filter(|&idx| {
-                        let o = self.ops.at(idx);
-                        matches!(o.place, Place::InFlight(_))
-                            && o.command_timeout.map(|t| o.since.saturating_add(t)) == Some(at)
-                    });
+                    let due = self
+                        .ops
+                        .index(OpId(raw))
+                        .filter(|&idx| self.ops.at(idx).command_due() == Some(at));
                     if let Some(idx) = due {
                         self.ops.unlink(idx);
                         self.fail(idx, ErrorKind::CommandTimeout);
@@ -1077,10 +1076,8 @@ impl<P> Machine<P> {
             }
         }
         let in_flight_wait = |ops: &Ops<P>, at: Instant, raw: u64| {
-            ops.get(OpId(raw)).is_some_and(|o| {
-                matches!(o.place, Place::InFlight(_))
-                    && o.command_timeout.map(|t| o.since.saturating_add(t)) == Some(at)
-            })
+            ops.get(OpId(raw))
+                .is_some_and(|o| o.command_due() == Some(at))
         };
         while let Some(Reverse((at, raw))) = self.command_waits.peek().copied() {
             if in_flight_wait(&self.ops, at, raw) {
@@ -1137,9 +1134,8 @@ impl<P> Machine<P> {
             (Some(d), None) => Some(d.saturating_duration_since(now)),
             (None, t) => t,
         };
-        if let Some(t) = o.command_timeout {
-            self.command_waits
-                .push(Reverse((now.saturating_add(t), op.0)));
+        if let Some(at) = o.command_due() {
+            self.command_waits.push(Reverse((at, op.0)));
         }
         self.ops.link_back(idx, Queue::InFlight, now);
         self.outputs.push_back(Output::Dispatch {

@@ -54,6 +54,15 @@ pub(super) struct Op<P> {
 }
 
 impl<P> Op<P> {
+    /// While in flight with a command timeout: when it gives up on this
+    /// dispatch (the instant its `command_waits` entry is live for).
+    pub(super) fn command_due(&self) -> Option<Instant> {
+        match self.place {
+            Place::InFlight(_) => self.command_timeout.map(|t| self.since.saturating_add(t)),
+            Place::Buffered => None,
+        }
+    }
+
     /// A new op, not retryable, allowed one attempt, neither allocated (its
     /// id is set by [`Ops::alloc`]) nor linked.
     pub(super) fn new(payload: P, deadline: Option<Instant>, now: Instant) -> Self {
