@@ -453,8 +453,9 @@ impl<C: Connector> Client<C> {
         self.handle.shared.revive();
     }
 
-    /// Closes the client: every op still pending fails with `closed`. Resolves
-    /// once every op has its outcome.
+    /// Closes the client: every op still pending fails with `closed`, and
+    /// every [`Events`] stream ends (after the events of the close itself).
+    /// Resolves once every op has its outcome.
     pub async fn close(&self) {
         self.handle.shared.close();
     }
@@ -777,7 +778,9 @@ impl<C: Connector> Drop for Call<C> {
     }
 }
 
-/// The core's events, as a stream. Ends when the driver stops.
+/// The core's events, as a stream. Ends when the client is
+/// [closed](Client::close) (after the close's own events) or its driver
+/// stops.
 #[derive(Debug)]
 pub struct Events {
     rx: mpsc::Receiver<Event>,

@@ -31,7 +31,9 @@ pub enum Failure {
 ///
 /// Shared (multiplexed) connections are used as they are: several ops run
 /// on `&Conn` concurrently. A connection that serves one op at a time puts
-/// itself behind an async mutex inside `Conn` (see the postgres connector).
+/// itself behind a **fair** async mutex inside `Conn` (see the postgres
+/// connector): with an unfair one, a caller submitting op after op can
+/// keep the connection while the other callers' ops wait for ever.
 /// The core sends heartbeats only while no op is in flight, so a ping
 /// never waits behind an op on either kind.
 ///

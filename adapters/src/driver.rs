@@ -385,7 +385,7 @@ impl<C: Connector> Shared<C> {
     /// Adds an event subscriber.
     pub(crate) fn subscribe(&self, tx: mpsc::Sender<Event>, missed: Arc<AtomicU64>) {
         let mut core = self.lock();
-        if core.gone {
+        if core.gone || core.machine.state() == crate::core::State::Closed {
             return; // the stream ends at once
         }
         // Streams dropped while no event came are swept out here, whenever
@@ -414,7 +414,11 @@ impl<C: Connector> Shared<C> {
             }
             let now = self.now(&core);
             core.machine.close(now);
-            core.drain(None)
+            let wakes = core.drain(None);
+            // Nothing happens after a close: the event streams end once
+            // they have delivered the close's own events.
+            core.subscribers.clear();
+            wakes
         };
         wakes.wake(self);
     }

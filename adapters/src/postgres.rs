@@ -1,7 +1,8 @@
 //! A ready [`Connector`] for `tokio-postgres`.
 //!
 //! A postgres connection serves one op at a time here: the client sits
-//! behind an async mutex, and an op gets `&mut Client`, so it can run a
+//! behind a fair (first come, first served) async mutex, so a caller that
+//! submits op after op cannot starve the others, and an op gets `&mut Client`, so it can run a
 //! whole transaction (seed 004: retry the transaction, not the statement).
 //!
 //! Errors are read as (see [`classify`]): SQLSTATE 25006 (read-only
@@ -43,7 +44,7 @@ use std::marker::PhantomData;
 use futures::FutureExt;
 use futures::channel::oneshot;
 use futures::future::{BoxFuture, Shared};
-use futures::lock::Mutex;
+use tokio::sync::Mutex;
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, Error, NoTls, SimpleQueryMessage};
@@ -235,6 +236,11 @@ pub const STATEMENT_GRACE: std::time::Duration = std::time::Duration::from_milli
 const MAX_STATEMENT_TIMEOUT_MS: u64 = i32::MAX as u64;
 
 /// An open connection: the client and a signal that the connection task ended.
+///
+/// The client sits behind tokio's mutex, which is fair: ops take the
+/// connection in the order they asked for it. (An unfair lock let one
+/// caller issuing transactions back to back hold it for ever while the
+/// others' ops waited: found by `tests/postgres_failover.rs`.)
 pub struct PgConn {
     client: Mutex<Client>,
     ended: Shared<oneshot::Receiver<()>>,

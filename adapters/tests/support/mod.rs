@@ -280,7 +280,7 @@ pub struct PgServer {
     pub port: u16,
     dir: TempDir,
     data: PathBuf,
-    running: bool,
+    running: AtomicBool,
 }
 
 fn as_postgres(args: &[&str]) -> Command {
@@ -375,6 +375,77 @@ impl PgServer {
         self.ctl(&["restart", "-m", mode]);
     }
 
+    /// `pg_ctl stop -m <mode>` (`immediate`: the postmaster and its backends
+    /// quit at once, as in a crash; `fast`: a planned shutdown that ends
+    /// the sessions and writes a shutdown checkpoint).
+    pub fn stop(&self, mode: &str) {
+        self.ctl(&["stop", "-m", mode]);
+        self.running.store(false, Ordering::SeqCst);
+    }
+
+    /// `pg_ctl promote`: a standby leaves recovery and takes writes
+    /// (returns once the promotion is complete).
+    pub fn promote(&self) {
+        self.ctl(&["promote"]);
+    }
+
+    /// A streaming-replication standby of this running primary on another
+    /// free port: `pg_basebackup -R` (which writes `standby.signal` and the
+    /// `primary_conninfo` to reach this server), then started. The
+    /// standby serves read-only sessions and replays this server's WAL
+    /// until [`promote`](Self::promote)d.
+    pub fn streaming_standby(&self) -> PgServer {
+        assert!(require("pg_basebackup").is_some(), "pg_basebackup");
+        let dir = TempDir::new("pg-stream");
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir.0)
+            .status();
+        let data = dir.0.join("data");
+        let port = self.port.to_string();
+        let st = as_postgres(&[
+            "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-D",
+            data.to_str().expect("utf-8 path"),
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run pg_basebackup");
+        assert!(st.success(), "pg_basebackup failed");
+        PgServer::launch(dir, data)
+    }
+
+    /// Runs one SQL string with `psql` as the `postgres` user (over this
+    /// server's private socket) and returns its unaligned, tuples-only
+    /// output.
+    pub fn psql(&self, sql: &str) -> String {
+        let port = self.port.to_string();
+        let host = self.dir.0.to_str().expect("utf-8 path").to_string();
+        let out = as_postgres(&[
+            "psql", "-X", "-q", "-A", "-t", "-h", &host, "-p", &port, "-U", "postgres", "-d",
+            "postgres", "-c", sql,
+        ])
+        .output()
+        .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// The postmaster's pid (from postmaster.pid).
     pub fn pid(&self) -> Option<u32> {
         std::fs::read_to_string(self.data.join("postmaster.pid"))
@@ -417,21 +488,21 @@ impl PgServer {
 
     /// Starts a server on its data directory, on a free port.
     fn launch(dir: TempDir, data: PathBuf) -> PgServer {
-        let mut s = PgServer {
+        let s = PgServer {
             port: free_port(),
             dir,
             data,
-            running: false,
+            running: AtomicBool::new(false),
         };
         s.ctl(&["start"]);
-        s.running = true;
+        s.running.store(true, Ordering::SeqCst);
         s
     }
 }
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        if self.running {
+        if self.running.load(Ordering::SeqCst) {
             let pid = self.pid();
             let data = self.data.to_str().unwrap_or_default().to_string();
             let ok = as_postgres(&["pg_ctl", "-D", &data, "stop", "-m", "immediate", "-w"])
