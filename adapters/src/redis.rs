@@ -71,8 +71,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use event_listener::Event;
 use redis::aio::MultiplexedConnection;
 use redis::{
-    AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, ProtocolVersion, PushInfo,
-    PushKind, RedisError, RedisResult, Value,
+    AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind,
+    RedisError, RedisResult, Value,
 };
 
 use crate::connector::{Connector, Failure};
@@ -518,7 +518,9 @@ mod tests {
     #[test]
     fn ops_read_as_wrong_server_lost_or_server_error() {
         assert_eq!(
-            classify(&reply("READONLY You can't write against a read only replica.")),
+            classify(&reply(
+                "READONLY You can't write against a read only replica."
+            )),
             Failure::WrongServer
         );
         for kind in [
