@@ -156,6 +156,7 @@ impl<T> Drop for Task<T> {
 /// For each scenario `fn name(rt: Rt)` listed, a `#[test] fn name()` in
 /// module `tokio_rt` (feature `tokio`) and in module `smol_rt` (feature
 /// `smol`), each driving the same body on its runtime.
+#[allow(unused_macros)]
 macro_rules! on_each_runtime {
     ($($name:ident),* $(,)?) => {
         #[cfg(feature = "tokio")]
@@ -169,4 +170,5 @@ macro_rules! on_each_runtime {
     };
 }
 
+#[allow(unused_imports)]
 pub(crate) use on_each_runtime;
