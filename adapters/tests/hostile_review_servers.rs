@@ -10,6 +10,9 @@
 
 mod support;
 
+#[path = "support/rt.rs"]
+mod rt;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -18,8 +21,8 @@ use redial::postgres::{PgOp, PostgresConnector};
 use redial::redis::RedisConnector;
 use redial::redis::redis::{Value, cmd};
 use redial::{CallOptions, Client};
+use rt::{Rt, on_each_runtime};
 use support::proxy::{Mode, Proxy};
-use support::rt::{Rt, on_each_runtime};
 use support::{PgServer, RedisServer};
 
 on_each_runtime!(a_blocking_pop_cut_short_by_the_deadline_loses_no_element);

@@ -19,6 +19,10 @@
 
 mod support;
 
+#[cfg(all(feature = "redis", any(feature = "tokio", feature = "smol")))]
+#[path = "support/rt.rs"]
+mod rt;
+
 #[cfg(feature = "async-std")]
 #[allow(dead_code)]
 #[path = "../examples/common/inline.rs"]
@@ -113,7 +117,7 @@ type Run = fn(Config, u16) -> Observed;
 
 /// The redis crate's connector, on `rt` (the crate's own support for it).
 #[cfg(all(feature = "redis", any(feature = "tokio", feature = "smol")))]
-fn on_redis(rt: support::rt::Rt, config: Config, port: u16) -> Observed {
+fn on_redis(rt: rt::Rt, config: Config, port: u16) -> Observed {
     let connector = redial::redis::RedisConnector::new([format!("redis://127.0.0.1:{port}/")])
         .expect("redis url");
     let ping = redial::redis::redis::cmd("PING");
@@ -126,12 +130,12 @@ fn on_redis(rt: support::rt::Rt, config: Config, port: u16) -> Observed {
 
 #[cfg(all(feature = "redis", feature = "tokio"))]
 fn on_tokio(config: Config, port: u16) -> Observed {
-    on_redis(support::rt::Rt::Tokio, config, port)
+    on_redis(rt::Rt::Tokio, config, port)
 }
 
 #[cfg(all(feature = "redis", feature = "smol"))]
 fn on_smol(config: Config, port: u16) -> Observed {
-    on_redis(support::rt::Rt::Smol, config, port)
+    on_redis(rt::Rt::Smol, config, port)
 }
 
 #[cfg(feature = "async-std")]

@@ -10,6 +10,9 @@
 
 mod support;
 
+#[path = "support/rt.rs"]
+mod rt;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +23,7 @@ use redial::core::{Config, ConnectFailure, ErrorKind, Event, State};
 use redial::redis::RedisConnector;
 use redial::redis::redis::{self, Value, cmd};
 use redial::{Client, Events};
-use support::rt::{Rt, Task, on_each_runtime};
+use rt::{Rt, Task, on_each_runtime};
 use support::{RedisServer, resp_command_within};
 
 const LIMIT: Duration = Duration::from_secs(120);

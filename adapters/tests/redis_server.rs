@@ -8,6 +8,9 @@
 
 mod support;
 
+#[path = "support/rt.rs"]
+mod rt;
+
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -17,8 +20,8 @@ use redial::core::{
 use redial::redis::RedisConnector;
 use redial::redis::redis::{self, Value, cmd};
 use redial::{CallOptions, Client, Events};
+use rt::{Rt, on_each_runtime};
 use support::RedisServer;
-use support::rt::{Rt, on_each_runtime};
 
 const LIMIT: Duration = Duration::from_secs(60);
 

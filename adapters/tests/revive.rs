@@ -16,6 +16,10 @@
 
 mod support;
 
+#[cfg(all(feature = "redis", any(feature = "tokio", feature = "smol")))]
+#[path = "support/rt.rs"]
+mod rt;
+
 #[cfg(feature = "async-std")]
 #[allow(dead_code)]
 #[path = "../examples/common/inline.rs"]
@@ -195,7 +199,7 @@ fn check(runtime: &str, o: &Observed) {
 
 /// The redis crate's connector, on `rt` (the crate's own support for it).
 #[cfg(all(feature = "redis", any(feature = "tokio", feature = "smol")))]
-fn redis_give_up_then_revive(rt: support::rt::Rt) {
+fn redis_give_up_then_revive(rt: rt::Rt) {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
@@ -215,13 +219,13 @@ fn redis_give_up_then_revive(rt: support::rt::Rt) {
 #[cfg(all(feature = "redis", feature = "tokio"))]
 #[test]
 fn tokio_give_up_then_revive() {
-    redis_give_up_then_revive(support::rt::Rt::Tokio);
+    redis_give_up_then_revive(rt::Rt::Tokio);
 }
 
 #[cfg(all(feature = "redis", feature = "smol"))]
 #[test]
 fn smol_give_up_then_revive() {
-    redis_give_up_then_revive(support::rt::Rt::Smol);
+    redis_give_up_then_revive(rt::Rt::Smol);
 }
 
 #[cfg(feature = "async-std")]

@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 
 pub mod line;
 pub mod proxy;
-#[cfg(any(feature = "tokio", feature = "smol"))]
-pub mod rt;
 
 /// A free port on 127.0.0.1 (bound then released).
 /// Runs `f` on a fresh two-worker tokio runtime, failing the test if it

@@ -1,8 +1,12 @@
-//! One scenario body, driven once under each runtime: the few runtime
+//! One scenario body, driven once under each runtime (a module of its
+//! own, not of `support`, which the bench crate shares: a test file
+//! declares `#[path = "support/rt.rs"] mod rt;` beside `mod support;`): the few runtime
 //! calls a scenario makes (spawn, sleep, timeout, a blocking call) go
 //! through [`Rt`], and [`on_each_runtime!`] turns each scenario
 //! `fn name(rt: Rt)` into a `#[test]` per enabled runtime
 //! (`tokio_rt::name`, `smol_rt::name`).
+
+#![allow(dead_code, unreachable_pub)]
 
 use std::future::Future;
 use std::pin::Pin;
@@ -41,7 +45,7 @@ impl Rt {
     pub fn run<F: Future<Output = ()>>(self, limit: Duration, f: F) {
         match self {
             #[cfg(feature = "tokio")]
-            Rt::Tokio => super::run_bounded(limit, f),
+            Rt::Tokio => crate::support::run_bounded(limit, f),
             #[cfg(feature = "smol")]
             Rt::Smol => smol::block_on(async {
                 // No tokio context: with both of the redis crate's runtime
@@ -161,11 +165,11 @@ macro_rules! on_each_runtime {
     ($($name:ident),* $(,)?) => {
         #[cfg(feature = "tokio")]
         mod tokio_rt {
-            $( #[test] fn $name() { super::$name(super::support::rt::Rt::Tokio) } )*
+            $( #[test] fn $name() { super::$name(crate::rt::Rt::Tokio) } )*
         }
         #[cfg(feature = "smol")]
         mod smol_rt {
-            $( #[test] fn $name() { super::$name(super::support::rt::Rt::Smol) } )*
+            $( #[test] fn $name() { super::$name(crate::rt::Rt::Smol) } )*
         }
     };
 }
