@@ -73,7 +73,7 @@
 //!   async connection), on tokio and on smol through that crate's own
 //!   runtime support (features `tokio` / `smol` switch on its `tokio-comp` /
 //!   `smol-comp`; one of them is needed). The crate is re-exported as
-//!   [`redis::redis`](crate::redis::redis): build commands with
+//!   [`redis::redis`]: build commands with
 //!   `redial::redis::redis::cmd` if your own `redis` dependency is another
 //!   version. Not on async-std: redis 1.x dropped async-std support.
 //! - `postgres` — a ready connector on tokio-postgres (tokio based).
