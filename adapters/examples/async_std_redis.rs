@@ -1,9 +1,13 @@
-//! redial on async-std (discontinued upstream: prefer smol) against a redis-server:
+//! redial on async-std (discontinued upstream: prefer smol) against a
+//! redis-server, with a connector of its own: the redis crate 1.x has no
+//! async-std support, so the ready `RedisConnector` does not run here.
+//! `common/inline.rs` speaks redis's inline commands (one line each way),
+//! enough for `INCR`:
 //! `redis-server --port 6380 --save "" & cargo run -p redial --features async-std --example async_std_redis -- 127.0.0.1:6380`
 //! Kill and restart the server while it runs: the counter keeps going.
 
-#[path = "common/resp.rs"]
-mod resp;
+#[path = "common/inline.rs"]
+mod inline;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,15 +17,16 @@ use redial::core::Config;
 use redial::runtime::AsyncStdRuntime;
 use redial::{CallOptions, Client};
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("REDIS_ADDR").ok())
+        .ok_or("pass a private redis-server address (127.0.0.1:6380) as argument or REDIS_ADDR")?;
     async_std::task::block_on(async {
-        let client = Client::builder(resp::Resp {
-            addrs: vec![resp::addr()],
-        })
-        .config(Config::recommended())
-        .runtime(Arc::new(AsyncStdRuntime))
-        .build()
-        .expect("client");
+        let client = Client::builder(inline::Inline { addrs: vec![addr] })
+            .config(Config::recommended())
+            .runtime(Arc::new(AsyncStdRuntime))
+            .build()?;
         let mut events = client.events();
         async_std::task::spawn(async move {
             while let Some(e) = events.next().await {
@@ -29,7 +34,7 @@ fn main() {
             }
         });
         for _ in 0..20 {
-            let op = vec!["INCR".to_string(), "redial:example".to_string()];
+            let op = "INCR redial:example".to_string();
             match client.call_with(op, CallOptions::default()).await {
                 Ok(n) => println!("INCR -> {n}"),
                 Err(e) => println!("INCR failed: {e} (may have run: {})", e.maybe_executed()),
@@ -37,5 +42,6 @@ fn main() {
             async_io::Timer::after(Duration::from_millis(250)).await;
         }
         client.close().await;
-    });
+        Ok(())
+    })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use redial::core::Config;
-use redial::redis::RedisConnector;
+use redial::redis::{RedisConnector, redis};
 use redial::{CallOptions, Client};
 
 #[tokio::main(flavor = "current_thread")]

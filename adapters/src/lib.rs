@@ -11,11 +11,12 @@
 //! ```no_run
 //! # #[cfg(feature = "redis")]
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use redial::{Client, core::Config, redis::RedisConnector};
+//! use redial::redis::{RedisConnector, redis};
+//! use redial::{Client, core::Config};
 //!
 //! let connector = RedisConnector::new(["redis://127.0.0.1:6380"])?;
 //! let client = Client::new(Config::recommended(), connector)?;
-//! let n = client.call(::redis::cmd("INCR").arg("hits").clone()).await?;
+//! let n = client.call(redis::cmd("INCR").arg("hits").clone()).await?;
 //! println!("{n:?}");
 //! client.close().await;
 //! # Ok(()) }
@@ -68,7 +69,14 @@
 //!
 //! - `tokio` (default), `smol`, `async-std` (discontinued upstream: prefer
 //!   `smol`) — the runtimes.
-//! - `redis`, `postgres` — ready connectors (tokio based).
+//! - `redis` — a ready connector on the `redis` crate 1.8 (its multiplexed
+//!   async connection), on tokio and on smol through that crate's own
+//!   runtime support (features `tokio` / `smol` switch on its `tokio-comp` /
+//!   `smol-comp`; one of them is needed). The crate is re-exported as
+//!   [`redis::redis`]: build commands with
+//!   `redial::redis::redis::cmd` if your own `redis` dependency is another
+//!   version. Not on async-std: redis 1.x dropped async-std support.
+//! - `postgres` — a ready connector on tokio-postgres (tokio based).
 
 #![forbid(unsafe_code)]
 

@@ -1,12 +1,38 @@
 //! A ready [`Connector`] for the `redis` crate's multiplexed async
-//! connection (tokio).
+//! connection, on tokio or smol.
+//!
+//! **Which `redis`.** The connector builds on `redis` 1.8 (the crate's 1.x
+//! line), re-exported as [`redial::redis::redis`](self::redis): its
+//! [`Op`](Connector::Op) is that crate's `Cmd` and its output that crate's
+//! `Value`. If your own `redis` dependency is another version (its `Cmd`
+//! is then another type), build commands with the re-export:
+//! `redial::redis::redis::cmd("INCR")`.
+//!
+//! **Runtimes.** tokio (feature `tokio`) and smol (feature `smol`) through
+//! the crate's own runtime support (`tokio-comp`, `smol-comp`, switched on
+//! by those features); at least one of them is needed. The crate picks the
+//! runtime when a connection is opened (`redis::aio::Runtime::locate`, in
+//! redis-rs `src/aio/runtime.rs`): with one of the two compiled in, that
+//! one; with both, the one chosen by `redis::aio::prefer_tokio` /
+//! `prefer_smol` if the application called either, else tokio when the
+//! connecting task runs inside a tokio runtime and smol otherwise. The
+//! connector opens every connection in the client's driver task, which runs
+//! on the client's [`Runtime`](crate::Runtime), so the connection (its
+//! socket and its read/write task) lives on the runtime the client runs
+//! on: [`TokioRuntime`](crate::runtime::TokioRuntime) → tokio,
+//! [`SmolRuntime`](crate::runtime::SmolRuntime) → smol (do not call
+//! `prefer_tokio` / `prefer_smol` in a program that runs clients on both).
+//! Commands need no runtime of their own: the crate's response timeout is
+//! off (the core times every op), so an op runs in any caller's task.
+//! async-std is not supported: redis 1.0 removed its `async-std-comp`
+//! (async-std is discontinued upstream).
 //!
 //! Errors are read as (see [`classify`]): `READONLY` →
 //! [`Failure::WrongServer`]; `LOADING`, `BUSY`, `TRYAGAIN`, `MASTERDOWN`,
 //! `CLUSTERDOWN` (the server refused for now and did not run the command) →
 //! [`Failure::Pushback`] with no hint; IO errors, dropped or refused
-//! connections and timeouts → [`Failure::ConnectionLost`]; anything else →
-//! [`Failure::ServerError`].
+//! connections, timeouts and a reply stream that cannot be parsed →
+//! [`Failure::ConnectionLost`]; anything else → [`Failure::ServerError`].
 //!
 //! **Role.** Right after each connect the connector asks the server its
 //! role with `ROLE` (falling back to `INFO replication` where `ROLE` is
@@ -26,7 +52,9 @@
 //! more than half the time left: `BLPOP`, `BRPOP`,
 //! `BRPOPLPUSH`, `BLMOVE`, `BZPOPMIN`, `BZPOPMAX` (last argument, seconds),
 //! `BLMPOP`, `BZMPOP` (first argument, seconds). A blocking command with a
-//! shorter timeout of its own keeps it.
+//! shorter timeout of its own keeps it. The crate's own connect and
+//! response timeouts (1 s and 500 ms by default in redis 1.x) are switched
+//! off: the core's connect timeout, deadlines and command timeout decide.
 //!
 //! **Seeing a close at once.** With RESP3 (`redis://host:port/?protocol=resp3`,
 //! redis ≥ 6) the crate reports a closed connection the moment it reads the
@@ -40,15 +68,21 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use event_listener::Event;
 use redis::aio::MultiplexedConnection;
 use redis::{
-    AsyncConnectionConfig, Cmd, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind,
+    AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind,
     RedisError, RedisResult, Value,
 };
-use tokio::sync::Notify;
 
 use crate::connector::{Connector, Failure};
 use crate::core::{ConnectFailure, LossKind, Role};
+
+/// The `redis` crate (version 1.8) this connector builds on: its `Cmd` is
+/// the connector's op and its `Value` the connector's output. Build
+/// commands with `redial::redis::redis::cmd` if your own `redis`
+/// dependency is another version.
+pub use ::redis;
 
 /// Connects to a seed list of redis servers (endpoint `i` is the `i`-th).
 #[derive(Debug, Clone)]
@@ -101,7 +135,7 @@ pub fn classify_connect(e: &RedisError) -> ConnectFailure {
     let code = server_code(e).unwrap_or("");
     if matches!(
         e.kind(),
-        redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig
+        ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig
     ) || matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM")
     {
         ConnectFailure::Rejected
@@ -116,8 +150,10 @@ pub fn classify_connect(e: &RedisError) -> ConnectFailure {
 
 /// Reads a redis error the way the core needs it: a refusal (see
 /// [`refusal`]: `READONLY` → wrong server; `LOADING`, `BUSY`, `TRYAGAIN`,
-/// `MASTERDOWN`, `CLUSTERDOWN` → pushback); a broken connection →
-/// connection lost; anything else → the server's own error.
+/// `MASTERDOWN`, `CLUSTERDOWN` → pushback); a broken connection (an IO
+/// error, or one the crate says needs a new connection: a reply stream it
+/// cannot parse) → connection lost; anything else → the server's own
+/// error.
 pub fn classify(e: &RedisError) -> Failure {
     if let Some(f) = server_code(e).and_then(refusal) {
         f
@@ -190,7 +226,7 @@ impl std::fmt::Debug for RedisConn {
 #[derive(Default)]
 struct Closed {
     seen: AtomicBool,
-    notify: Notify,
+    event: Event,
 }
 
 /// A blocking command (see the [module docs](self)) with its timeout
@@ -202,7 +238,8 @@ pub fn bounded(cmd: &Cmd, left: std::time::Duration) -> Option<Cmd> {
     for a in cmd.args_iter() {
         match a {
             redis::Arg::Simple(b) => args.push(b.to_vec()),
-            redis::Arg::Cursor => return None,
+            // A cursor, or an argument kind of a later crate version.
+            _ => return None,
         }
     }
     let name = args.first()?.to_ascii_uppercase();
@@ -230,6 +267,21 @@ pub fn bounded(cmd: &Cmd, left: std::time::Duration) -> Option<Cmd> {
     Some(out)
 }
 
+/// A build with tokio support only (no feature `smol`) cannot connect
+/// outside a tokio runtime: the crate would panic spawning the connection's
+/// task. Said as an error instead (the client does not retry it).
+fn runtime_available() -> Result<(), RedisError> {
+    #[cfg(all(feature = "tokio", not(feature = "smol")))]
+    if ::tokio::runtime::Handle::try_current().is_err() {
+        return Err(RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "the redis connector runs on tokio or smol: this client is not on a tokio \
+             runtime and redial's feature `smol` is off",
+        )));
+    }
+    Ok(())
+}
+
 impl Connector for RedisConnector {
     type Conn = RedisConn;
     type Op = Cmd;
@@ -246,19 +298,26 @@ impl Connector for RedisConnector {
 
     async fn connect(&self, endpoint: usize) -> Result<RedisConn, RedisError> {
         let client = self.clients.get(endpoint).ok_or_else(|| {
-            RedisError::from((redis::ErrorKind::InvalidClientConfig, "no such endpoint"))
+            RedisError::from((ErrorKind::InvalidClientConfig, "no such endpoint"))
         })?;
-        // No response timeout of the crate's own: the core times responses.
-        if client.get_connection_info().redis.protocol != ProtocolVersion::RESP3 {
-            let conn = client.get_multiplexed_async_connection().await?;
+        runtime_available()?;
+        // No timeouts of the crate's own: the core times connects and
+        // responses (and an op then needs no runtime of its own).
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(None)
+            .set_response_timeout(None);
+        if client.get_connection_info().redis_settings().protocol() != ProtocolVersion::RESP3 {
+            let conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
             return Ok(RedisConn { conn, closed: None });
         }
         let closed = Arc::new(Closed::default());
         let signal = closed.clone();
-        let config = AsyncConnectionConfig::new().set_push_sender(move |info: PushInfo| {
+        let config = config.set_push_sender(move |info: PushInfo| {
             if info.kind == PushKind::Disconnection {
                 signal.seen.store(true, Ordering::Release);
-                signal.notify.notify_waiters();
+                signal.event.notify(usize::MAX);
             }
             Ok::<(), std::convert::Infallible>(())
         });
@@ -316,11 +375,13 @@ impl Connector for RedisConnector {
         let Some(closed) = &conn.closed else {
             return std::future::pending().await;
         };
-        let mut notified = std::pin::pin!(closed.notify.notified());
-        // Registered before the check, so a close in between is not missed.
-        notified.as_mut().enable();
-        if !closed.seen.load(Ordering::Acquire) {
-            notified.await;
+        while !closed.seen.load(Ordering::Acquire) {
+            // Registered before the check, so a close in between is not missed.
+            let listener = closed.event.listen();
+            if closed.seen.load(Ordering::Acquire) {
+                break;
+            }
+            listener.await;
         }
         LossKind::Closed
     }
@@ -330,6 +391,7 @@ impl Connector for RedisConnector {
 mod tests {
     use super::*;
     use redis::ErrorKind as K;
+    use redis::ServerErrorKind as SK;
 
     const PUSHBACK: Failure = Failure::Pushback { retry_after: None };
 
@@ -337,7 +399,7 @@ mod tests {
         c.args_iter()
             .map(|a| match a {
                 redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
-                redis::Arg::Cursor => "<cursor>".into(),
+                _ => "<cursor>".into(),
             })
             .collect()
     }
@@ -384,20 +446,36 @@ mod tests {
         );
     }
 
-    fn known(kind: K) -> RedisError {
-        RedisError::from((
-            kind,
-            "An error was signalled by the server",
-            "detail".into(),
-        ))
-    }
-
-    fn extension(code: &str) -> RedisError {
-        redis::make_extension_error(code.into(), Some("detail".into()))
+    /// The error a server's reply `-<line>` turns into, parsed by the crate
+    /// exactly as from the wire (`LOADING …` is a kind the crate knows,
+    /// `BUSY …` an extension code).
+    fn reply(line: &str) -> RedisError {
+        match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()) {
+            Ok(Value::ServerError(e)) => e.into(),
+            other => panic!("not a server error: {other:?}"),
+        }
     }
 
     fn io(kind: std::io::ErrorKind) -> RedisError {
         RedisError::from(std::io::Error::from(kind))
+    }
+
+    #[test]
+    fn replies_parse_into_the_kinds_the_crate_knows() {
+        let kinds = [
+            ("LOADING Redis is loading", Some(SK::BusyLoading)),
+            ("TRYAGAIN Multiple keys", Some(SK::TryAgain)),
+            ("MASTERDOWN Link is down", Some(SK::MasterDown)),
+            ("CLUSTERDOWN Hash slot not served", Some(SK::ClusterDown)),
+            ("READONLY You can't write", Some(SK::ReadOnly)),
+            ("BUSY Redis is busy", None),
+        ];
+        for (line, kind) in kinds {
+            let e = reply(line);
+            let want = kind.map_or(K::Extension, K::Server);
+            assert_eq!(e.kind(), want, "{line}");
+            assert_eq!(Some(line.split(' ').next().unwrap()), e.code(), "{line}");
+        }
     }
 
     #[test]
@@ -423,40 +501,54 @@ mod tests {
         }
     }
 
+    /// Refusals for now, as servers word them (`BUSY` has no kind of its
+    /// own in the crate: an extension error).
+    const REFUSED_FOR_NOW: [&str; 5] = [
+        "LOADING Redis is loading the dataset in memory",
+        "TRYAGAIN Multiple keys request during rehashing of slot",
+        "MASTERDOWN Link with MASTER is down",
+        "CLUSTERDOWN The cluster is down",
+        "BUSY Redis is busy running a script",
+    ];
+
     #[test]
     fn ops_read_as_pushback() {
-        for kind in [
-            K::BusyLoadingError,
-            K::TryAgain,
-            K::MasterDown,
-            K::ClusterDown,
-        ] {
-            assert_eq!(classify(&known(kind)), PUSHBACK, "{kind:?}");
+        for line in REFUSED_FOR_NOW {
+            assert_eq!(classify(&reply(line)), PUSHBACK, "{line}");
         }
-        // BUSY has no kind of its own in the crate: an extension error.
-        assert_eq!(classify(&extension("BUSY")), PUSHBACK);
     }
 
     #[test]
     fn ops_read_as_wrong_server_lost_or_server_error() {
-        assert_eq!(classify(&known(K::ReadOnly)), Failure::WrongServer);
+        assert_eq!(
+            classify(&reply(
+                "READONLY You can't write against a read only replica."
+            )),
+            Failure::WrongServer
+        );
         for kind in [
             std::io::ErrorKind::ConnectionReset,
             std::io::ErrorKind::BrokenPipe,
             std::io::ErrorKind::UnexpectedEof,
             std::io::ErrorKind::ConnectionRefused,
+            std::io::ErrorKind::TimedOut,
         ] {
             assert_eq!(classify(&io(kind)), Failure::ConnectionLost, "{kind:?}");
         }
+        // A reply stream the crate cannot parse: the connection is unusable.
+        let garbled = redis::parse_redis_value(b"?what\r\n").expect_err("bad reply");
+        assert_eq!(garbled.kind(), K::Parse);
+        assert_eq!(classify(&garbled), Failure::ConnectionLost);
         for e in [
-            known(K::ResponseError),
-            known(K::NoScriptError),
-            known(K::ExecAbortError),
-            known(K::NotBusy),
-            extension("BUSYKEY"),
-            extension("BUSYGROUP"),
-            extension("WRONGTYPE"),
-            RedisError::from((K::TypeError, "Response was of incompatible type")),
+            reply("ERR unknown command 'FOO'"),
+            reply("NOSCRIPT No matching script"),
+            reply("EXECABORT Transaction discarded"),
+            reply("NOTBUSY No scripts in execution right now."),
+            reply("BUSYKEY Target key name already exists."),
+            reply("BUSYGROUP Consumer Group name already exists"),
+            reply("WRONGTYPE Operation against a key holding the wrong kind of value"),
+            redis::make_extension_error("OOM".into(), Some("command not allowed".into())),
+            RedisError::from((K::UnexpectedReturnType, "Response was of incompatible type")),
         ] {
             assert_eq!(classify(&e), Failure::ServerError, "{e:?}");
         }
@@ -464,21 +556,19 @@ mod tests {
 
     #[test]
     fn connects_read_as_unavailable_rejected_or_refused() {
-        for e in [
-            known(K::BusyLoadingError),
-            known(K::TryAgain),
-            known(K::MasterDown),
-            known(K::ClusterDown),
-            extension("BUSY"),
-        ] {
-            assert_eq!(classify_connect(&e), ConnectFailure::Unavailable, "{e:?}");
+        for line in REFUSED_FOR_NOW {
+            assert_eq!(
+                classify_connect(&reply(line)),
+                ConnectFailure::Unavailable,
+                "{line}"
+            );
         }
         for e in [
             RedisError::from((K::AuthenticationFailed, "Password authentication failed")),
             RedisError::from((K::InvalidClientConfig, "bad url")),
-            extension("WRONGPASS"),
-            extension("NOAUTH"),
-            extension("NOPERM"),
+            reply("WRONGPASS invalid username-password pair or user is disabled."),
+            reply("NOAUTH Authentication required."),
+            reply("NOPERM User has no permissions to run the 'ping' command"),
         ] {
             assert_eq!(classify_connect(&e), ConnectFailure::Rejected, "{e:?}");
         }

@@ -1,13 +1,17 @@
 //! Hostile review of the time limits that reach the server (postgres
 //! `run_within`, redis `bounded`), against private real servers. Each
 //! test fails: see its note. Skipped (passes) when the server binary is
-//! missing.
+//! missing. The redis one runs on tokio and on smol (`tokio_rt::…`,
+//! `smol_rt::…`); the postgres one on tokio (tokio-postgres).
 //!
-//! `cargo test -p redial --features redis,postgres --test hostile_review_servers -- --nocapture --test-threads 1`
+//! `cargo test -p redial --features redis,postgres,smol --test hostile_review_servers -- --nocapture --test-threads 1`
 
 #![cfg(all(feature = "redis", feature = "postgres"))]
 
 mod support;
+
+#[path = "support/rt.rs"]
+mod rt;
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,10 +19,13 @@ use std::time::Duration;
 use redial::core::Config;
 use redial::postgres::{PgOp, PostgresConnector};
 use redial::redis::RedisConnector;
+use redial::redis::redis::{Value, cmd};
 use redial::{CallOptions, Client};
-use redis::{Value, cmd};
+use rt::{Rt, on_each_runtime};
 use support::proxy::{Mode, Proxy};
 use support::{PgServer, RedisServer};
+
+on_each_runtime!(a_blocking_pop_cut_short_by_the_deadline_loses_no_element);
 
 fn run<F: Future<Output = ()>>(f: F) {
     support::run_bounded(Duration::from_secs(60), f);
@@ -84,31 +91,27 @@ fn a_long_deadline_does_not_fail_the_op_on_postgres() {
 /// the opposite margin: the server must give up first.) Here: a proxy
 /// delaying each direction 150 ms, a 300 ms deadline, a push 350 ms after
 /// the call.
-#[test]
-fn a_blocking_pop_cut_short_by_the_deadline_loses_no_element() {
+fn a_blocking_pop_cut_short_by_the_deadline_loses_no_element(rt: Rt) {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    run(async move {
+    rt.run(Duration::from_secs(60), async move {
         let proxy = Proxy::start(server.port);
         let url = format!("redis://127.0.0.1:{}/", proxy.port);
-        let client = Client::new(
-            Config::recommended(),
-            RedisConnector::new([url.as_str()]).expect("url"),
-        )
-        .expect("client");
+        let client = Client::builder(RedisConnector::new([url.as_str()]).expect("url"))
+            .config(Config::recommended())
+            .runtime(rt.runtime())
+            .build()
+            .expect("client");
         let ping = client.call(cmd("PING")).await.expect("connected");
         assert_eq!(ping, Value::SimpleString("PONG".into()));
         proxy.set(Mode::Delay(Duration::from_millis(150)));
 
         let port = server.port;
-        let pusher = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(350)).await;
-            tokio::task::spawn_blocking(move || {
-                support::resp_command(port, &["RPUSH", "jobs", "job-1"])
-            })
-            .await
-            .expect("push")
+        let pusher = rt.spawn(async move {
+            rt.sleep(Duration::from_millis(350)).await;
+            rt.blocking(move || support::resp_command(port, &["RPUSH", "jobs", "job-1"]))
+                .await
         });
         let popped = client
             .call_with(
@@ -116,10 +119,10 @@ fn a_blocking_pop_cut_short_by_the_deadline_loses_no_element() {
                 CallOptions::new().deadline(Duration::from_millis(300)),
             )
             .await;
-        let pushed = pusher.await.expect("pusher");
+        let pushed = pusher.await;
         assert!(pushed.starts_with(':'), "RPUSH: {pushed}");
         // Let the server's late reply (if any) come and go.
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        rt.sleep(Duration::from_millis(600)).await;
         let left = support::resp_command(port, &["LLEN", "jobs"]);
         let got = popped.as_ref().ok().cloned();
         assert!(

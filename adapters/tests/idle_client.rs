@@ -8,9 +8,10 @@
 //! with zero connect() calls, and a retrying config connected one backoff
 //! late.
 //!
-//! Against a private redis-server, on every runtime: tokio (the `redis`
-//! crate's connector), smol and async-std (a runtime-agnostic RESP
-//! connector).
+//! Against a private redis-server, on every runtime: tokio and smol (the
+//! `redis` crate's connector, on that crate's support for each) and
+//! async-std (a connector of the examples' own, `common/inline.rs`: redis
+//! 1.x has no async-std support).
 //!
 //! `cargo test -p redial --all-features --test idle_client -- --nocapture`
 
@@ -18,10 +19,14 @@
 
 mod support;
 
-#[cfg(any(feature = "smol", feature = "async-std"))]
+#[cfg(all(feature = "redis", any(feature = "tokio", feature = "smol")))]
+#[path = "support/rt.rs"]
+mod rt;
+
+#[cfg(feature = "async-std")]
 #[allow(dead_code)]
-#[path = "../examples/common/resp.rs"]
-mod resp;
+#[path = "../examples/common/inline.rs"]
+mod inline;
 
 use std::future::Future;
 use std::pin::pin;
@@ -110,56 +115,40 @@ where
 /// redis-server on `port`.
 type Run = fn(Config, u16) -> Observed;
 
-#[cfg(feature = "redis")]
-fn on_tokio(config: Config, port: u16) -> Observed {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let _g = rt.enter();
+/// The redis crate's connector, on `rt` (the crate's own support for it).
+#[cfg(all(feature = "redis", any(feature = "tokio", feature = "smol")))]
+fn on_redis(rt: rt::Rt, config: Config, port: u16) -> Observed {
     let connector = redial::redis::RedisConnector::new([format!("redis://127.0.0.1:{port}/")])
         .expect("redis url");
-    rt.block_on(bounded(idle_then_call(
-        Arc::new(redial::runtime::TokioRuntime),
-        connector,
-        config,
-        port,
-        redis::cmd("PING"),
-    )))
+    let ping = redial::redis::redis::cmd("PING");
+    let mut observed = None;
+    rt.run(LIMIT, async {
+        observed = Some(idle_then_call(rt.runtime(), connector, config, port, ping).await);
+    });
+    observed.expect("ran to the end")
 }
 
-#[cfg(any(feature = "smol", feature = "async-std"))]
-fn resp_connector(port: u16) -> resp::Resp {
-    resp::Resp {
-        addrs: vec![format!("127.0.0.1:{port}")],
-    }
+#[cfg(all(feature = "redis", feature = "tokio"))]
+fn on_tokio(config: Config, port: u16) -> Observed {
+    on_redis(rt::Rt::Tokio, config, port)
 }
 
-#[cfg(any(feature = "smol", feature = "async-std"))]
-fn ping() -> Vec<String> {
-    vec!["PING".to_string()]
-}
-
-#[cfg(feature = "smol")]
+#[cfg(all(feature = "redis", feature = "smol"))]
 fn on_smol(config: Config, port: u16) -> Observed {
-    smol::block_on(bounded(idle_then_call(
-        Arc::new(redial::runtime::SmolRuntime),
-        resp_connector(port),
-        config,
-        port,
-        ping(),
-    )))
+    on_redis(rt::Rt::Smol, config, port)
 }
 
 #[cfg(feature = "async-std")]
 fn on_async_std(config: Config, port: u16) -> Observed {
+    let connector = inline::Inline {
+        addrs: vec![format!("127.0.0.1:{port}")],
+    };
     async_std::task::block_on(bounded(idle_then_call(
         Arc::new(redial::runtime::AsyncStdRuntime),
-        resp_connector(port),
+        connector,
         config,
         port,
-        ping(),
+        "PING".to_string(),
     )))
 }
 
@@ -261,9 +250,9 @@ macro_rules! suite {
     };
 }
 
-#[cfg(feature = "redis")]
+#[cfg(all(feature = "redis", feature = "tokio"))]
 suite!(on_tokio, tokio_rt);
-#[cfg(feature = "smol")]
+#[cfg(all(feature = "redis", feature = "smol"))]
 suite!(on_smol, smol_rt);
 #[cfg(feature = "async-std")]
 suite!(on_async_std, async_std_rt);

@@ -1,16 +1,19 @@
 //! The redis connector under `Config::recommended()` against private
-//! redis-servers (tokio): a restart from a data set that takes seconds to
+//! redis-servers, each scenario on tokio and on smol (`tokio_rt::…`,
+//! `smol_rt::…`): a restart from a data set that takes seconds to
 //! load (`LOADING` read as pushback), and a failover with both servers in
 //! the seed list (the role asked on connect, `READONLY` drained).
 //!
-//! `cargo test -p redial --features redis --test redis_recommended -- --nocapture --test-threads 1`
+//! `cargo test -p redial --features redis,smol --test redis_recommended -- --nocapture --test-threads 1`
 
 #![cfg(feature = "redis")]
 
 mod support;
 
+#[path = "support/rt.rs"]
+mod rt;
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,23 +21,27 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use redial::core::{Config, ConnectFailure, ErrorKind, Event, State};
 use redial::redis::RedisConnector;
+use redial::redis::redis::{self, Value, cmd};
 use redial::{Client, Events};
-use redis::{Value, cmd};
+use rt::{Rt, Task, on_each_runtime};
 use support::{RedisServer, resp_command_within};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn run<F: Future<Output = ()>>(f: F) {
-    support::run_bounded(LIMIT, f);
-}
+on_each_runtime!(
+    restart_from_a_slow_loading_dump,
+    restart_from_a_three_second_load,
+    failover_under_recommended_loses_and_doubles_nothing,
+);
 
-/// A client under `Config::recommended()` as is, with an event stream
-/// that sees every event from the start.
-fn recommended(urls: &[String]) -> (Client<RedisConnector>, Events) {
+/// A client on `rt` under `Config::recommended()` as is, with an event
+/// stream that sees every event from the start.
+fn recommended(rt: Rt, urls: &[String]) -> (Client<RedisConnector>, Events) {
     let conn = RedisConnector::new(urls.iter().map(String::as_str)).expect("urls");
     Client::builder(conn)
         .config(Config::recommended())
         .seed(4)
+        .runtime(rt.runtime())
         .build_with_events()
         .expect("client")
 }
@@ -43,10 +50,10 @@ fn recommended(urls: &[String]) -> (Client<RedisConnector>, Events) {
 type Log = Arc<Mutex<Vec<(Instant, Event)>>>;
 
 /// Collects every event into a log until the stream ends.
-fn record(mut ev: Events) -> (Log, tokio::task::JoinHandle<()>) {
+fn record(rt: Rt, mut ev: Events) -> (Log, Task<()>) {
     let log = Log::default();
     let l = log.clone();
-    let task = tokio::spawn(async move {
+    let task = rt.spawn(async move {
         while let Some(e) = ev.next().await {
             if std::env::var_os("REDIAL_TRACE").is_some() {
                 eprintln!("event: {e}");
@@ -58,14 +65,14 @@ fn record(mut ev: Events) -> (Log, tokio::task::JoinHandle<()>) {
 }
 
 /// Waits until the log holds `n` events named `name`.
-async fn wait_event(log: &Log, name: &str, n: usize) {
+async fn wait_event(rt: Rt, log: &Log, name: &str, n: usize) {
     while support::lock(log)
         .iter()
         .filter(|(_, e)| e.name() == name)
         .count()
         < n
     {
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        rt.sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -108,6 +115,7 @@ struct Outcome {
 /// Issues a non-retryable INCR every `every` until `stop` is raised,
 /// each call in its own task; returns every call's outcome.
 async fn workload(
+    rt: Rt,
     c: Client<RedisConnector>,
     every: Duration,
     stop: Arc<AtomicBool>,
@@ -115,7 +123,7 @@ async fn workload(
     let mut tasks = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let c = c.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(rt.spawn(async move {
             let issued = Instant::now();
             let r = c.call(incr()).await;
             Outcome {
@@ -126,11 +134,11 @@ async fn workload(
                     .map_err(|e| (e.kind(), e.maybe_executed())),
             }
         }));
-        tokio::time::sleep(every).await;
+        rt.sleep(every).await;
     }
     let mut out = Vec::new();
     for t in tasks {
-        out.push(t.await.expect("call task"));
+        out.push(t.await);
     }
     out
 }
@@ -243,10 +251,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-#[test]
-fn restart_from_a_slow_loading_dump() {
+fn restart_from_a_slow_loading_dump(rt: Rt) {
     let _one = serial();
-    slow_loading(Duration::from_millis(1150), Load::Short);
+    slow_loading(rt, Duration::from_millis(1150), Load::Short);
 }
 
 /// The same with a load of over 3.5 s: longer than the retry budget
@@ -257,10 +264,9 @@ fn restart_from_a_slow_loading_dump() {
 /// uncharged, so the client takes work again as soon as the load ends.
 /// (This once held a paused connection for ever: nothing was sent, so no
 /// success could refund the budget.)
-#[test]
-fn restart_from_a_three_second_load() {
+fn restart_from_a_three_second_load(rt: Rt) {
     let _one = serial();
-    slow_loading(Duration::from_millis(3500), Load::Long);
+    slow_loading(rt, Duration::from_millis(3500), Load::Long);
 }
 
 /// How long the load lasts against the retry budget.
@@ -273,7 +279,12 @@ enum Load {
     Long,
 }
 
-fn slow_loading(target: Duration, kind: Load) {
+/// The key count a calibration settled on, per target load (ms): the
+/// same load on the other runtime starts from it (one round instead of
+/// several).
+static CALIBRATED: Mutex<BTreeMap<u128, u64>> = Mutex::new(BTreeMap::new());
+
+fn slow_loading(rt: Rt, target: Duration, kind: Load) {
     let Some(mut server) =
         RedisServer::start_with(&["--enable-debug-command", "yes", "--logfile", "redis.log"])
     else {
@@ -283,7 +294,8 @@ fn slow_loading(target: Duration, kind: Load) {
     // `target` and 1.3 × `target` (measured by polling `INFO persistence`,
     // as in the run below): measure, then scale the key count by the rate.
     let mut keys = 0u64;
-    let mut want = 500_000u64;
+    let calibrated = support::lock(&CALIBRATED).get(&target.as_millis()).copied();
+    let mut want = calibrated.unwrap_or(500_000);
     let mut dump = 0;
     for round in 0.. {
         if want < keys {
@@ -305,17 +317,18 @@ fn slow_loading(target: Duration, kind: Load) {
             logged_load(&server).unwrap_or_default()
         );
         if (took >= target && took <= target.mul_f64(1.3)) || round == 5 {
+            support::lock(&CALIBRATED).insert(target.as_millis(), keys);
             break;
         }
         let aim = target.as_secs_f64() * 1.12;
         want = (keys as f64 * aim / took.as_secs_f64().max(0.05)) as u64;
     }
 
-    run(async move {
+    rt.run(LIMIT, async move {
         let url = format!("{}?protocol=resp3", server.url());
-        let (c, ev) = recommended(&[url]);
-        let (log, recorder) = record(ev);
-        wait_event(&log, "connected", 1).await;
+        let (c, ev) = recommended(rt, &[url]);
+        let (log, recorder) = record(rt, ev);
+        wait_event(rt, &log, "connected", 1).await;
         // Saved in the dump: the counter's value the restart must bring back.
         let mut warm = 0;
         for _ in 0..3 {
@@ -326,27 +339,27 @@ fn slow_loading(target: Duration, kind: Load) {
         assert_eq!(c.outstanding(), 0, "nothing in flight at the kill");
         server.kill();
         // RESP3: the crash is seen at once; from here every op is buffered.
-        wait_event(&log, "disconnected", 1).await;
+        wait_event(rt, &log, "disconnected", 1).await;
         let stop = Arc::new(AtomicBool::new(false));
-        let load = tokio::spawn(workload(c.clone(), Duration::from_millis(10), stop.clone()));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let load = rt.spawn(workload(rt, c.clone(), Duration::from_millis(10), stop.clone()));
+        rt.sleep(Duration::from_millis(200)).await;
         let restarted = Instant::now();
         server.restart();
         let port = server.port;
         let watcher =
-            tokio::task::spawn_blocking(move || watch_loading(port, Duration::from_secs(60)));
+            rt.blocking(move || watch_loading(port, Duration::from_secs(60)));
         // The client's state while the server loads (paused: held by pushback).
         let mut states = BTreeMap::new();
         while !watcher.is_finished() {
             *states.entry(c.state().name()).or_insert(0u32) += 1;
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            rt.sleep(Duration::from_millis(20)).await;
         }
-        let loading = watcher.await.expect("watcher").expect("loading seen");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let loading = watcher.await.expect("loading seen");
+        rt.sleep(Duration::from_millis(500)).await;
         stop.store(true, Ordering::Relaxed);
-        let mut results = load.await.expect("workload");
+        let mut results = load.await;
         // One more, a second after the load is over.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        rt.sleep(Duration::from_secs(1)).await;
         let state_after = c.state();
         let issued = Instant::now();
         let late = c.call(incr()).await;
@@ -382,7 +395,7 @@ fn slow_loading(target: Duration, kind: Load) {
             .collect();
         let slowest = waits.iter().max().copied().unwrap_or_default();
         c.close().await;
-        wait_event(&log, "closed", 1).await;
+        wait_event(rt, &log, "closed", 1).await;
         recorder.abort();
         let names = names(&log);
         eprintln!(
@@ -485,8 +498,7 @@ fn slow_loading(target: Duration, kind: Load) {
 /// come from the connector or core mistaking an executed write for a
 /// refusal — the final counter on B, compared with the number of oks,
 /// would show it.
-#[test]
-fn failover_under_recommended_loses_and_doubles_nothing() {
+fn failover_under_recommended_loses_and_doubles_nothing(rt: Rt) {
     let _one = serial();
     let Some(a) = RedisServer::start() else {
         return;
@@ -494,18 +506,18 @@ fn failover_under_recommended_loses_and_doubles_nothing() {
     let Some(b) = RedisServer::start() else {
         return;
     };
-    run(async move {
+    rt.run(LIMIT, async move {
         let bp = b.port.to_string();
         b.replicate_from(&a);
         // Replica first: the role check must send the client on to A.
-        let (c, ev) = recommended(&[b.url(), a.url()]);
-        let (log, recorder) = record(ev);
+        let (c, ev) = recommended(rt, &[b.url(), a.url()]);
+        let (log, recorder) = record(rt, ev);
         let warm = c.call(incr()).await.expect("first write");
         assert_eq!(int(&warm), 1, "the first write ran on the primary");
 
         let stop = Arc::new(AtomicBool::new(false));
-        let load = tokio::spawn(workload(c.clone(), Duration::from_millis(5), stop.clone()));
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        let load = rt.spawn(workload(rt, c.clone(), Duration::from_millis(5), stop.clone()));
+        rt.sleep(Duration::from_millis(400)).await;
         // Manual failover: hold writes on A, let B catch up, swap roles.
         let paused = Instant::now();
         assert!(
@@ -519,17 +531,17 @@ fn failover_under_recommended_loses_and_doubles_nothing() {
         };
         let target = offset(&a);
         while offset(&b) < target {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            rt.sleep(Duration::from_millis(5)).await;
         }
         // Writes pile up on A meanwhile: in flight when A is demoted.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        rt.sleep(Duration::from_millis(100)).await;
         assert!(b.admin(&["REPLICAOF", "NO", "ONE"]).starts_with("+OK"));
         assert!(a.admin(&["REPLICAOF", "127.0.0.1", &bp]).starts_with("+OK"));
         assert!(a.admin(&["CLIENT", "UNPAUSE"]).starts_with("+OK"));
         let swapped = Instant::now();
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        rt.sleep(Duration::from_millis(1000)).await;
         stop.store(true, Ordering::Relaxed);
-        let results = load.await.expect("workload");
+        let results = load.await;
         let after = c.call(incr()).await.expect("a write after the failover");
         let bk = books(&results);
         let counter = raw_int(&b.admin(&["GET", "counter"]));
@@ -539,7 +551,7 @@ fn failover_under_recommended_loses_and_doubles_nothing() {
             .count();
         let a_role = info_field(&a.admin(&["INFO", "replication"]), "role:").unwrap_or_default();
         c.close().await;
-        wait_event(&log, "closed", 1).await;
+        wait_event(rt, &log, "closed", 1).await;
         recorder.abort();
         let events = support::lock(&log).clone();
         let not_primary = events

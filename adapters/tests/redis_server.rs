@@ -1,13 +1,16 @@
-//! Scenarios against private redis-servers (tokio).
+//! Scenarios against private redis-servers, each run on tokio and on smol
+//! (`tokio_rt::…`, `smol_rt::…`: the same body, the client on that
+//! runtime, the connector on the redis crate's support for it).
 //!
-//! `cargo test -p redial --features redis --test redis_server -- --nocapture --test-threads 1`
+//! `cargo test -p redial --features redis,smol --test redis_server -- --nocapture --test-threads 1`
 
 #![cfg(feature = "redis")]
 
 mod support;
 
-use std::future::Future;
-use std::sync::Arc;
+#[path = "support/rt.rs"]
+mod rt;
+
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -15,15 +18,21 @@ use redial::core::{
     Backoff, BufferPolicy, Config, ConfigBuilder, ErrorKind, Heartbeat, Jitter, State, Tries,
 };
 use redial::redis::RedisConnector;
+use redial::redis::redis::{self, Value, cmd};
 use redial::{CallOptions, Client, Events};
-use redis::{Value, cmd};
+use rt::{Rt, on_each_runtime};
 use support::RedisServer;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn run<F: Future<Output = ()>>(f: F) {
-    support::run_bounded(LIMIT, f);
-}
+on_each_runtime!(
+    kill_and_restart_under_buffering,
+    fail_fast_during_outage,
+    reconnect_budget_exhausted,
+    silent_loss_sigstop,
+    failover_with_replicaof,
+    resp3_reports_a_crash_without_traffic,
+);
 
 fn base() -> ConfigBuilder {
     Config::builder()
@@ -40,20 +49,25 @@ fn base() -> ConfigBuilder {
         }))
 }
 
-fn builder(b: ConfigBuilder, urls: &[String]) -> redial::Builder<RedisConnector> {
+fn builder(rt: Rt, b: ConfigBuilder, urls: &[String]) -> redial::Builder<RedisConnector> {
     let conn = RedisConnector::new(urls.iter().map(String::as_str)).expect("urls");
     Client::builder(conn)
         .config(b.endpoints(urls.len()).build().expect("config"))
         .seed(4)
+        .runtime(rt.runtime())
 }
 
-fn client(b: ConfigBuilder, urls: &[String]) -> Client<RedisConnector> {
-    builder(b, urls).build().expect("client")
+fn client(rt: Rt, b: ConfigBuilder, urls: &[String]) -> Client<RedisConnector> {
+    builder(rt, b, urls).build().expect("client")
 }
 
 /// A client and an event stream that sees every event from the start.
-fn client_ev(b: ConfigBuilder, urls: &[String]) -> (Client<RedisConnector>, redial::Events) {
-    builder(b, urls).build_with_events().expect("client")
+fn client_ev(
+    rt: Rt,
+    b: ConfigBuilder,
+    urls: &[String],
+) -> (Client<RedisConnector>, redial::Events) {
+    builder(rt, b, urls).build_with_events().expect("client")
 }
 
 async fn wait_event(ev: &mut Events, name: &str) {
@@ -85,6 +99,7 @@ struct Outcome {
 
 /// Issues INCR every `every` until `stop`, each call in its own task.
 async fn workload(
+    rt: Rt,
     c: Client<RedisConnector>,
     every: Duration,
     stop: Instant,
@@ -93,7 +108,7 @@ async fn workload(
     while Instant::now() < stop {
         let c = c.clone();
         let issued = Instant::now();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(rt.spawn(async move {
             let r = c.call(incr()).await;
             (
                 issued,
@@ -105,42 +120,42 @@ async fn workload(
                 },
             )
         }));
-        tokio::time::sleep(every).await;
+        rt.sleep(every).await;
     }
     let mut out = Vec::new();
     for t in tasks {
-        out.push(t.await.expect("call task"));
+        out.push(t.await);
     }
     out
 }
 
-#[test]
-fn kill_and_restart_under_buffering() {
+fn kill_and_restart_under_buffering(rt: Rt) {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    run(async move {
-        let (c, mut ev) = client_ev(base(), &[server.url()]);
+    rt.run(LIMIT, async move {
+        let (c, mut ev) = client_ev(rt, base(), &[server.url()]);
         wait_event(&mut ev, "connected").await;
         let start = Instant::now();
-        let load = tokio::spawn(workload(
+        let load = rt.spawn(workload(
+            rt,
             c.clone(),
             Duration::from_millis(5),
             start + Duration::from_millis(1500),
         ));
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        rt.sleep(Duration::from_millis(400)).await;
         let killed = Instant::now();
         server.kill();
         // The old server is reaped: an op issued from here on can only run
         // on the new one (which starts from an empty counter).
         let dead = Instant::now();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        rt.sleep(Duration::from_millis(500)).await;
         server.restart();
         // Stamped once the restart is seen, which can be after redial has
         // already reconnected: used for the report only, never to classify.
         let restarted = Instant::now();
         eprintln!("restarted");
-        let results = load.await.expect("workload");
+        let results = load.await;
         eprintln!("workload done");
         // Every call resolved (we got here); account for each.
         let after: Vec<_> = results.iter().filter(|(_, o)| o.done >= dead).collect();
@@ -212,13 +227,12 @@ fn kill_and_restart_under_buffering() {
     });
 }
 
-#[test]
-fn fail_fast_during_outage() {
+fn fail_fast_during_outage(rt: Rt) {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    run(async move {
-        let (c, mut ev) = client_ev(base().buffer(BufferPolicy::Disabled), &[server.url()]);
+    rt.run(LIMIT, async move {
+        let (c, mut ev) = client_ev(rt, base().buffer(BufferPolicy::Disabled), &[server.url()]);
         wait_event(&mut ev, "connected").await;
         assert_eq!(int(&c.call(incr()).await.expect("warm")), 1);
         server.kill();
@@ -245,14 +259,17 @@ fn fail_fast_during_outage() {
     });
 }
 
-#[test]
-fn reconnect_budget_exhausted() {
+fn reconnect_budget_exhausted(rt: Rt) {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
     let port = server.port;
-    run(async move {
-        let (c, mut ev) = client_ev(base().reconnect_tries(Tries::Limited(2)), &[server.url()]);
+    rt.run(LIMIT, async move {
+        let (c, mut ev) = client_ev(
+            rt,
+            base().reconnect_tries(Tries::Limited(2)),
+            &[server.url()],
+        );
         wait_event(&mut ev, "connected").await;
         server.kill();
         wait_event(&mut ev, "disconnected").await;
@@ -294,7 +311,7 @@ fn reconnect_budget_exhausted() {
         assert_eq!(e.message(), "topology was destroyed");
         assert_eq!(c.state(), State::Failed);
         server.restart();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        rt.sleep(Duration::from_millis(500)).await;
         let info = server.admin(&["INFO", "clients"]);
         let clients: u64 = info
             .lines()
@@ -306,26 +323,25 @@ fn reconnect_budget_exhausted() {
             "only our admin connection: no reconnect after the budget"
         );
         assert_eq!(failed_events, 1);
-        let extra = tokio::time::timeout(Duration::from_millis(100), ev.next()).await;
+        let extra = rt.timeout(Duration::from_millis(100), ev.next()).await;
         assert!(
-            !matches!(extra, Ok(Some(_))),
+            !matches!(extra, Some(Some(_))),
             "no event after reconnect_failed: {extra:?}"
         );
         let _ = port;
     });
 }
 
-#[test]
-fn silent_loss_sigstop() {
+fn silent_loss_sigstop(rt: Rt) {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    run(async move {
+    rt.run(LIMIT, async move {
         let hb = Heartbeat {
             interval: Duration::from_millis(200),
             timeout: Duration::from_millis(300),
         };
-        let (c, mut ev) = client_ev(base().heartbeat(Some(hb)), &[server.url()]);
+        let (c, mut ev) = client_ev(rt, base().heartbeat(Some(hb)), &[server.url()]);
         wait_event(&mut ev, "connected").await;
         assert_eq!(int(&c.call(incr()).await.expect("warm")), 1);
         server.pause();
@@ -336,7 +352,7 @@ fn silent_loss_sigstop() {
             "redis SIGSTOP: declared unresponsive after {detected:?} (interval 200 ms + timeout 300 ms)"
         );
         let buffered = c.call_with(incr(), CallOptions::default()).submitted();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        rt.sleep(Duration::from_millis(300)).await;
         server.resume();
         let t = Instant::now();
         let v = int(&buffered.await.expect("recovers after SIGCONT"));
@@ -348,26 +364,26 @@ fn silent_loss_sigstop() {
     });
 }
 
-#[test]
-fn failover_with_replicaof() {
+fn failover_with_replicaof(rt: Rt) {
     let Some(a) = RedisServer::start() else {
         return;
     };
     let Some(b) = RedisServer::start() else {
         return;
     };
-    run(async move {
+    rt.run(LIMIT, async move {
         let bp = b.port.to_string();
         b.replicate_from(&a);
-        let (c, mut ev) = client_ev(base(), &[a.url(), b.url()]);
+        let (c, mut ev) = client_ev(rt, base(), &[a.url(), b.url()]);
         wait_event(&mut ev, "connected").await;
         let start = Instant::now();
-        let load = tokio::spawn(workload(
+        let load = rt.spawn(workload(
+            rt,
             c.clone(),
             Duration::from_millis(5),
             start + Duration::from_millis(1500),
         ));
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        rt.sleep(Duration::from_millis(400)).await;
         // Manual failover: hold writes on A, let B catch up, swap roles.
         let t = Instant::now();
         assert!(
@@ -382,13 +398,13 @@ fn failover_with_replicaof() {
         };
         let target = offset(&a, "master_repl_offset:");
         while offset(&b, "master_repl_offset:") < target {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            rt.sleep(Duration::from_millis(5)).await;
         }
         assert!(b.admin(&["REPLICAOF", "NO", "ONE"]).starts_with("+OK"));
         assert!(a.admin(&["REPLICAOF", "127.0.0.1", &bp]).starts_with("+OK"));
         assert!(a.admin(&["CLIENT", "UNPAUSE"]).starts_with("+OK"));
         let swapped = t.elapsed();
-        let results = load.await.expect("workload");
+        let results = load.await;
         let oks: Vec<i64> = results.iter().filter_map(|(_, o)| o.result.ok()).collect();
         let errs: Vec<_> = results.iter().filter_map(|(_, o)| o.result.err()).collect();
         let counter = int(&redis::Value::Int(
@@ -414,22 +430,20 @@ fn failover_with_replicaof() {
         );
         assert_eq!(sorted.len(), oks.len(), "no value twice");
         assert_eq!(counter, oks.len() as i64, "none lost, none doubled");
-        let _ = Arc::new(());
     });
 }
 
 /// With RESP3 the connector's `closed` reports a server crash at once: no
 /// op, no heartbeat needed. With RESP2 the same crash goes unseen until the
 /// next op or heartbeat (none here), which is what the RESP3 path fixes.
-#[test]
-fn resp3_reports_a_crash_without_traffic() {
+fn resp3_reports_a_crash_without_traffic(rt: Rt) {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    run(async move {
+    rt.run(LIMIT, async move {
         let quiet = || base().heartbeat(None);
-        let resp3 = client(quiet(), &[format!("{}?protocol=resp3", server.url())]);
-        let resp2 = client(quiet(), &[server.url()]);
+        let resp3 = client(rt, quiet(), &[format!("{}?protocol=resp3", server.url())]);
+        let resp2 = client(rt, quiet(), &[server.url()]);
         let (mut ev3, mut ev2) = (resp3.events(), resp2.events());
         wait_event(&mut ev3, "connected").await;
         wait_event(&mut ev2, "connected").await;
@@ -438,12 +452,12 @@ fn resp3_reports_a_crash_without_traffic() {
 
         let killed = Instant::now();
         server.kill();
-        tokio::time::timeout(Duration::from_secs(2), wait_event(&mut ev3, "disconnected"))
+        rt.timeout(Duration::from_secs(2), wait_event(&mut ev3, "disconnected"))
             .await
             .expect("RESP3: the crash is seen without traffic");
         eprintln!("resp3: crash seen after {:?}", killed.elapsed());
         assert_ne!(resp3.state(), State::Connected);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        rt.sleep(Duration::from_millis(300)).await;
         assert_eq!(
             resp2.state(),
             State::Connected,

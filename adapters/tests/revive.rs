@@ -1,6 +1,8 @@
 //! A terminal give-up, then `Client::revive()`, on every runtime: tokio
-//! (the `redis` crate's connector), smol and async-std (a
-//! runtime-agnostic RESP connector), against a private redis-server.
+//! and smol (the `redis` crate's connector, on that crate's support for
+//! each) and async-std (a connector of the examples' own,
+//! `common/inline.rs`: redis 1.x has no async-std support), against a
+//! private redis-server.
 //!
 //! The server stays down until a small reconnect budget is spent
 //! (`reconnect_failed`, `GiveUp::Terminal`: later calls fail with
@@ -14,10 +16,14 @@
 
 mod support;
 
-#[cfg(any(feature = "smol", feature = "async-std"))]
+#[cfg(all(feature = "redis", any(feature = "tokio", feature = "smol")))]
+#[path = "support/rt.rs"]
+mod rt;
+
+#[cfg(feature = "async-std")]
 #[allow(dead_code)]
-#[path = "../examples/common/resp.rs"]
-mod resp;
+#[path = "../examples/common/inline.rs"]
+mod inline;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -191,60 +197,35 @@ fn check(runtime: &str, o: &Observed) {
     assert_eq!(o.missed, 0);
 }
 
-#[cfg(feature = "redis")]
+/// The redis crate's connector, on `rt` (the crate's own support for it).
+#[cfg(all(feature = "redis", any(feature = "tokio", feature = "smol")))]
+fn redis_give_up_then_revive(rt: rt::Rt) {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let connector = redial::redis::RedisConnector::new([server.url()]).expect("redis url");
+    let incr = || redial::redis::redis::cmd("INCR").arg("counter").clone();
+    rt.run(LIMIT, async {
+        let o = give_up_then_revive(rt.runtime(), connector, &mut server, incr).await;
+        check(&format!("{rt:?}"), &o);
+        assert_eq!(
+            o.ops_after,
+            ["int(1)", "int(2)", "int(3)"],
+            "a fresh server"
+        );
+    });
+}
+
+#[cfg(all(feature = "redis", feature = "tokio"))]
 #[test]
 fn tokio_give_up_then_revive() {
-    let Some(mut server) = RedisServer::start() else {
-        return;
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let _g = rt.enter();
-    let connector = redial::redis::RedisConnector::new([server.url()]).expect("redis url");
-    let o = rt.block_on(bounded(give_up_then_revive(
-        Arc::new(redial::runtime::TokioRuntime),
-        connector,
-        &mut server,
-        || redis::cmd("INCR").arg("counter").clone(),
-    )));
-    check("tokio", &o);
-    assert_eq!(
-        o.ops_after,
-        ["int(1)", "int(2)", "int(3)"],
-        "a fresh server"
-    );
+    redis_give_up_then_revive(rt::Rt::Tokio);
 }
 
-#[cfg(any(feature = "smol", feature = "async-std"))]
-fn resp_connector(port: u16) -> resp::Resp {
-    resp::Resp {
-        addrs: vec![format!("127.0.0.1:{port}")],
-    }
-}
-
-#[cfg(any(feature = "smol", feature = "async-std"))]
-fn resp_incr() -> Vec<String> {
-    vec!["INCR".to_string(), "counter".to_string()]
-}
-
-#[cfg(feature = "smol")]
+#[cfg(all(feature = "redis", feature = "smol"))]
 #[test]
 fn smol_give_up_then_revive() {
-    let Some(mut server) = RedisServer::start() else {
-        return;
-    };
-    let connector = resp_connector(server.port);
-    let o = smol::block_on(bounded(give_up_then_revive(
-        Arc::new(redial::runtime::SmolRuntime),
-        connector,
-        &mut server,
-        resp_incr,
-    )));
-    check("smol", &o);
-    assert_eq!(o.ops_after, ["\"1\"", "\"2\"", "\"3\""], "a fresh server");
+    redis_give_up_then_revive(rt::Rt::Smol);
 }
 
 #[cfg(feature = "async-std")]
@@ -253,12 +234,14 @@ fn async_std_give_up_then_revive() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let connector = resp_connector(server.port);
+    let connector = inline::Inline {
+        addrs: vec![format!("127.0.0.1:{}", server.port)],
+    };
     let o = async_std::task::block_on(bounded(give_up_then_revive(
         Arc::new(redial::runtime::AsyncStdRuntime),
         connector,
         &mut server,
-        resp_incr,
+        || "INCR counter".to_string(),
     )));
     check("async-std", &o);
     assert_eq!(o.ops_after, ["\"1\"", "\"2\"", "\"3\""], "a fresh server");

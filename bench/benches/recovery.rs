@@ -25,14 +25,16 @@
 //!   connector sees the close at once);
 //! - redial `Config::mongodb_legacy()` (unbounded buffer, constant 1 s
 //!   reconnect interval, 30 tries), RESP3;
-//! - the `redis` crate's `ConnectionManager` (0.32), RESP3 (so it reconnects
-//!   on the disconnect push), with its defaults and tuned; in 0.32 the
-//!   manager's backoff is backon's: first wait 1 s (no setter), growing by
-//!   `factor` (default **100**, so the second wait is the 60 s cap) up to
-//!   `max_delay`, each wait plus a "random" 0–100 % (from a fixed seed:
-//!   the crate builds backon without `std`, so every backoff draws the
-//!   same sequence). Tuned: factor 2, `max_delay` 2.5 s (so with the
-//!   jitter no wait exceeds 5 s, the others' cap), 30 retries;
+//! - the `redis` crate's `ConnectionManager` (1.8), RESP3 (so it reconnects
+//!   on the disconnect push), with its defaults and tuned; in 1.x the
+//!   manager's backoff is backon's exponential: first wait `min_delay`
+//!   (default 100 ms), growing by `exponent_base` (default 2) up to
+//!   `max_delay` (default: backon's 60 s), each wait plus a random
+//!   0–100 %, 6 retries by default; its connect and response timeouts
+//!   default to 1 s and 500 ms. Tuned: 100 ms × 2, `max_delay` 2.5 s (so
+//!   with the jitter no wait exceeds 5 s, the others' cap), 30 retries.
+//!   (The figures in BENCHMARKS.md were measured on 0.32.7, whose first
+//!   wait was 1 s and default factor 100.);
 //! - `fred` 10 with `ReconnectPolicy::default()` (constant 1 s + 0–50 ms,
 //!   unlimited; without a policy fred does not reconnect at all) and tuned
 //!   `ReconnectPolicy::new_exponential(0, 100, 5000, 2)` (100 ms × 2 ≤ 5 s,
@@ -281,7 +283,7 @@ async fn floor(url: &str, key: &'static str) -> OpFn {
             generation += 1;
             let w = weak.clone();
             let config = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Duration::from_secs(1))
+                .set_connection_timeout(Some(Duration::from_secs(1)))
                 .set_push_sender(move |info: redis::PushInfo| {
                     if info.kind == redis::PushKind::Disconnection {
                         if let Some(tx) = w.upgrade() {
@@ -708,8 +710,9 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let tuned_manager = redis::aio::ConnectionManagerConfig::new()
-        .set_factor(2)
-        .set_max_delay(2500)
+        .set_min_delay(Duration::from_millis(100))
+        .set_exponent_base(2.0)
+        .set_max_delay(Duration::from_millis(2500))
         .set_number_of_retries(30);
     let specs: Vec<(&'static str, &'static str, Spec)> = vec![
         (
