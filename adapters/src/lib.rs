@@ -6,7 +6,8 @@
 //! [`core`]; this crate only carries those decisions out on a real async
 //! runtime: one generic driver task per [`Client`], a small [`Runtime`]
 //! seam (tokio, smol, async-std), and a [`Connector`] you implement (or
-//! take ready-made: modules `redis` and `postgres`, behind features).
+//! take ready-made: modules `redis`, `postgres` and `mysql`, behind
+//! features).
 //!
 //! ```no_run
 //! # #[cfg(feature = "redis")]
@@ -69,6 +70,8 @@
 //! - `tokio` (default), `smol`, `async-std` (discontinued upstream: prefer
 //!   `smol`) — the runtimes.
 //! - `redis`, `postgres` — ready connectors (tokio based).
+//! - `mysql` — a ready MySQL / MariaDB connector on `mysql_async` (tokio
+//!   only: the driver is built on tokio's IO).
 
 #![forbid(unsafe_code)]
 
@@ -80,6 +83,8 @@ mod driver;
 mod observer;
 pub mod runtime;
 
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
