@@ -212,6 +212,7 @@ fn outage(kill: bool) {
             .filter(|r| r.outcome.is_ok() && r.done > t + down_for)
             .map(|r| r.done - (t + down_for))
             .min();
+        let slowest = recs.iter().map(|r| r.took).max().unwrap_or_default();
         account(
             name,
             &recs,
@@ -220,6 +221,12 @@ fn outage(kill: bool) {
                 "down+restart took {down_for:?}, first commit {back:?} after it listened; wall {:?}",
                 started.elapsed()
             ),
+        );
+        // Callers are served in turn: none waits much longer than the
+        // outage (an unfair lock on the connection starved one for seconds).
+        assert!(
+            slowest < down_for + Duration::from_millis(1500),
+            "{slowest:?}"
         );
         client.close().await;
     });
@@ -296,6 +303,8 @@ fn failover_to_the_replica() {
             ),
         );
         assert!(!on_new.is_empty(), "no write reached the new primary");
+        let slowest = recs.iter().map(|r| r.took).max().unwrap_or_default();
+        assert!(slowest < Duration::from_millis(1500), "{slowest:?}");
         client.close().await;
     });
 }
