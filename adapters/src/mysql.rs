@@ -73,9 +73,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use tokio::sync::Mutex;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Error, Opts};
+use tokio::sync::Mutex;
 
 use crate::connector::{Connector, Failure};
 use crate::core::{ConnectFailure, Role};
@@ -558,7 +558,10 @@ mod tests {
     #[test]
     fn limits_from_time_left() {
         assert_eq!(limit_ms(None, Duration::from_secs(1)), 0);
-        assert_eq!(limit_ms(Some(Duration::from_millis(500)), Duration::ZERO), 600);
+        assert_eq!(
+            limit_ms(Some(Duration::from_millis(500)), Duration::ZERO),
+            600
+        );
         assert_eq!(
             limit_ms(Some(Duration::from_millis(500)), Duration::from_millis(200)),
             400

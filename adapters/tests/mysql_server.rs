@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use mysql_async::prelude::Queryable;
 use mysql_async::TxOpts;
+use mysql_async::prelude::Queryable;
 use redial::core::{
-    Backoff, BufferPolicy, Config, ConnectFailure, ErrorKind, Heartbeat, Jitter, Role, Tries};
+    Backoff, BufferPolicy, Config, ConnectFailure, ErrorKind, Heartbeat, Jitter, Role, Tries,
+};
 use redial::mysql::{self, MySqlConnector, MySqlOp};
 use redial::{CallOptions, Client, Connector, Failure};
 use support::mariadb::{MariaDbPair, MariaDbServer};
@@ -46,7 +47,8 @@ fn query(sql: &'static str) -> MySqlOp<u32> {
     MySqlOp::new(move |c| {
         Box::pin(async move {
             let v: Option<String> = c.query_first(sql).await?;
-            Ok(v.and_then(|v| v.parse::<f64>().ok()).map_or(0, |v| (v * 1000.0) as u32))
+            Ok(v.and_then(|v| v.parse::<f64>().ok())
+                .map_or(0, |v| (v * 1000.0) as u32))
         })
     })
 }
@@ -396,7 +398,10 @@ fn fail_fast_during_an_outage() {
             ),
         );
         assert!(fast.len() >= 10, "few fast failures: {}", fast.len());
-        assert!(max < Duration::from_millis(200), "slowest no_connection {max:?}");
+        assert!(
+            max < Duration::from_millis(200),
+            "slowest no_connection {max:?}"
+        );
         // Only the op in flight at the kill may fail otherwise.
         assert!(
             others
@@ -469,10 +474,7 @@ fn classification_on_a_live_server() {
             .expect("id")
             / 1000;
         server.sql(&format!("KILL CONNECTION {id}"));
-        let e = connector
-            .run(&conn, &insert(3))
-            .await
-            .expect_err("killed");
+        let e = connector.run(&conn, &insert(3)).await.expect_err("killed");
         println!("mariadb KILL CONNECTION (idle): {}", shape(&e));
         assert_eq!(connector.classify(&e), Failure::ConnectionLost);
         // The connection is unusable from then on: the same reading.

@@ -234,13 +234,15 @@ impl MariaDbServer {
 
     /// `SELECT id, COUNT(*) FROM <table> GROUP BY id`, as pairs.
     pub fn id_counts(&self, table: &str) -> Vec<(i64, i64)> {
-        self.sql(&format!("SELECT id, COUNT(*) FROM {DB}.{table} GROUP BY id"))
-            .lines()
-            .filter_map(|l| {
-                let (a, b) = l.split_once('\t')?;
-                Some((a.parse().ok()?, b.parse().ok()?))
-            })
-            .collect()
+        self.sql(&format!(
+            "SELECT id, COUNT(*) FROM {DB}.{table} GROUP BY id"
+        ))
+        .lines()
+        .filter_map(|l| {
+            let (a, b) = l.split_once('\t')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect()
     }
 }
 
