@@ -529,30 +529,28 @@ mod tests {
         );
         assert_eq!(Flavor::from_version("8.4.3"), Flavor::MySql);
         assert_eq!(Flavor::from_version(""), Flavor::MySql);
-        assert_eq!(
-            Flavor::MariaDb.limit_sql(1234),
-            "SET SESSION max_statement_time = 1.234"
-        );
-        assert_eq!(
-            Flavor::MariaDb.limit_sql(5),
-            "SET SESSION max_statement_time = 0.005"
-        );
-        assert_eq!(
-            Flavor::MariaDb.limit_sql(0),
-            "SET SESSION max_statement_time = 0.000"
-        );
-        assert_eq!(
-            Flavor::MariaDb.limit_sql(u64::MAX),
-            "SET SESSION max_statement_time = 31536000.000"
-        );
-        assert_eq!(
-            Flavor::MySql.limit_sql(1234),
-            "SET SESSION max_execution_time = 1234"
-        );
-        assert_eq!(
-            Flavor::MySql.limit_sql(u64::MAX),
-            "SET SESSION max_execution_time = 4294967295"
-        );
+        for (flavor, ms, sql) in [
+            (
+                Flavor::MariaDb,
+                1234,
+                "SET SESSION max_statement_time = 1.234",
+            ),
+            (Flavor::MariaDb, 5, "SET SESSION max_statement_time = 0.005"),
+            (Flavor::MariaDb, 0, "SET SESSION max_statement_time = 0.000"),
+            (
+                Flavor::MariaDb,
+                u64::MAX,
+                "SET SESSION max_statement_time = 31536000.000",
+            ),
+            (Flavor::MySql, 1234, "SET SESSION max_execution_time = 1234"),
+            (
+                Flavor::MySql,
+                u64::MAX,
+                "SET SESSION max_execution_time = 4294967295",
+            ),
+        ] {
+            assert_eq!(flavor.limit_sql(ms), sql);
+        }
     }
 
     #[test]

@@ -74,13 +74,18 @@ impl MariaDbServer {
         let install = require_bin("mariadb-install-db")?;
         let client = require_bin("mariadb")?;
         let dir = TempDir::new("mariadb");
+        // Its own tmpdir: bootstraps running side by side in a shared /tmp
+        // have been seen to trip over each other's temporary tables.
+        let tmp = dir.0.join("tmp");
+        std::fs::create_dir_all(&tmp).expect("create tmpdir");
         let mut cmd = Command::new(install);
         cmd.args([
             "--no-defaults",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
         ])
-        .arg(format!("--datadir={}", dir.0.join("data").display()));
+        .arg(format!("--datadir={}", dir.0.join("data").display()))
+        .arg(format!("--tmpdir={}", tmp.display()));
         if is_root() {
             cmd.arg("--user=root");
         }
@@ -137,6 +142,7 @@ impl MariaDbServer {
             .arg(format!("--socket={}", self.socket().display()))
             .arg(format!("--pid-file={}", d.join("pid").display()))
             .arg(format!("--log-error={}", d.join("err.log").display()))
+            .arg(format!("--tmpdir={}", d.join("tmp").display()))
             .args([
                 "--skip-name-resolve",
                 "--innodb-buffer-pool-size=16M",
