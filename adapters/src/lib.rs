@@ -6,7 +6,8 @@
 //! [`core`]; this crate only carries those decisions out on a real async
 //! runtime: one generic driver task per [`Client`], a small [`Runtime`]
 //! seam (tokio, smol, async-std), and a [`Connector`] you implement (or
-//! take ready-made: modules `redis` and `postgres`, behind features).
+//! take ready-made: modules `redis`, `postgres` and `mysql`, behind
+//! features).
 //!
 //! ```no_run
 //! # #[cfg(feature = "redis")]
@@ -77,6 +78,8 @@
 //!   `redial::redis::redis::cmd` if your own `redis` dependency is another
 //!   version. Not on async-std: redis 1.x dropped async-std support.
 //! - `postgres` — a ready connector on tokio-postgres (tokio based).
+//! - `mysql` — a ready MySQL / MariaDB connector on `mysql_async` (tokio
+//!   only: the driver is built on tokio's IO).
 
 #![forbid(unsafe_code)]
 
@@ -88,6 +91,8 @@ mod driver;
 mod observer;
 pub mod runtime;
 
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]

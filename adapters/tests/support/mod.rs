@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod line;
+pub mod mariadb;
 pub mod proxy;
 
 /// A free port on 127.0.0.1 (bound then released).
