@@ -156,6 +156,7 @@ const UNKNOWN: u64 = u64::MAX;
 
 /// Which server a connection reached: the statement-limit variable differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Flavor {
     /// MariaDB: `max_statement_time`, seconds, every statement.
     MariaDb,
