@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::TxOpts;
 use mysql_async::prelude::Queryable;
-use redial::core::{
-    Backoff, BufferPolicy, Config, ConnectFailure, ErrorKind, Heartbeat, Jitter, Role, Tries,
-};
+use redial::core::{Config, ConnectFailure, ErrorKind, Role};
 use redial::mysql::{self, MySqlConnector, MySqlOp};
 use redial::{CallOptions, Client, Connector, Failure};
 use support::mariadb::{MariaDbPair, MariaDbServer};
@@ -65,20 +63,12 @@ struct Rec {
 
 /// The buffering configuration of postgres_server.rs.
 fn buffering() -> Config {
-    Config::builder()
-        .backoff(Backoff::Constant(Duration::from_millis(100)))
-        .jitter(Jitter::None)
-        .reconnect_tries(Tries::Unlimited)
-        .buffer(BufferPolicy::Unbounded)
-        .buffer_timeout(None)
-        .retry_budget(None)
-        .connect_timeout(Some(Duration::from_secs(2)))
-        .heartbeat(Some(Heartbeat {
-            interval: Duration::from_millis(200),
-            timeout: Duration::from_secs(1),
-        }))
-        .build()
-        .expect("config")
+    support::buffering(
+        Duration::from_secs(2),
+        (Duration::from_millis(200), Duration::from_secs(1)),
+    )
+    .build()
+    .expect("config")
 }
 
 fn client(config: Config, urls: &[String]) -> MyClient {

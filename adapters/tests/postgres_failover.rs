@@ -22,6 +22,8 @@
 
 #![cfg(feature = "postgres")]
 
+#[path = "support/pg_ops.rs"]
+mod pg_ops;
 mod support;
 
 use std::collections::BTreeMap;
@@ -30,20 +32,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use pg_ops::insert;
 use redial::core::{Config, ErrorKind};
-use redial::postgres::{PgOp, PostgresConnector};
+use redial::postgres::PostgresConnector;
 use redial::{Client, Error};
 use support::PgServer;
-
-fn insert(id: i64) -> PgOp<()> {
-    PgOp::new(move |c| {
-        Box::pin(async move {
-            let tx = c.transaction().await?;
-            tx.execute("INSERT INTO t (id) VALUES ($1)", &[&id]).await?;
-            tx.commit().await
-        })
-    })
-}
 
 /// What the client reported for one transaction, and when.
 struct Report {

@@ -5,6 +5,8 @@
 
 #![cfg(feature = "postgres")]
 
+#[path = "support/pg_ops.rs"]
+mod pg_ops;
 mod support;
 
 use std::collections::BTreeMap;
@@ -13,20 +15,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use redial::core::{Backoff, BufferPolicy, Config, Heartbeat, Jitter, Tries};
-use redial::postgres::{PgOp, PostgresConnector};
+use pg_ops::insert;
+use redial::core::Config;
+use redial::postgres::PostgresConnector;
 use redial::{CallOptions, Client};
 use support::PgServer;
-
-fn insert(id: i64) -> PgOp<()> {
-    PgOp::new(move |c| {
-        Box::pin(async move {
-            let tx = c.transaction().await?;
-            tx.execute("INSERT INTO t (id) VALUES ($1)", &[&id]).await?;
-            tx.commit().await
-        })
-    })
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Reported {
@@ -64,20 +57,12 @@ async fn run(server: Arc<PgServer>, mode: &'static str) {
         .expect("create table");
     drop(admin);
 
-    let config = Config::builder()
-        .backoff(Backoff::Constant(Duration::from_millis(100)))
-        .jitter(Jitter::None)
-        .reconnect_tries(Tries::Unlimited)
-        .buffer(BufferPolicy::Unbounded)
-        .buffer_timeout(None)
-        .retry_budget(None)
-        .connect_timeout(Some(Duration::from_secs(2)))
-        .heartbeat(Some(Heartbeat {
-            interval: Duration::from_millis(200),
-            timeout: Duration::from_secs(1),
-        }))
-        .build()
-        .expect("config");
+    let config = support::buffering(
+        Duration::from_secs(2),
+        (Duration::from_millis(200), Duration::from_secs(1)),
+    )
+    .build()
+    .expect("config");
     let client = Client::builder(PostgresConnector::new([server.conn_str()]).expect("conn str"))
         .config(config)
         .seed(4)

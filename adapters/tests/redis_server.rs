@@ -14,9 +14,7 @@ mod rt;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use redial::core::{
-    Backoff, BufferPolicy, Config, ConfigBuilder, ErrorKind, Heartbeat, Jitter, State, Tries,
-};
+use redial::core::{BufferPolicy, ConfigBuilder, ErrorKind, Heartbeat, State, Tries};
 use redial::redis::RedisConnector;
 use redial::redis::redis::{self, Value, cmd};
 use redial::{CallOptions, Client, Events};
@@ -35,18 +33,10 @@ on_each_runtime!(
 );
 
 fn base() -> ConfigBuilder {
-    Config::builder()
-        .backoff(Backoff::Constant(Duration::from_millis(100)))
-        .jitter(Jitter::None)
-        .reconnect_tries(Tries::Unlimited)
-        .buffer(BufferPolicy::Unbounded)
-        .buffer_timeout(None)
-        .retry_budget(None)
-        .connect_timeout(Some(Duration::from_millis(500)))
-        .heartbeat(Some(Heartbeat {
-            interval: Duration::from_millis(100),
-            timeout: Duration::from_millis(200),
-        }))
+    support::buffering(
+        Duration::from_millis(500),
+        (Duration::from_millis(100), Duration::from_millis(200)),
+    )
 }
 
 fn builder(rt: Rt, b: ConfigBuilder, urls: &[String]) -> redial::Builder<RedisConnector> {

@@ -17,6 +17,29 @@ pub mod line;
 pub mod mariadb;
 pub mod proxy;
 
+/// The buffering configuration of the restart scenarios: a constant
+/// 100 ms backoff without jitter, unlimited reconnect tries, an unbounded
+/// buffer without timeout, no retry budget, and the given connect timeout
+/// and heartbeat (interval, timeout).
+pub fn buffering(
+    connect_timeout: Duration,
+    heartbeat: (Duration, Duration),
+) -> redial::core::ConfigBuilder {
+    use redial::core::{Backoff, BufferPolicy, Config, Heartbeat, Jitter, Tries};
+    Config::builder()
+        .backoff(Backoff::Constant(Duration::from_millis(100)))
+        .jitter(Jitter::None)
+        .reconnect_tries(Tries::Unlimited)
+        .buffer(BufferPolicy::Unbounded)
+        .buffer_timeout(None)
+        .retry_budget(None)
+        .connect_timeout(Some(connect_timeout))
+        .heartbeat(Some(Heartbeat {
+            interval: heartbeat.0,
+            timeout: heartbeat.1,
+        }))
+}
+
 /// A free port on 127.0.0.1 (bound then released).
 /// Runs `f` on a fresh two-worker tokio runtime, failing the test if it
 /// takes longer than `limit`.
