@@ -63,13 +63,21 @@
 //!
 //! **A connection cut mid-op.** `mysql_async` marks a connection whose
 //! command was interrupted (its future dropped, or an IO error) as
-//! disconnected; an op or ping on such a connection answers at once with
-//! `DriverError::ConnectionClosed` (a lost connection) instead of talking
-//! on a stream whose state is unknown.
+//! disconnected. After an IO error an op or ping on it answers at once
+//! with `DriverError::ConnectionClosed` (a lost connection) instead of
+//! talking on a stream whose state is unknown. When it was this
+//! connector's own op that was cut short (its deadline passed, or its
+//! caller dropped the call), nothing is wrong with the server: the next
+//! op opens the session again (same endpoint, no role check; the
+//! statement limit starts at none) instead of failing as a lost
+//! connection although it was never sent. An op that failed or was cut
+//! short between statements may have left a transaction open (`BEGIN`
+//! sent by hand; `mysql_async`'s `Transaction` rolls itself back): the
+//! next op on the connection starts with a `ROLLBACK`, so its writes are
+//! never held in someone else's transaction.
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -194,13 +202,31 @@ impl Flavor {
 }
 
 /// An open connection: the driver's connection, the server's flavor and
-/// the session's statement limit as this connector last set it.
+/// what this connector knows of the session.
 pub struct MySqlConn {
-    conn: Mutex<Conn>,
+    session: Mutex<Session>,
     flavor: Flavor,
-    /// In milliseconds (0: no limit; [`UNKNOWN`]: a `SET` was cut short).
-    /// Read and written only under the connection's lock.
-    limit_ms: AtomicU64,
+    /// The endpoint's options: a session broken by an op cut short is
+    /// opened again with them.
+    opts: Opts,
+}
+
+/// The connection and what this connector knows of its session; read and
+/// written only under the connection's lock.
+struct Session {
+    conn: Conn,
+    /// The statement limit as this connector last set it, in
+    /// milliseconds (0: no limit; [`UNKNOWN`]: a `SET` was cut short).
+    limit_ms: u64,
+    /// An op (or its `SET`) is under way, or was cut short (its future
+    /// dropped) before it ended: set before it starts, cleared when it
+    /// ends. Found set by the next op, it means the session was abandoned
+    /// mid-op.
+    cut: bool,
+    /// The last op did not end `Ok` (it failed or was cut short): it may
+    /// have left a transaction open (`BEGIN` by hand), so the next op
+    /// starts with a `ROLLBACK`.
+    dirty: bool,
 }
 
 impl MySqlConn {
@@ -346,12 +372,17 @@ impl<T: Send + 'static> Connector for MySqlConnector<T> {
 
     async fn connect(&self, endpoint: usize) -> Result<MySqlConn, Error> {
         let opts = self.opts.get(endpoint).cloned().unwrap_or_default();
-        let mut conn = Conn::new(opts).await?;
+        let mut conn = Conn::new(opts.clone()).await?;
         let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
         Ok(MySqlConn {
-            conn: Mutex::new(conn),
+            session: Mutex::new(Session {
+                conn,
+                limit_ms: 0,
+                cut: false,
+                dirty: false,
+            }),
             flavor: Flavor::from_version(version.as_deref().unwrap_or_default()),
-            limit_ms: AtomicU64::new(0),
+            opts,
         })
     }
 
@@ -366,19 +397,48 @@ impl<T: Send + 'static> Connector for MySqlConnector<T> {
         time_left: Option<Duration>,
     ) -> Result<T, Error> {
         let started = Instant::now();
-        let mut c = conn.conn.lock().await;
-        if c.is_disconnected() {
+        let mut guard = conn.session.lock().await;
+        let s = &mut *guard;
+        if s.cut && s.conn.is_disconnected() {
+            // The previous op was cut short mid-statement (its deadline,
+            // or its caller gave up): `mysql_async` then leaves the
+            // connection unusable, though nothing is wrong with the
+            // server. Open the session again rather than fail this op,
+            // which has not been sent, as a lost connection.
+            s.conn = Conn::new(conn.opts.clone()).await?;
+            s.limit_ms = 0;
+            s.cut = false;
+            s.dirty = false;
+        } else if s.cut {
+            // Cut short between statements: roll back what it left open.
+            s.dirty = true;
+        }
+        if s.conn.is_disconnected() {
             return Err(closed());
         }
-        let want = limit_ms(time_left, started.elapsed());
-        if want != conn.limit_ms.load(Relaxed) {
-            // Unknown until the server confirms (this future may be
-            // dropped half-way): the next op then sets it again.
-            conn.limit_ms.store(UNKNOWN, Relaxed);
-            c.query_drop(conn.flavor.limit_sql(want)).await?;
-            conn.limit_ms.store(want, Relaxed);
+        s.cut = true;
+        let result = async {
+            if s.dirty {
+                // A transaction the last op began and never ended (it
+                // failed, or was cut short between statements) would hold
+                // this op's writes uncommitted.
+                s.conn.query_drop("ROLLBACK").await?;
+                s.dirty = false;
+            }
+            let want = limit_ms(time_left, started.elapsed());
+            if want != s.limit_ms {
+                // Unknown until the server confirms (this future may be
+                // dropped half-way): the next op then sets it again.
+                s.limit_ms = UNKNOWN;
+                s.conn.query_drop(conn.flavor.limit_sql(want)).await?;
+                s.limit_ms = want;
+            }
+            (op.0)(&mut s.conn).await
         }
-        (op.0)(&mut c).await
+        .await;
+        s.cut = false;
+        s.dirty = result.is_err();
+        result
     }
 
     fn classify(&self, error: &Error) -> Failure {
@@ -386,16 +446,17 @@ impl<T: Send + 'static> Connector for MySqlConnector<T> {
     }
 
     async fn ping(&self, conn: &MySqlConn) -> Result<(), Error> {
-        let mut c = conn.conn.lock().await;
-        if c.is_disconnected() {
+        let mut s = conn.session.lock().await;
+        if s.conn.is_disconnected() {
             return Err(closed());
         }
-        c.ping().await
+        s.conn.ping().await
     }
 
     async fn role(&self, conn: &MySqlConn) -> Role {
-        let mut c = conn.conn.lock().await;
-        let answer: Option<i64> = c
+        let mut s = conn.session.lock().await;
+        let answer: Option<i64> = s
+            .conn
             .query_first("SELECT @@global.read_only")
             .await
             .ok()

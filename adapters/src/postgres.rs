@@ -27,6 +27,16 @@
 //! `statement_timeout` itself, its value holds until the next op with a
 //! limit.
 //!
+//! **An op cut short or failed mid-transaction.** An op that begins a
+//! transaction by hand (`BEGIN`) and fails, or is cut short between
+//! statements (its deadline passed, or its caller dropped the call), would
+//! leave the session inside that transaction: the next op's writes held
+//! uncommitted in it, or, once it is aborted, every later op refused with
+//! 25P02 for the life of the connection. So after an op that did not end
+//! `Ok`, the next op on the connection starts with a `ROLLBACK` (one
+//! extra round trip; tokio-postgres's own `Transaction` already rolls
+//! back when dropped).
+//!
 //! **Seed list and role.** Each connection string (or config) is one
 //! endpoint, and one naming several hosts (`host=a,b port=5432,5433`) is
 //! split into one endpoint per host: the client rotates through them
@@ -248,6 +258,11 @@ pub struct PgConn {
     /// milliseconds (0: the server's default; `u64::MAX`: unknown, a `SET`
     /// was cut short). Read and written only under the client's lock.
     statement_timeout_ms: std::sync::atomic::AtomicU64,
+    /// The last op did not end `Ok` (it failed, or was cut short: its
+    /// future dropped): it may have left a transaction open or aborted
+    /// (`BEGIN` sent by hand), so the next op starts with a `ROLLBACK`.
+    /// Read and written only under the client's lock.
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for PgConn {
@@ -315,6 +330,7 @@ impl<T: Send + 'static> Connector for PostgresConnector<T> {
             client: Mutex::new(client),
             ended: rx.shared(),
             statement_timeout_ms: std::sync::atomic::AtomicU64::new(0),
+            dirty: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -343,6 +359,16 @@ impl<T: Send + 'static> Connector for PostgresConnector<T> {
                 .unwrap_or(u64::MAX)
                 .clamp(1, MAX_STATEMENT_TIMEOUT_MS)
         });
+        // Dirty until this op ends `Ok`: if it is cut short (this future
+        // dropped) or fails, the next op rolls back what it left open.
+        if conn.dirty.swap(true, Relaxed) {
+            // A transaction the last op began by hand and never ended
+            // (it failed, or was cut short between statements) would
+            // hold this op's writes uncommitted, or refuse them all
+            // (25P02, "current transaction is aborted") for ever.
+            // Outside a transaction this is a warning only.
+            client.batch_execute("ROLLBACK").await?;
+        }
         if want != conn.statement_timeout_ms.load(Relaxed) {
             let sql = if want == 0 {
                 "RESET statement_timeout".to_string()
@@ -355,7 +381,9 @@ impl<T: Send + 'static> Connector for PostgresConnector<T> {
             client.batch_execute(&sql).await?;
             conn.statement_timeout_ms.store(want, Relaxed);
         }
-        (op.0)(&mut client).await
+        let result = (op.0)(&mut client).await;
+        conn.dirty.store(result.is_err(), Relaxed);
+        result
     }
 
     fn classify(&self, error: &Error) -> Failure {
