@@ -69,7 +69,7 @@
 //! connector's own op that was cut short (its deadline passed, or its
 //! caller dropped the call), nothing is wrong with the server: the next
 //! op opens the session again (same endpoint, no role check; the
-//! statement limit starts at none) instead of failing as a lost
+//! statement limit starts at none; within [`REOPEN_TIMEOUT`]) instead of failing as a lost
 //! connection although it was never sent. An op that failed or was cut
 //! short between statements may have left a transaction open (`BEGIN`
 //! sent by hand; `mysql_async`'s `Transaction` rolls itself back): the
@@ -152,6 +152,11 @@ impl<T> fmt::Debug for MySqlOp<T> {
 /// runs: the client fails the op at its deadline (`deadline_exceeded`, may
 /// have run), and the server aborts the statement this much later at most.
 pub const STATEMENT_GRACE: Duration = Duration::from_millis(100);
+
+/// How long an op waits for a session to be opened again after the op
+/// before it was cut short mid-statement (see the module docs); then it
+/// fails as a lost connection (a server that stopped answering).
+pub const REOPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The longest `max_statement_time` MariaDB accepts: one year, in ms.
 const MARIADB_MAX_MS: u64 = 31_536_000_000;
@@ -405,7 +410,11 @@ impl<T: Send + 'static> Connector for MySqlConnector<T> {
             // connection unusable, though nothing is wrong with the
             // server. Open the session again rather than fail this op,
             // which has not been sent, as a lost connection.
-            s.conn = Conn::new(conn.opts.clone()).await?;
+            s.conn = tokio::time::timeout(REOPEN_TIMEOUT, Conn::new(conn.opts.clone()))
+                .await
+                .map_err(|_| {
+                    Error::Io(std::io::Error::from(std::io::ErrorKind::TimedOut).into())
+                })??;
             s.limit_ms = 0;
             s.cut = false;
             s.dirty = false;

@@ -35,7 +35,10 @@
 //! 25P02 for the life of the connection. So after an op that did not end
 //! `Ok`, the next op on the connection starts with a `ROLLBACK` (one
 //! extra round trip; tokio-postgres's own `Transaction` already rolls
-//! back when dropped).
+//! back when dropped). An op cut short mid-statement leaves that
+//! statement running on the server (tokio-postgres does not stop it): the
+//! next op first sends a cancel request for it (`cancel_query`, a
+//! connection of its own), instead of waiting behind it.
 //!
 //! **Seed list and role.** Each connection string (or config) is one
 //! endpoint, and one naming several hosts (`host=a,b port=5432,5433`) is
@@ -263,6 +266,10 @@ pub struct PgConn {
     /// (`BEGIN` sent by hand), so the next op starts with a `ROLLBACK`.
     /// Read and written only under the client's lock.
     dirty: std::sync::atomic::AtomicBool,
+    /// An op is under way, or was cut short (its future dropped) before it
+    /// ended: set before it starts, cleared when it ends. Found set by the
+    /// next op, its statement may still be running on the server.
+    cut: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for PgConn {
@@ -331,6 +338,7 @@ impl<T: Send + 'static> Connector for PostgresConnector<T> {
             ended: rx.shared(),
             statement_timeout_ms: std::sync::atomic::AtomicU64::new(0),
             dirty: std::sync::atomic::AtomicBool::new(false),
+            cut: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -359,29 +367,46 @@ impl<T: Send + 'static> Connector for PostgresConnector<T> {
                 .unwrap_or(u64::MAX)
                 .clamp(1, MAX_STATEMENT_TIMEOUT_MS)
         });
-        // Dirty until this op ends `Ok`: if it is cut short (this future
-        // dropped) or fails, the next op rolls back what it left open.
-        if conn.dirty.swap(true, Relaxed) {
-            // A transaction the last op began by hand and never ended
-            // (it failed, or was cut short between statements) would
-            // hold this op's writes uncommitted, or refuse them all
-            // (25P02, "current transaction is aborted") for ever.
-            // Outside a transaction this is a warning only.
-            client.batch_execute("ROLLBACK").await?;
+        if conn.cut.swap(true, Relaxed) {
+            // The last op was cut short (its deadline passed, or its
+            // caller dropped the call): tokio-postgres does not stop its
+            // statement, which would keep the server working for no one
+            // and this op (and every op queued behind it) waiting, until
+            // the connection is declared unresponsive and they all fail as
+            // "may have run" although never sent. Cancel it first. Its
+            // answer is sent already (the cancel request waits for the
+            // server to close it), so this cancels nothing of this op; a
+            // server that is idle ignores it.
+            let _ = client.cancel_token().cancel_query(NoTls).await;
         }
-        if want != conn.statement_timeout_ms.load(Relaxed) {
-            let sql = if want == 0 {
-                "RESET statement_timeout".to_string()
-            } else {
-                format!("SET statement_timeout = {want}")
-            };
-            // Unknown until the server confirms (this future may be
-            // dropped half-way): the next op then sets it again.
-            conn.statement_timeout_ms.store(u64::MAX, Relaxed);
-            client.batch_execute(&sql).await?;
-            conn.statement_timeout_ms.store(want, Relaxed);
+        let result = async {
+            // Dirty until this op ends `Ok`: if it is cut short (this
+            // future dropped) or fails, the next op rolls back what it
+            // left open.
+            if conn.dirty.swap(true, Relaxed) {
+                // A transaction the last op began by hand and never ended
+                // (it failed, or was cut short between statements) would
+                // hold this op's writes uncommitted, or refuse them all
+                // (25P02, "current transaction is aborted") for ever.
+                // Outside a transaction this is a warning only.
+                client.batch_execute("ROLLBACK").await?;
+            }
+            if want != conn.statement_timeout_ms.load(Relaxed) {
+                let sql = if want == 0 {
+                    "RESET statement_timeout".to_string()
+                } else {
+                    format!("SET statement_timeout = {want}")
+                };
+                // Unknown until the server confirms (this future may be
+                // dropped half-way): the next op then sets it again.
+                conn.statement_timeout_ms.store(u64::MAX, Relaxed);
+                client.batch_execute(&sql).await?;
+                conn.statement_timeout_ms.store(want, Relaxed);
+            }
+            (op.0)(&mut client).await
         }
-        let result = (op.0)(&mut client).await;
+        .await;
+        conn.cut.store(false, Relaxed);
         conn.dirty.store(result.is_err(), Relaxed);
         result
     }

@@ -1,6 +1,18 @@
 //! A hostile review of the MySQL and PostgreSQL connectors against private
 //! servers: what an op that is cut short (its deadline, or its caller
-//! dropping the call) leaves on the connection for the next op.
+//! dropping the call) or fails mid-transaction leaves on the connection
+//! for the next op. Each test failed before the fix it guards:
+//!
+//! - MySQL: an op cut mid-statement left `mysql_async`'s connection
+//!   unusable, so the next op (never sent) failed `connection_lost`
+//!   "may have run";
+//! - MySQL and PostgreSQL: a transaction begun by hand (`BEGIN`) and
+//!   abandoned held the next op's autocommit write uncommitted though it
+//!   was reported ok; on PostgreSQL an aborted one refused every later op
+//!   (25P02) for the life of the connection;
+//! - PostgreSQL: a statement whose caller gave up kept running, and the
+//!   next op waited behind it until the response timeout (15 s) failed it
+//!   `connection_lost` "may have run".
 //!
 //! `cargo test -p redial --all-features --test hostile_review_connectors -- --nocapture`
 
@@ -226,5 +238,77 @@ fn postgres_an_aborted_transaction_does_not_poison_the_connection() {
             assert!(r.is_ok(), "op {i} after the aborted transaction: {r:?}");
         }
         client.close().await;
+    });
+}
+
+/// A statement with no deadline whose caller gives up: tokio-postgres
+/// keeps the statement running on the server and the connection busy
+/// with it, so the next op (never sent) waits behind it.
+#[test]
+fn postgres_an_op_after_a_cancelled_long_statement_is_not_stuck_behind_it() {
+    let Some(server) = PgServer::start() else {
+        return;
+    };
+    support::run_bounded(Duration::from_secs(60), async move {
+        let client = pg_client(&server);
+        client.call(pg_exec("SELECT 1")).await.expect("warm");
+        let cut = tokio::time::timeout(
+            Duration::from_millis(200),
+            client.call(pg_exec("SELECT pg_sleep(30)")),
+        )
+        .await;
+        assert!(cut.is_err(), "cut short");
+        let t = std::time::Instant::now();
+        let next = client.call(pg_exec("SELECT 2")).await;
+        let took = t.elapsed();
+        println!("next op after the cancelled pg_sleep(30): {next:?} after {took:?}");
+        assert!(
+            next.is_ok() && took < Duration::from_secs(3),
+            "the next op: {next:?} after {took:?}"
+        );
+        client.close().await;
+    });
+}
+
+/// mariadbd SIGSTOPped mid-session: an op past its deadline, then an op
+/// without one: bounded (the reopen of the session the first op broke
+/// gives up after `REOPEN_TIMEOUT`), a lost connection; after SIGCONT the
+/// client works again.
+#[test]
+fn mysql_a_stopped_server_after_a_deadline() {
+    let Some(mut server) = MariaDbServer::start() else {
+        return;
+    };
+    support::run_bounded(Duration::from_secs(90), async move {
+        let client = my_client(&server.url());
+        assert_eq!(client.call(my_scalar("SELECT 1")).await.expect("warm"), 1);
+        server.pause();
+        let e = client
+            .call_with(
+                my_scalar("SELECT 3"),
+                CallOptions::new().deadline(Duration::from_millis(300)),
+            )
+            .await
+            .expect_err("stopped");
+        println!("with a deadline: {e}");
+        let t = std::time::Instant::now();
+        let next = client.call(my_scalar("SELECT 4")).await;
+        let took = t.elapsed();
+        println!("next op: {next:?} after {took:?}");
+        // The session the cut op broke is opened again within
+        // REOPEN_TIMEOUT; a stopped server fails it as a lost connection.
+        let e = next.expect_err("stopped");
+        assert_eq!(e.kind(), ErrorKind::ConnectionLost, "{e}");
+        assert!(
+            took < redial::mysql::REOPEN_TIMEOUT + Duration::from_secs(1),
+            "{took:?}"
+        );
+        server.resume();
+        let t = std::time::Instant::now();
+        let after = client.call(my_scalar("SELECT 5")).await;
+        println!("after SIGCONT: {after:?} after {:?}", t.elapsed());
+        assert_eq!(after.ok(), Some(5));
+        client.close().await;
+        server.kill();
     });
 }

@@ -185,6 +185,21 @@ impl MariaDbServer {
         }
     }
 
+    /// SIGSTOP: the server keeps its sockets (the kernel still accepts
+    /// connections) but answers nothing until [`resume`](Self::resume).
+    pub fn pause(&self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, libc::SIGSTOP);
+        }
+    }
+
+    /// SIGCONT after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, libc::SIGCONT);
+        }
+    }
+
     /// A clean shutdown (SIGTERM: mariadbd closes its connections, 1053
     /// to statements under way, and flushes), waited for up to 30 s, then
     /// SIGKILL.
