@@ -183,5 +183,9 @@ pub use machine::{ConnId, GaveUp, MAX_PUSHBACK_HINT, Machine, Output, State, Tim
 pub use op::{Completion, Done, ErrorKind, OpError, OpId, OpOptions, OpResult};
 pub use time::Instant;
 
+/// This crate's version (a flight recorder trace names the core that
+/// recorded it).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// `core::time::Duration`, re-exported for convenience.
 pub use core::time::Duration;
