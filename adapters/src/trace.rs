@@ -367,9 +367,9 @@ impl fmt::Display for Mismatch {
 
 impl std::error::Error for Mismatch {}
 
-/// One record of a replayed trace.
+/// One record of a replayed trace (an input or an output: there is no
+/// third kind).
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub enum Record {
     /// An input, fed at its time.
     In(Instant, Input),
