@@ -323,3 +323,88 @@ impl<P> Observer<P> for Recording {
         self.with(|i| i.end_step(machine.now()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Config;
+
+    /// Drives a machine by hand through a recorder's observer, as the
+    /// driver does: `steps` connect/op round trips.
+    fn drive(rec: &FlightRecorder, steps: u64) {
+        let mut o = rec.observer();
+        let mut m: Machine<()> = Machine::new(Config::recommended(), 7, Instant::ZERO);
+        let drain = |m: &mut Machine<()>, o: &mut Recording| {
+            while let Some(out) = m.poll_output() {
+                Observer::<()>::on_output(o, m.now(), &out);
+            }
+            Observer::<()>::after_step(o, m);
+        };
+        Observer::<()>::on_start(&mut o, 7, &m);
+        drain(&mut m, &mut o);
+        let conn = crate::core::ConnId::from_raw(1);
+        Observer::<()>::on_connected(&mut o, Instant::from_micros(10), conn, Role::Primary);
+        m.handle_connected_as(Instant::from_micros(10), conn, Role::Primary);
+        drain(&mut m, &mut o);
+        for i in 0..steps {
+            let t = Instant::from_micros(1_000 * (i + 1));
+            let before = m.state();
+            let id = m.submit(t, (), OpOptions::new());
+            Observer::<()>::on_submit(&mut o, t, id, &OpOptions::new(), before);
+            drain(&mut m, &mut o);
+            let t = t + Duration::from_micros(500);
+            Observer::<()>::on_op_result(&mut o, t, id, conn, &OpResult::Ok);
+            m.handle_op_result(t, id, conn, OpResult::Ok);
+            drain(&mut m, &mut o);
+        }
+    }
+
+    #[test]
+    fn a_bounded_dump_that_kept_everything_replays() {
+        let rec = FlightRecorder::bounded(1000, None);
+        drive(&rec, 5);
+        let mut out = Vec::new();
+        rec.dump(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let r = crate::trace::replay(&text).unwrap();
+        assert_eq!(r.records.len() as u64, rec.records());
+    }
+
+    #[test]
+    fn a_bounded_dump_that_dropped_records_says_so_and_is_refused() {
+        let rec = FlightRecorder::bounded(10, None);
+        drive(&rec, 50);
+        let mut out = Vec::new();
+        rec.dump(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        // At most 10 records kept (whole steps), plus the header.
+        assert!(text.lines().count() <= 11, "{text}");
+        let m = crate::trace::replay(&text).unwrap_err();
+        assert_eq!(m.line, 1);
+        assert!(m.expected.contains("dropped"), "{m}");
+        // By age: only the last 10 ms of the run's 50 ms.
+        let rec = FlightRecorder::bounded(usize::MAX, Some(Duration::from_millis(10)));
+        drive(&rec, 50);
+        let mut out = Vec::new();
+        rec.dump(&mut out).unwrap();
+        let kept = String::from_utf8(out).unwrap().lines().count();
+        // 4 records a millisecond: about 11 ms of steps, plus the header.
+        assert!((30..=50).contains(&kept), "{kept}");
+    }
+
+    #[test]
+    fn a_write_error_stops_the_recording_without_panicking() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Err(io::Error::other("disk full"))
+            }
+        }
+        let rec = FlightRecorder::to_writer(Broken);
+        drive(&rec, 3000);
+        assert!(rec.error().is_some_and(|e| e.contains("disk full")));
+    }
+}

@@ -35,13 +35,14 @@ fn names_timeline(h: &Header) -> Result<Timeline, String> {
 }
 
 /// The transcript of a replayed trace, in `replay`'s lines: the core's
-/// events and every op's outcome (labelled `op`, or `retryable op`).
+/// events and every op's outcome (labelled `op`, or `retryable op`, and
+/// numbered in submission order as `replay` numbers them).
 pub fn transcript(r: &Replay) -> Result<(Vec<Line>, Summary), String> {
     let tl = names_timeline(&r.header)?;
     let mut lines = Vec::new();
     let mut summary = Summary::default();
     // Per op: submitted at, label, first dispatch.
-    let mut ops: BTreeMap<OpId, (Instant, &'static str, Option<Instant>)> = BTreeMap::new();
+    let mut ops: BTreeMap<OpId, (u64, Instant, &'static str, Option<Instant>)> = BTreeMap::new();
     let mut events = 0u64;
     for rec in &r.records {
         match rec {
@@ -52,14 +53,15 @@ pub fn transcript(r: &Replay) -> Result<(Vec<Line>, Summary), String> {
                 } else {
                     "op"
                 };
-                ops.insert(*op, (*t, label, None));
+                ops.insert(*op, (summary.submitted, *t, label, None));
             }
             Record::In(..) => events += 1,
             Record::Out(t, Output::Dispatch { op, .. }) => {
                 if let Some(o) = ops.get_mut(op) {
-                    o.2.get_or_insert(*t);
+                    o.3.get_or_insert(*t);
                 }
             }
+            Record::Out(_, Output::Connect { .. }) => summary.connect_attempts += 1,
             Record::Out(t, Output::Event(e)) => lines.push(event_line(&tl, *t, e)),
             Record::Out(t, Output::Complete(c)) => {
                 let (submitted, label, first) = ops.remove(&c.id).unwrap_or((*t, "op", None));
@@ -78,7 +80,7 @@ pub fn transcript(r: &Replay) -> Result<(Vec<Line>, Summary), String> {
                 summary.count(&result);
                 lines.push(Line::Op(OpLine {
                     t_us: t.as_micros(),
-                    id: c.id.get(),
+                    id: seq,
                     label: label.to_string(),
                     submitted_us: submitted.as_micros(),
                     first_dispatch_us: first.map(Instant::as_micros),
