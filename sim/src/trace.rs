@@ -64,7 +64,8 @@ pub fn transcript(r: &Replay) -> Result<(Vec<Line>, Summary), String> {
             Record::Out(_, Output::Connect { .. }) => summary.connect_attempts += 1,
             Record::Out(t, Output::Event(e)) => lines.push(event_line(&tl, *t, e)),
             Record::Out(t, Output::Complete(c)) => {
-                let (submitted, label, first) = ops.remove(&c.id).unwrap_or((*t, "op", None));
+                let (seq, submitted, label, first) =
+                    ops.remove(&c.id).unwrap_or((0, *t, "op", None));
                 let (result, attempts, maybe) = match &c.result {
                     Ok(d) => (
                         Ok(tl.endpoints[tl.listed_endpoint(d.endpoint)].name.clone()),
