@@ -126,12 +126,3 @@ fn random_byte_edits_never_panic_and_are_caught() {
     assert!(caught > 300, "only {caught} of 400 edits caught");
 }
 
-#[test]
-#[ignore = "writes the sample trace: cargo test -p redial-sim --test traces -- --ignored"]
-fn write_sample() {
-    let (_, tl) = timelines()
-        .into_iter()
-        .find(|(n, _)| n == "restart-db0.toml")
-        .unwrap();
-    std::fs::write("/tmp/sample.jsonl", recorded(&tl)).unwrap();
-}
