@@ -277,6 +277,20 @@ impl<C: Connector> Builder<C> {
         self
     }
 
+    /// Records every input of the core this client runs, and its outputs,
+    /// to `recorder` (a [`FlightRecorder`](crate::FlightRecorder): a
+    /// stream of JSON lines, or the last records in memory), alongside the
+    /// [`observer`](Self::observer) if there is one.
+    #[cfg(feature = "recorder")]
+    pub fn record(mut self, recorder: &crate::FlightRecorder) -> Self {
+        let rec: Box<dyn Observer<Arc<C::Op>>> = Box::new(recorder.observer());
+        self.observer = Some(match self.observer.take() {
+            Some(o) => Box::new(crate::observer::Both(o, rec)),
+            None => rec,
+        });
+        self
+    }
+
     /// Starts the driver task and returns the handle. The driver starts
     /// connecting at once, whether or not the client is used.
     ///
@@ -334,12 +348,16 @@ impl<C: Connector> Builder<C> {
         });
         let origin = runtime.now();
         let machine = Machine::new(config, seed, crate::core::Instant::ZERO);
+        let mut observer = self.observer;
+        if let Some(o) = observer.as_mut() {
+            o.on_start(seed, &machine);
+        }
         let shared = Arc::new(Shared::new(
             machine,
             runtime.clone(),
             Arc::new(self.connector),
             origin,
-            self.observer,
+            observer,
         ));
         let client = Client {
             handle: Arc::new(Handle {
@@ -761,6 +779,7 @@ impl<C: Connector> Drop for Call<C> {
             let wakes = match &entry {
                 Some(e) if !core.gone && !matches!(e.instr, Instr::Done(_)) => {
                     let now = shared.now(&core);
+                    core.observe(|o| o.on_cancel(now, id));
                     core.machine.cancel(now, id);
                     Some(core.drain(None))
                 }

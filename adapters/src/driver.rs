@@ -413,6 +413,7 @@ impl<C: Connector> Shared<C> {
                 return;
             }
             let now = self.now(&core);
+            core.observe(|o| o.on_close(now));
             core.machine.close(now);
             let wakes = core.drain(None);
             // Nothing happens after a close: the event streams end once
@@ -764,6 +765,7 @@ impl<C: Connector> Driver<C> {
                         let mut core = shared.lock();
                         let now = shared.now(&core);
                         core.last_connect = Some(words);
+                        core.observe(|o| o.on_connect_failed(now, id, why));
                         core.machine.handle_connect_failed(now, id, why);
                         core.drain(None)
                     }
@@ -792,6 +794,7 @@ impl<C: Connector> Driver<C> {
                 let mut core = shared.lock();
                 let now = shared.now(&core);
                 core.step_panic = panic;
+                core.observe(|o| o.on_connection_lost(now, conn, kind));
                 core.machine.handle_connection_lost(now, conn, kind);
                 let wakes = core.drain(None);
                 core.step_panic = None;
@@ -805,6 +808,7 @@ impl<C: Connector> Driver<C> {
         let wakes = {
             let mut core = self.shared.lock();
             let now = self.shared.now(&core);
+            core.observe(|o| o.on_close(now));
             core.machine.close(now);
             let wakes = core.drain(None);
             // The streams end with the driver.

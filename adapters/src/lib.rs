@@ -89,7 +89,11 @@ mod client;
 mod connector;
 mod driver;
 mod observer;
+#[cfg(feature = "recorder")]
+mod recorder;
 pub mod runtime;
+#[cfg(feature = "recorder")]
+pub mod trace;
 
 #[cfg(feature = "mysql")]
 pub mod mysql;
@@ -101,6 +105,8 @@ pub mod redis;
 pub use client::{BuildError, Builder, Call, CallOptions, CallResult, Client, Error, Events};
 pub use connector::{Connector, Failure};
 pub use observer::Observer;
+#[cfg(feature = "recorder")]
+pub use recorder::{FLUSH_EVERY, FlightRecorder};
 pub use runtime::{AsyncTimer, Runtime, default_runtime};
 
 /// The README's Rust examples, compiled (and, where they need no server,

@@ -9,6 +9,9 @@
 mod pg_ops;
 mod support;
 
+#[path = "support/rt.rs"]
+mod rt;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -63,11 +66,13 @@ async fn run(server: Arc<PgServer>, mode: &'static str) {
     )
     .build()
     .expect("config");
-    let client = Client::builder(PostgresConnector::new([server.conn_str()]).expect("conn str"))
-        .config(config)
-        .seed(4)
-        .build()
-        .expect("client");
+    let client = rt::recorded(
+        Client::builder(PostgresConnector::new([server.conn_str()]).expect("conn str"))
+            .config(config)
+            .seed(4),
+    )
+    .build()
+    .expect("client");
 
     let next = Arc::new(AtomicI64::new(1));
     let stop = Instant::now() + Duration::from_millis(3000);
@@ -149,11 +154,13 @@ async fn run(server: Arc<PgServer>, mode: &'static str) {
 #[test]
 fn restart_fast_during_transactions() {
     scenario("fast");
+    rt::check_traces("postgres_restart_fast");
 }
 
 #[test]
 fn restart_immediate_during_transactions() {
     scenario("immediate");
+    rt::check_traces("postgres_restart_immediate");
 }
 
 /// A standby and its primary in ONE connection string
@@ -192,11 +199,13 @@ fn standby_first_in_a_multi_host_string() {
                 );
                 let connector = PostgresConnector::new([seeds]).expect("conn str");
                 assert_eq!(redial::Connector::endpoints(&connector), 2);
-                let (client, mut ev) = Client::builder(connector)
-                    .config(Config::recommended())
-                    .seed(4)
-                    .build_with_events()
-                    .expect("client");
+                let (client, mut ev) = rt::recorded(
+                    Client::builder(connector)
+                        .config(Config::recommended())
+                        .seed(4),
+                )
+                .build_with_events()
+                .expect("client");
                 let mut ids = Vec::new();
                 for id in 1..=5 {
                     client.call(insert(id)).await.expect("insert on the primary");
@@ -233,4 +242,5 @@ fn standby_first_in_a_multi_host_string() {
             .await
             .expect("test exceeded its time bound");
         });
+    rt::check_traces("postgres_standby_first");
 }

@@ -41,10 +41,12 @@ fn base() -> ConfigBuilder {
 
 fn builder(rt: Rt, b: ConfigBuilder, urls: &[String]) -> redial::Builder<RedisConnector> {
     let conn = RedisConnector::new(urls.iter().map(String::as_str)).expect("urls");
-    Client::builder(conn)
-        .config(b.endpoints(urls.len()).build().expect("config"))
-        .seed(4)
-        .runtime(rt.runtime())
+    rt::recorded(
+        Client::builder(conn)
+            .config(b.endpoints(urls.len()).build().expect("config"))
+            .seed(4)
+            .runtime(rt.runtime()),
+    )
 }
 
 fn client(rt: Rt, b: ConfigBuilder, urls: &[String]) -> Client<RedisConnector> {

@@ -163,6 +163,7 @@ extern crate std;
 
 mod config;
 mod event;
+mod keys;
 mod machine;
 mod op;
 mod rng;
@@ -174,9 +175,17 @@ pub use config::{
     UnknownName,
 };
 pub use event::{ConnectFailure, DisconnectReason, Event, LossKind, Role};
+pub use keys::{
+    ConfigKeys, ConfigValue, KEYS as CONFIG_KEYS, KeyError, MAX_DURATION, format_duration,
+    parse_duration,
+};
 pub use machine::{ConnId, GaveUp, MAX_PUSHBACK_HINT, Machine, Output, State, TimerKind};
 pub use op::{Completion, Done, ErrorKind, OpError, OpId, OpOptions, OpResult};
 pub use time::Instant;
+
+/// This crate's version (a flight recorder trace names the core that
+/// recorded it).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// `core::time::Duration`, re-exported for convenience.
 pub use core::time::Duration;

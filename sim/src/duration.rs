@@ -5,73 +5,10 @@ use core::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 
-/// The longest duration a timeline may hold: 100 years (far from the end of
-/// the machine's microsecond clock, about 584,000 years, so no sum of
-/// timeline durations can saturate it).
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600 + 25 * 24 * 3600);
+pub use redial_core::{MAX_DURATION, parse_duration};
 
 fn too_large(s: impl fmt::Display) -> String {
     format!("duration `{s}` is too large: durations must be at most 100 years")
-}
-
-/// Parses `"250ms"`, `"1.5s"`, `"2m"`, `"1h"`, `"10us"` into a duration.
-///
-/// The number is a non-negative decimal; the unit is one of `us`, `ms`,
-/// `s`, `m`, `h`. Precision below one microsecond is refused.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.starts_with('-') {
-        return Err(format!(
-            "duration `{s}` is negative; durations must be >= 0"
-        ));
-    }
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("duration `{s}` has no unit: expected e.g. \"250ms\", \"1.5s\", \"2m\" (or an integer number of milliseconds)"))?;
-    let (num, unit) = s.split_at(split);
-    let unit_us: u128 = match unit {
-        "us" | "µs" => 1,
-        "ms" => 1_000,
-        "s" => 1_000_000,
-        "m" | "min" => 60_000_000,
-        "h" => 3_600_000_000,
-        _ => {
-            return Err(format!(
-                "duration `{s}` has an unknown unit `{unit}`: expected us, ms, s, m or h"
-            ));
-        }
-    };
-    let (int, frac) = match num.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (num, ""),
-    };
-    if int.is_empty() && frac.is_empty() || frac.contains('.') {
-        return Err(format!("duration `{s}` is not a number followed by a unit"));
-    }
-    let int_v: u128 = if int.is_empty() {
-        0
-    } else {
-        int.parse().map_err(|_| too_large(s))?
-    };
-    let mut frac_us: u128 = 0;
-    let mut scale = unit_us;
-    for c in frac.chars() {
-        let digit = u128::from(c.to_digit(10).unwrap_or(0));
-        if scale % 10 != 0 {
-            if digit != 0 {
-                return Err(format!("duration `{s}` is more precise than a microsecond"));
-            }
-            continue;
-        }
-        scale /= 10;
-        frac_us += digit * scale;
-    }
-    let total = int_v
-        .checked_mul(unit_us)
-        .and_then(|v| v.checked_add(frac_us))
-        .filter(|v| *v <= MAX_DURATION.as_micros())
-        .ok_or_else(|| too_large(s))?;
-    Ok(Duration::from_micros(total as u64))
 }
 
 /// A duration as written in a timeline (serde helper).

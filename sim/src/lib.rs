@@ -38,6 +38,7 @@ mod output;
 mod run;
 mod through_driver;
 mod timeline;
+pub mod trace;
 pub mod vrt;
 mod world;
 
@@ -45,8 +46,8 @@ pub use duration::{MAX_DURATION, parse_duration};
 pub use output::{Field, Format, Line, OpLine, Summary, write_line};
 pub use run::{RunOptions, run, run_formatted, run_to_string};
 pub use through_driver::{
-    Divergence, SimConn, SimConnector, SimError, SimOp, compare_with_fast_loop, run_through_driver,
-    run_through_driver_formatted,
+    Divergence, SimConn, SimConnector, SimError, SimOp, compare_with_fast_loop,
+    record_through_driver, run_through_driver, run_through_driver_formatted,
 };
 pub use timeline::{
     ClientAction, Endpoint, MAX_COUNT, Network, Role, ServerAction, Step, StepAction, Submit,

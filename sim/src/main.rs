@@ -117,6 +117,19 @@ enum Cmd {
         #[arg(long, conflicts_with = "through_driver")]
         diff: bool,
     },
+    /// Replay a flight recorder trace exactly: feed its inputs to a fresh
+    /// machine, check every output against the trace, print the transcript.
+    #[command(
+        name = "replay-trace",
+        after_help = "Examples:\n  redial-sim replay-trace sim/traces/redis-restart.jsonl\n  redial-sim replay-trace trace.jsonl --format json\n\nExit codes: 0 the trace replayed exactly, 1 a record differs (its line is named), 2 unreadable file."
+    )]
+    ReplayTrace {
+        /// The trace (JSON lines, from `redial::FlightRecorder`).
+        file: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Fmt,
+    },
     /// Run seed 003's workload under the six autoReconnect × bufferMaxEntries combinations.
     #[command(
         after_help = "Examples:\n  redial-sim matrix\n  redial-sim matrix --max-entries 5 --format json"
@@ -528,6 +541,29 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
+            }
+        }
+        Cmd::ReplayTrace { file, format } => {
+            let text = match std::fs::read(&file) {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                Err(e) => {
+                    eprintln!("{file}: cannot read: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match redial_sim::trace::replay_transcript(&text) {
+                Ok((lines, summary)) => {
+                    let mut stream = Stream::new(format.into());
+                    for l in &lines {
+                        stream.line(l);
+                    }
+                    stream.finish(&summary);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{file}: does not replay: {e}");
+                    ExitCode::from(1)
+                }
             }
         }
         Cmd::Matrix {

@@ -423,9 +423,44 @@ fn at(d: Duration) -> Instant {
 /// Runs a timeline through the real driver, handing every line to `sink`
 /// as it happens, and returns the summary. The same world, seed and
 /// timeline as [`crate::run`]; see the module docs for how the two compare.
-pub fn run_through_driver(
+pub fn run_through_driver(tl: &Timeline, opts: &RunOptions, sink: impl FnMut(&Line)) -> Summary {
+    run_recorded(tl, opts, None, sink)
+}
+
+/// As [`run_through_driver`], with the driver's core recorded by a
+/// [`FlightRecorder`](redial::FlightRecorder) streaming into memory:
+/// returns the summary and the trace (JSON lines).
+pub fn record_through_driver(tl: &Timeline, opts: &RunOptions) -> (Summary, String) {
+    let buf = SharedBuf::default();
+    let rec = redial::FlightRecorder::to_writer(buf.clone());
+    let summary = run_recorded(tl, opts, Some(&rec), |_| {});
+    let _ = rec.flush();
+    let text =
+        String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    (summary, text)
+}
+
+/// A writer into shared memory.
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn run_recorded(
     tl: &Timeline,
     opts: &RunOptions,
+    recorder: Option<&redial::FlightRecorder>,
     mut sink: impl FnMut(&Line),
 ) -> Summary {
     let seed = opts.seed.unwrap_or(tl.seed);
@@ -457,7 +492,7 @@ pub fn run_through_driver(
         world: world.clone(),
         endpoints: tl.config.endpoints(),
     };
-    let client = match Client::builder(connector)
+    let mut builder = Client::builder(connector)
         .config(tl.config.clone())
         .seed(seed)
         .runtime(Arc::new(rt.clone()))
@@ -465,9 +500,11 @@ pub fn run_through_driver(
             checker: checker.clone(),
             max_buffered: max_buffered.clone(),
             world: world.clone(),
-        })
-        .build()
-    {
+        });
+    if let Some(r) = recorder {
+        builder = builder.record(r);
+    }
+    let client = match builder.build() {
         Ok(c) => c,
         Err(e) => {
             let mut summary = Summary::default();

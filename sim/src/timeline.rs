@@ -5,10 +5,7 @@ use core::ops::Range;
 use core::time::Duration;
 use std::collections::BTreeMap;
 
-use redial_core::{
-    Backoff, Config, ConfigBuilder, GiveUp, Heartbeat, InitialConnect, Jitter, OverflowPolicy,
-    Preset, QuickReconnect, RetryBudget, Tries,
-};
+use redial_core::{Config, ConfigKeys, Preset, Tries};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -818,31 +815,50 @@ fn submit(
     })
 }
 
-/// `0` turns a timeout off.
-fn off(d: &S<Dur>) -> Option<Option<Duration>> {
-    d.as_ref().map(|d| {
-        let d = d.get_ref().0;
-        (!d.is_zero()).then_some(d)
-    })
-}
-
-/// Parses a named config choice (preset, jitter, initial_connect, overflow), with
-/// the offending text and the accepted names in the error.
-fn parse_name<T>(cx: &Ctx<'_>, v: &Spanned<String>) -> Result<T, TimelineError>
-where
-    T: std::str::FromStr<Err = redial_core::UnknownName>,
-{
-    v.get_ref().parse::<T>().map_err(|e| {
-        cx.err(
-            v.span(),
-            format!(
-                "unknown {} `{}`: expected {}",
-                e.what(),
-                v.get_ref(),
-                e.expected()
-            ),
-        )
-    })
+/// The `[config]` table as the core's [`ConfigKeys`]: the one mapping
+/// between config keys and the builder lives there (a trace's header uses
+/// it too); the spans stay here, for the error's line and column.
+fn config_keys(c: &RawConfig) -> ConfigKeys {
+    fn v<T: Clone>(s: &S<T>) -> Option<T> {
+        s.as_ref().map(|s| s.get_ref().clone())
+    }
+    fn d(s: &S<Dur>) -> Option<Duration> {
+        s.as_ref().map(|s| s.get_ref().0)
+    }
+    let mut k = ConfigKeys::new();
+    k.preset = v(&c.preset);
+    k.auto_reconnect = v(&c.auto_reconnect);
+    k.buffer_max_entries = v(&c.buffer_max_entries);
+    k.overflow = v(&c.overflow);
+    k.reconnect_tries = c.reconnect_tries.as_ref().map(|t| t.get_ref().0);
+    k.reconnect_interval = d(&c.reconnect_interval);
+    k.backoff = v(&c.backoff);
+    k.backoff_initial = d(&c.backoff_initial);
+    k.backoff_step = d(&c.backoff_step);
+    k.backoff_multiplier = v(&c.backoff_multiplier);
+    k.backoff_max = d(&c.backoff_max);
+    k.jitter = v(&c.jitter);
+    k.require_primary = v(&c.require_primary);
+    k.give_up = v(&c.give_up);
+    k.cool_down = d(&c.cool_down);
+    k.quick_reconnect = v(&c.quick_reconnect);
+    k.probe = d(&c.probe);
+    k.probe_for = d(&c.probe_for);
+    k.initial_connect = v(&c.initial_connect);
+    k.connect_timeout = d(&c.connect_timeout);
+    k.socket_timeout = d(&c.socket_timeout);
+    k.heartbeat_interval = d(&c.heartbeat_interval);
+    k.heartbeat_timeout = d(&c.heartbeat_timeout);
+    k.response_timeout = d(&c.response_timeout);
+    k.command_timeout = d(&c.command_timeout);
+    k.legacy_socket_timeout = d(&c.legacy_socket_timeout);
+    k.connected_on_reconnect = v(&c.connected_on_reconnect);
+    k.buffer_timeout = d(&c.buffer_timeout);
+    k.op_deadline = d(&c.op_deadline);
+    k.max_op_attempts = v(&c.max_op_attempts);
+    k.retry_budget_tokens = v(&c.retry_budget_tokens);
+    k.retry_budget_ratio = v(&c.retry_budget_ratio);
+    k
 }
 
 fn build_config(
@@ -850,307 +866,16 @@ fn build_config(
     c: &RawConfig,
     preset_override: Option<Preset>,
 ) -> Result<(Preset, Config), TimelineError> {
-    let preset = match (preset_override, &c.preset) {
-        (Some(p), _) => p,
-        (None, None) => Preset::MongodbLegacy,
-        (None, Some(p)) => parse_name::<Preset>(cx, p)?,
-    };
-    let base = preset.builder();
-    let start = base.clone().build().expect("presets are valid");
-    let mut b: ConfigBuilder = base;
-    if let Some(v) = &c.auto_reconnect {
-        b = b.auto_reconnect(*v.get_ref());
-    }
-    if let Some(v) = &c.buffer_max_entries {
-        b = b.buffer_max_entries(*v.get_ref());
-    }
-    if let Some(v) = &c.overflow {
-        let policy: OverflowPolicy = parse_name(cx, v)?;
-        let probe = b
-            .clone()
-            .build()
-            .map_err(|e| cx.err(v.span(), e.to_string()))?;
-        match probe.buffer() {
-            redial_core::BufferPolicy::Bounded { max, .. } => {
-                b = b.buffer(redial_core::BufferPolicy::Bounded {
-                    max,
-                    overflow: policy,
-                });
-            }
-            _ => {
-                return Err(cx.err(
-                    v.span(),
-                    "`overflow` needs a bounded buffer (buffer_max_entries > 0)",
-                ));
-            }
-        }
-    }
-    if let Some(v) = &c.reconnect_tries {
-        b = b.reconnect_tries(v.get_ref().0);
-    }
-    // Backoff: `backoff` picks the shape; without it, `backoff_*` keys tune
-    // the preset's shape, and `reconnect_interval` alone is the legacy
-    // constant interval (with linear/exponential, the initial delay). A
-    // `backoff_*` key is refused, naming the key, on a shape it does not
-    // apply to (it used to be ignored silently).
-    let cur = start.backoff();
-    let tunes = c.backoff_initial.is_some()
-        || c.backoff_step.is_some()
-        || c.backoff_multiplier.is_some()
-        || c.backoff_max.is_some();
-    let shape = match c.backoff.as_ref() {
-        // `reconnect_interval` alone is the legacy constant interval.
-        None if !tunes => "constant",
-        None => match cur {
-            Backoff::Constant(_) => "constant",
-            Backoff::Linear { .. } => "linear",
-            Backoff::Exponential { .. } => "exponential",
-        },
-        Some(s) => match s.get_ref().as_str() {
-            k @ ("constant" | "linear" | "exponential") => k,
-            other => {
-                return Err(cx.err(
-                    s.span(),
-                    format!("unknown backoff `{other}`: expected constant, linear or exponential"),
-                ));
-            }
-        },
-    };
-    let misplaced = [
-        (
-            "backoff_initial",
-            c.backoff_initial.as_ref().map(|d| d.span()),
-            shape == "constant",
-        ),
-        (
-            "backoff_step",
-            c.backoff_step.as_ref().map(|d| d.span()),
-            shape != "linear",
-        ),
-        (
-            "backoff_multiplier",
-            c.backoff_multiplier.as_ref().map(|d| d.span()),
-            shape != "exponential",
-        ),
-        (
-            "backoff_max",
-            c.backoff_max.as_ref().map(|d| d.span()),
-            shape == "constant",
-        ),
-    ];
-    for (key, span, wrong) in misplaced {
-        if let (Some(span), true) = (span, wrong) {
-            return Err(cx.err(
-                span,
-                format!(
-                    "`{key}` does not apply to a {shape} backoff (set `backoff` to the shape it tunes)"
-                ),
-            ));
-        }
-    }
-    let initial = c
-        .backoff_initial
-        .as_ref()
-        .or(c.reconnect_interval.as_ref())
-        .map_or(cur.base(), |d| d.get_ref().0);
-    let max = c.backoff_max.as_ref().map_or(cur.cap(), |d| d.get_ref().0);
-    let backoff = match shape {
-        "constant" => c
-            .reconnect_interval
-            .as_ref()
-            .map(|d| Backoff::Constant(d.get_ref().0))
-            .or_else(|| c.backoff.is_some().then_some(Backoff::Constant(cur.base()))),
-        "linear" => Some(Backoff::Linear {
-            initial,
-            step: c.backoff_step.as_ref().map_or(
-                match cur {
-                    Backoff::Linear { step, .. } => step,
-                    _ => cur.base(),
-                },
-                |d| d.get_ref().0,
-            ),
-            max,
-        }),
-        _ => Some(Backoff::Exponential {
-            initial,
-            multiplier: c.backoff_multiplier.as_ref().map_or(
-                match cur {
-                    Backoff::Exponential { multiplier, .. } => multiplier,
-                    _ => 2.0,
-                },
-                |m| *m.get_ref(),
-            ),
-            max,
-        }),
-    };
-    if let Some(bk) = backoff {
-        b = b.backoff(bk);
-    }
-    if let Some(v) = &c.jitter {
-        b = b.jitter(parse_name::<Jitter>(cx, v)?);
-    }
-    if let Some(v) = &c.initial_connect {
-        b = b.initial_connect(parse_name::<InitialConnect>(cx, v)?);
-    }
-    if let Some(t) = off(&c.connect_timeout) {
-        b = b.connect_timeout(t);
-    }
-    if let Some(t) = off(&c.socket_timeout) {
-        b = b.socket_timeout(t);
-    }
-    if c.heartbeat_interval.is_some() || c.heartbeat_timeout.is_some() {
-        let cur = start.heartbeat();
-        let interval = off(&c.heartbeat_interval).unwrap_or(cur.map(|h| h.interval));
-        let timeout = c
-            .heartbeat_timeout
-            .as_ref()
-            .map(|d| d.get_ref().0)
-            .or(cur.map(|h| h.timeout))
-            .unwrap_or(Duration::from_secs(1));
-        b = b.heartbeat(interval.map(|interval| Heartbeat { interval, timeout }));
-    }
-    if let Some(t) = off(&c.response_timeout) {
-        b = b.response_timeout(t);
-    }
-    if let Some(t) = off(&c.command_timeout) {
-        b = b.command_timeout(t);
-    }
-    if let Some(v) = &c.legacy_socket_timeout {
-        let clash = c.socket_timeout.as_ref().or(c.response_timeout.as_ref());
-        if let Some(k) = clash {
-            return Err(cx.err(
-                k.span(),
-                "`legacy_socket_timeout` sets both `socket_timeout` and `response_timeout`: give it alone",
-            ));
-        }
-        let d = v.get_ref().0;
-        if d.is_zero() {
-            return Err(cx.err(
-                v.span(),
-                "`legacy_socket_timeout` must be greater than zero (leave it out for none)",
-            ));
-        }
-        b = b.legacy_socket_timeout(d);
-    }
-    if let Some(v) = &c.connected_on_reconnect {
-        b = b.connected_on_reconnect(*v.get_ref());
-    }
-    if let Some(t) = off(&c.buffer_timeout) {
-        b = b.buffer_timeout(t);
-    }
-    if let Some(t) = off(&c.op_deadline) {
-        b = b.op_deadline(t);
-    }
-    if let Some(v) = &c.max_op_attempts {
-        b = b.max_op_attempts(*v.get_ref());
-    }
-    if let Some(v) = &c.require_primary {
-        b = b.require_primary(*v.get_ref());
-    }
-    if let Some(policy) = give_up_policy(cx, c)? {
-        b = b.give_up(policy);
-    }
-    if let Some(q) = quick_reconnect(cx, c, start.quick_reconnect())? {
-        b = b.quick_reconnect(q);
-    }
-    if c.retry_budget_tokens.is_some() || c.retry_budget_ratio.is_some() {
-        let cur = start.retry_budget();
-        let tokens = c
-            .retry_budget_tokens
-            .as_ref()
-            .map(|t| *t.get_ref())
-            .or(cur.map(|r| r.max_tokens))
-            .unwrap_or(10);
-        let ratio = c
-            .retry_budget_ratio
-            .as_ref()
-            .map(|t| *t.get_ref())
-            .or(cur.map(|r| r.token_ratio))
-            .unwrap_or(0.1);
-        b = b.retry_budget((tokens > 0).then_some(RetryBudget {
-            max_tokens: tokens,
-            token_ratio: ratio,
-        }));
-    }
-    let config = b.build().map_err(|e| {
-        let span = config_key_span(c, e.field())
+    let keys = config_keys(c);
+    let at = |e: redial_core::KeyError| {
+        let span = config_key_span(c, e.key)
             .or_else(|| c.preset.as_ref().map(|p| p.span()))
             .unwrap_or(0..0);
-        cx.err(span, e.to_string())
-    })?;
-    Ok((preset, config))
-}
-
-/// The give-up policy of `[config]`: `give_up = "terminal" | "cool-down"`
-/// and `cool_down = "<duration>"` (the pause; alone, it means
-/// `give_up = "cool-down"`). `None`: the preset's.
-fn give_up_policy(cx: &Ctx<'_>, c: &RawConfig) -> Result<Option<GiveUp>, TimelineError> {
-    let pause = c.cool_down.as_ref().map(|d| (d.get_ref().0, d.span()));
-    if let Some((d, span)) = &pause {
-        if d.is_zero() {
-            return Err(cx.err(
-                span.clone(),
-                "`cool_down` must be greater than zero (for no cool-down, leave it out: the give-up is then terminal)",
-            ));
-        }
-    }
-    match c.give_up.as_ref() {
-        None => Ok(pause.map(|(d, _)| GiveUp::CoolDown(d))),
-        Some(v) => match (v.get_ref().as_str(), pause) {
-            ("terminal", None) => Ok(Some(GiveUp::Terminal)),
-            ("terminal", Some((_, span))) => Err(cx.err(
-                span,
-                "`cool_down` does not apply to `give_up = \"terminal\"` (set `give_up = \"cool-down\"`, or leave `give_up` out)",
-            )),
-            ("cool-down", Some((d, _))) => Ok(Some(GiveUp::CoolDown(d))),
-            ("cool-down", None) => Err(cx.err(
-                v.span(),
-                "`give_up = \"cool-down\"` needs `cool_down = \"<duration>\"` (the pause before reconnecting resumes)",
-            )),
-            (other, _) => Err(cx.err(
-                v.span(),
-                format!("unknown give_up `{other}`: expected terminal or cool-down"),
-            )),
-        },
-    }
-}
-
-/// Quick reconnects from `[config]`: `quick_reconnect = true | false`,
-/// `probe` and `probe_for` (either alone turns them on, the other from
-/// the preset or 100 ms / 30 s). `None`: the preset's.
-fn quick_reconnect(
-    cx: &Ctx<'_>,
-    c: &RawConfig,
-    preset: Option<QuickReconnect>,
-) -> Result<Option<Option<QuickReconnect>>, TimelineError> {
-    let tuned = c.probe.as_ref().or(c.probe_for.as_ref());
-    if let (Some(on), Some(t)) = (&c.quick_reconnect, tuned) {
-        if !*on.get_ref() {
-            return Err(cx.err(
-                t.span(),
-                "`probe`/`probe_for` do not apply with `quick_reconnect = false`",
-            ));
-        }
-    }
-    let on = match (&c.quick_reconnect, tuned) {
-        (Some(on), _) => *on.get_ref(),
-        (None, Some(_)) => true,
-        (None, None) => return Ok(None),
+        cx.err(span, e.message)
     };
-    if !on {
-        return Ok(Some(None));
-    }
-    let base = preset.unwrap_or(QuickReconnect {
-        probe: Duration::from_millis(100),
-        probe_for: Duration::from_secs(30),
-    });
-    Ok(Some(Some(QuickReconnect {
-        probe: c.probe.as_ref().map_or(base.probe, |d| d.get_ref().0),
-        probe_for: c
-            .probe_for
-            .as_ref()
-            .map_or(base.probe_for, |d| d.get_ref().0),
-    })))
+    let preset = keys.preset(preset_override).map_err(at)?;
+    let config = keys.build(Some(preset), 1).map_err(at)?;
+    Ok((preset, config))
 }
 
 /// The span of the `[config]` key a [`redial_core::ConfigError`] names.
@@ -1178,6 +903,21 @@ fn config_key_span(c: &RawConfig, field: &str) -> Option<Range<usize>> {
         "give_up" => sp(&c.cool_down).or(sp(&c.give_up)),
         "quick_reconnect_probe" => sp(&c.probe).or(sp(&c.quick_reconnect)),
         "quick_reconnect_probe_for" => sp(&c.probe_for).or(sp(&c.quick_reconnect)),
+        "preset" => sp(&c.preset),
+        "auto_reconnect" => sp(&c.auto_reconnect),
+        "overflow" => sp(&c.overflow),
+        "reconnect_tries" => sp(&c.reconnect_tries),
+        "backoff" => sp(&c.backoff),
+        "backoff_step" => sp(&c.backoff_step),
+        "jitter" => sp(&c.jitter),
+        "require_primary" => sp(&c.require_primary),
+        "cool_down" => sp(&c.cool_down),
+        "quick_reconnect" => sp(&c.quick_reconnect),
+        "probe" => sp(&c.probe),
+        "probe_for" => sp(&c.probe_for),
+        "initial_connect" => sp(&c.initial_connect),
+        "legacy_socket_timeout" => sp(&c.legacy_socket_timeout),
+        "connected_on_reconnect" => sp(&c.connected_on_reconnect),
         _ => None,
     }
 }

@@ -165,14 +165,93 @@ macro_rules! on_each_runtime {
     ($($name:ident),* $(,)?) => {
         #[cfg(feature = "tokio")]
         mod tokio_rt {
-            $( #[test] fn $name() { super::$name(crate::rt::Rt::Tokio) } )*
+            $( #[test] fn $name() {
+                super::$name(crate::rt::Rt::Tokio);
+                crate::rt::check_traces(concat!("tokio_", stringify!($name)));
+            } )*
         }
         #[cfg(feature = "smol")]
         mod smol_rt {
-            $( #[test] fn $name() { super::$name(crate::rt::Rt::Smol) } )*
+            $( #[test] fn $name() {
+                super::$name(crate::rt::Rt::Smol);
+                crate::rt::check_traces(concat!("smol_", stringify!($name)));
+            } )*
         }
     };
 }
 
 #[allow(unused_imports)]
 pub(crate) use on_each_runtime;
+
+/// The flight recorders of the clients the current test built (with
+/// [`recorded`]), and what they wrote.
+#[cfg(feature = "recorder")]
+type Traces = Vec<(redial::FlightRecorder, Buf)>;
+
+#[cfg(feature = "recorder")]
+std::thread_local! {
+    static TRACES: std::cell::RefCell<Traces> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A writer into shared memory.
+#[derive(Clone, Default)]
+pub struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The builder, with a flight recorder whose trace
+/// [`check_traces`] replays at the end of the test (with feature
+/// `recorder`; without it, the builder as it is).
+#[cfg(feature = "recorder")]
+pub fn recorded<C: redial::Connector>(b: redial::Builder<C>) -> redial::Builder<C> {
+    let buf = Buf::default();
+    let rec = redial::FlightRecorder::to_writer(buf.clone());
+    let b = b.record(&rec);
+    TRACES.with(|t| t.borrow_mut().push((rec, buf)));
+    b
+}
+
+/// Without feature `recorder`: the builder as it is.
+#[cfg(not(feature = "recorder"))]
+pub fn recorded<C: redial::Connector>(b: redial::Builder<C>) -> redial::Builder<C> {
+    b
+}
+
+/// Every trace the test recorded replays exactly (a fresh machine fed
+/// the recorded inputs produces the recorded outputs, byte for byte).
+/// With `REDIAL_TRACE_DIR` set, the traces are written there too.
+#[cfg(feature = "recorder")]
+pub fn check_traces(test: &str) {
+    let traces = TRACES.with(|t| std::mem::take(&mut *t.borrow_mut()));
+    for (i, (rec, buf)) in traces.into_iter().enumerate() {
+        let _ = rec.flush();
+        assert_eq!(rec.error(), None, "{test}: the recorder failed");
+        let text = String::from_utf8(buf.0.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .expect("a trace is UTF-8");
+        let r = redial::trace::replay(&text)
+            .unwrap_or_else(|m| panic!("{test}: trace {i} does not replay: {m}"));
+        eprintln!(
+            "{test}: trace {i}: {} records replayed exactly",
+            r.records.len()
+        );
+        if let Some(dir) = std::env::var_os("REDIAL_TRACE_DIR") {
+            let path = std::path::Path::new(&dir).join(format!("{test}-{i}.jsonl"));
+            std::fs::write(&path, &text).expect("write the trace");
+        }
+    }
+}
+
+/// Without feature `recorder`: nothing to check.
+#[cfg(not(feature = "recorder"))]
+pub fn check_traces(_test: &str) {}

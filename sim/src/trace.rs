@@ -1,0 +1,106 @@
+//! Flight recorder traces in the simulator: `replay-trace` (the exact
+//! replay, printed as `replay` prints a run) and `derive-timeline` (a
+//! timeline of what the trace shows of the world and the application).
+//! The format and the replay itself are `redial::trace`'s.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use redial::trace::{Header, Input, Record, Replay};
+use redial_core::{Instant, OpId, Output};
+
+use crate::output::{Line, OpLine, Summary};
+use crate::run::event_line;
+use crate::timeline::Timeline;
+
+pub use redial::trace::{Mismatch, TRACE_VERSION, replay};
+
+/// The `[config]` table of a trace's header, as TOML lines.
+fn config_toml(h: &Header) -> String {
+    let mut s = String::from("[config]\n");
+    for (k, v) in h.config.entries() {
+        let _ = writeln!(s, "{k} = {v}");
+    }
+    s
+}
+
+/// A timeline with the trace's config and its endpoints named `ep0`,
+/// `ep1`, … (what a transcript needs to name them).
+fn names_timeline(h: &Header) -> Result<Timeline, String> {
+    let mut s = format!("seed = {}\n\n{}", h.seed, config_toml(h));
+    for i in 0..h.endpoints.max(1) {
+        let _ = write!(s, "\n[[endpoint]]\nname = \"ep{i}\"\n");
+    }
+    Timeline::parse(&s, "trace header").map_err(|e| e.to_string())
+}
+
+/// The transcript of a replayed trace, in `replay`'s lines: the core's
+/// events and every op's outcome (labelled `op`, or `retryable op`, and
+/// numbered in submission order as `replay` numbers them).
+pub fn transcript(r: &Replay) -> Result<(Vec<Line>, Summary), String> {
+    let tl = names_timeline(&r.header)?;
+    let mut lines = Vec::new();
+    let mut summary = Summary::default();
+    // Per op: submitted at, label, first dispatch.
+    let mut ops: BTreeMap<OpId, (u64, Instant, &'static str, Option<Instant>)> = BTreeMap::new();
+    let mut events = 0u64;
+    for rec in &r.records {
+        match rec {
+            Record::In(t, Input::Submit { op, options }) => {
+                summary.submitted += 1;
+                let label = if options.retryable {
+                    "retryable op"
+                } else {
+                    "op"
+                };
+                ops.insert(*op, (summary.submitted, *t, label, None));
+            }
+            Record::In(..) => events += 1,
+            Record::Out(t, Output::Dispatch { op, .. }) => {
+                if let Some(o) = ops.get_mut(op) {
+                    o.3.get_or_insert(*t);
+                }
+            }
+            Record::Out(_, Output::Connect { .. }) => summary.connect_attempts += 1,
+            Record::Out(t, Output::Event(e)) => lines.push(event_line(&tl, *t, e)),
+            Record::Out(t, Output::Complete(c)) => {
+                let (seq, submitted, label, first) =
+                    ops.remove(&c.id).unwrap_or((0, *t, "op", None));
+                let (result, attempts, maybe) = match &c.result {
+                    Ok(d) => (
+                        Ok(tl.endpoints[tl.listed_endpoint(d.endpoint)].name.clone()),
+                        d.attempts,
+                        true,
+                    ),
+                    Err(e) => (
+                        Err((e.kind().name().to_string(), e.to_string())),
+                        e.attempts(),
+                        e.maybe_executed(),
+                    ),
+                };
+                summary.count(&result);
+                lines.push(Line::Op(OpLine {
+                    t_us: t.as_micros(),
+                    id: seq,
+                    label: label.to_string(),
+                    submitted_us: submitted.as_micros(),
+                    first_dispatch_us: first.map(Instant::as_micros),
+                    result,
+                    attempts,
+                    maybe_executed: maybe,
+                }));
+            }
+            Record::Out(..) => {}
+        }
+    }
+    summary.events = events;
+    summary.pending = ops.len() as u64;
+    Ok((lines, summary))
+}
+
+/// Replays a trace and renders its transcript: `Err` names the first
+/// record that does not replay.
+pub fn replay_transcript(text: &str) -> Result<(Vec<Line>, Summary), String> {
+    let r = replay(text).map_err(|m| m.to_string())?;
+    transcript(&r)
+}
