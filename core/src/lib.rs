@@ -174,7 +174,7 @@ pub use config::{
     UnknownName,
 };
 pub use event::{ConnectFailure, DisconnectReason, Event, LossKind, Role};
-pub use machine::{ConnId, GaveUp, MAX_PUSHBACK_HINT, Machine, Output, State, TimerKind};
+pub use machine::{ConnId, GaveUp, MAX_PUSHBACK_HINT, Machine, Output, State, Stats, TimerKind};
 pub use op::{Completion, Done, ErrorKind, OpError, OpId, OpOptions, OpResult};
 pub use time::Instant;
 
