@@ -90,6 +90,8 @@ mod connector;
 mod driver;
 mod observer;
 pub mod runtime;
+#[cfg(feature = "tracing")]
+mod trace;
 
 #[cfg(feature = "mysql")]
 pub mod mysql;
@@ -98,6 +100,8 @@ pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 
+/// The core's counters and gauges, as [`Client::stats`] returns them.
+pub use crate::core::Stats;
 pub use client::{BuildError, Builder, Call, CallOptions, CallResult, Client, Error, Events};
 pub use connector::{Connector, Failure};
 pub use observer::Observer;
