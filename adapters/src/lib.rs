@@ -80,6 +80,11 @@
 //! - `postgres` — a ready connector on tokio-postgres (tokio based).
 //! - `mysql` — a ready MySQL / MariaDB connector on `mysql_async` (tokio
 //!   only: the driver is built on tokio's IO).
+//! - `tracing` — `tracing` 0.1 events for op lifecycles (target
+//!   `redial::op`, debug) and connection lifecycles (`redial::conn`, info;
+//!   losses and give-ups warn), derived from the core's outputs, in a
+//!   `redial.client` span per client. Without it, no tracing code is
+//!   compiled. [`Client::stats`] needs no feature.
 
 #![forbid(unsafe_code)]
 
