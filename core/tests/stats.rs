@@ -4,7 +4,7 @@
 
 mod harness;
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use arbitrary::Unstructured;
 use harness::{H, ms};
@@ -179,17 +179,13 @@ fn hand_count(config: &Config, data: &[u8]) {
     let mut h = Harness::new(Checked::new(config.clone(), 3, Instant::ZERO));
     let (mut attempts, mut connects, mut reconnects, mut retries) = (1u64, 0u64, 0u64, 0u64);
     let mut disconnected = Duration::ZERO;
-    let mut sent = HashSet::new();
+    let mut sent = BTreeSet::new();
     for step in steps {
         let (before, state) = (h.m.now(), h.m.state());
         h.apply(step);
         h.drain(|out| match out {
             Output::Connect { .. } => attempts += 1,
-            Output::Dispatch { op, .. } => {
-                if !sent.insert(*op) {
-                    retries += 1;
-                }
-            }
+            Output::Dispatch { op, .. } if !sent.insert(*op) => retries += 1,
             Output::Event(Event::Connected { .. }) => connects += 1,
             Output::Event(Event::Reconnected { .. }) => {
                 connects += 1;
