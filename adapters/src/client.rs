@@ -593,10 +593,11 @@ impl<C: Connector> Call<C> {
             self.done = false;
             let wakes = core.drain(Some(id));
             #[cfg(feature = "tracing")]
-            if core
-                .ops
-                .get(&id)
-                .is_some_and(|e| matches!(e.instr, Instr::Wait))
+            if crate::trace::op_enabled()
+                && core
+                    .ops
+                    .get(&id)
+                    .is_some_and(|e| matches!(e.instr, Instr::Wait))
             {
                 let (buffered, state) = (core.machine.buffered(), core.machine.state());
                 core.span
@@ -700,6 +701,7 @@ impl<C: Connector> Call<C> {
         // close.)
         #[cfg(feature = "tracing")]
         if matches!(observed, OpResult::WrongServer | OpResult::Pushback { .. })
+            && crate::trace::op_enabled()
             && core.machine.payload(id).is_some()
         {
             core.span

@@ -505,7 +505,7 @@ impl<C: Connector> Core<C> {
                             // Still the core's once the step is done: back
                             // in the buffer.
                             #[cfg(feature = "tracing")]
-                            if self.machine.payload(*id).is_some() {
+                            if crate::trace::op_enabled() && self.machine.payload(*id).is_some() {
                                 crate::trace::requeued(*id, conn, None);
                             }
                         }

@@ -15,7 +15,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tracing::{Span, debug, info, info_span, trace, warn};
+use tracing::{Level, Span, debug, info, info_span, trace, warn};
 
 use crate::core::{ConnId, Event, Machine, OpId, OpOptions, OpResult, Output, Role, State};
 
@@ -24,6 +24,12 @@ pub(crate) fn client_span() -> Span {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     info_span!(target: "redial", "redial.client", client = id)
+}
+
+/// Whether a subscriber wants `redial::op` debug events: guards the
+/// lookups some of them need, so no subscriber costs no lookup.
+pub(crate) fn op_enabled() -> bool {
+    tracing::enabled!(target: "redial::op", Level::DEBUG)
 }
 
 /// An op was submitted (in state `before`).
@@ -102,6 +108,9 @@ pub(crate) fn output<P>(
             endpoint,
             time_left,
         } => {
+            if !op_enabled() {
+                return;
+            }
             let attempt = machine.attempts(*op).unwrap_or(0);
             if attempt > 1 {
                 debug!(
