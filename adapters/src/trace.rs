@@ -112,27 +112,20 @@ pub(crate) fn output<P>(
                 return;
             }
             let attempt = machine.attempts(*op).unwrap_or(0);
-            if attempt > 1 {
-                debug!(
-                    target: "redial::op",
-                    op = op.get(),
-                    conn = conn.get(),
-                    endpoint,
-                    attempt,
-                    time_left = ?time_left,
-                    "op retried"
-                );
+            let what = if attempt > 1 {
+                "op retried"
             } else {
-                debug!(
-                    target: "redial::op",
-                    op = op.get(),
-                    conn = conn.get(),
-                    endpoint,
-                    attempt,
-                    time_left = ?time_left,
-                    "op dispatched"
-                );
-            }
+                "op dispatched"
+            };
+            debug!(
+                target: "redial::op",
+                op = op.get(),
+                conn = conn.get(),
+                endpoint,
+                attempt,
+                time_left = ?time_left,
+                "{what}"
+            );
         }
         Output::Heartbeat { conn } => {
             trace!(target: "redial::conn", conn = conn.get(), "heartbeat");

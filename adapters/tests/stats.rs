@@ -9,19 +9,16 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use redial::CallOptions;
 use redial::core::{ConnectFailure, State};
-use redial::{CallOptions, Client};
-use support::flaky::{Flaky, config};
+use support::flaky::{Flaky, client, config};
 
 #[test]
 fn stats_count_a_scripted_outage() {
     support::run_bounded(Duration::from_secs(20), async {
         let flaky = Flaky::default();
         let script = flaky.script.clone();
-        let client = Client::builder(flaky)
-            .config(config().build().expect("config"))
-            .build()
-            .expect("client");
+        let client = client(flaky, config());
         assert_eq!(client.call(1).await.expect("first op"), 1);
         let before = client.stats();
         assert_eq!(before.state, State::Connected);
@@ -68,15 +65,7 @@ fn stats_show_the_refusals_and_the_time_without_a_connection_growing() {
     support::run_bounded(Duration::from_secs(20), async {
         let flaky = Flaky::default();
         flaky.script.refuse.store(u32::MAX, Ordering::SeqCst);
-        let client = Client::builder(flaky)
-            .config(
-                config()
-                    .initial_connect(redial::core::InitialConnect::Retry)
-                    .build()
-                    .expect("config"),
-            )
-            .build()
-            .expect("client");
+        let client = client(flaky, config());
         tokio::time::sleep(Duration::from_millis(50)).await;
         let first = client.stats();
         assert!(

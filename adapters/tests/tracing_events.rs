@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use redial::CallOptions;
 use redial::core::{ErrorKind, Tries};
-use redial::{CallOptions, Client};
-use support::flaky::{Flaky, config};
+use support::flaky::{Flaky, client, config};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record as SpanRecord};
 use tracing::{Event, Level, Metadata, Subscriber};
@@ -176,15 +176,7 @@ fn an_outage_logs_its_connection_events_and_each_op_its_lifecycle() {
         // The first connect is refused: op 1 is submitted while connecting
         // and waits in the buffer.
         script.refuse.store(1, Ordering::SeqCst);
-        let client = Client::builder(flaky)
-            .config(
-                config()
-                    .initial_connect(redial::core::InitialConnect::Retry)
-                    .build()
-                    .expect("config"),
-            )
-            .build()
-            .expect("client");
+        let client = client(flaky, config());
         assert_eq!(client.call(1).await.expect("op 1"), 1);
         // Op 2's run loses the connection; two reconnects are refused; it
         // is retried on the new connection.
@@ -327,16 +319,7 @@ fn a_give_up_is_a_warning() {
     run_collected(&collect, async {
         let flaky = Flaky::default();
         flaky.script.refuse.store(u32::MAX, Ordering::SeqCst);
-        let client = Client::builder(flaky)
-            .config(
-                config()
-                    .initial_connect(redial::core::InitialConnect::Retry)
-                    .reconnect_tries(Tries::Limited(2))
-                    .build()
-                    .expect("config"),
-            )
-            .build()
-            .expect("client");
+        let client = client(flaky, config().reconnect_tries(Tries::Limited(2)));
         let e = client.call(1).await.expect_err("no server");
         assert_eq!(e.kind(), ErrorKind::ReconnectFailed);
         client.close().await;

@@ -13,7 +13,7 @@ use redial_check::Checked;
 use redial_check::harness::{Harness, input};
 use redial_core::{
     Backoff, Config, ConnectFailure, Duration, Event, Instant, Jitter, LossKind, OpOptions,
-    OpResult, Output, RetryBudget, State,
+    OpResult, Output, RetryBudget, State, Stats,
 };
 
 fn config() -> Config {
@@ -35,21 +35,23 @@ fn config() -> Config {
         .expect("valid")
 }
 
+/// Connect attempts, connects, reconnects, retries, requeues.
+fn counts(s: &Stats) -> (u64, u64, u64, u64, u64) {
+    (
+        s.connect_attempts,
+        s.connects,
+        s.reconnects,
+        s.retries,
+        s.requeues,
+    )
+}
+
 #[test]
 fn a_fresh_machine_has_made_one_attempt_and_nothing_else() {
     let h = H::new(config());
     let s = h.m.stats(Instant::ZERO);
     assert_eq!(s.state, State::Connecting);
-    assert_eq!(
-        (
-            s.connect_attempts,
-            s.connects,
-            s.reconnects,
-            s.retries,
-            s.requeues
-        ),
-        (1, 0, 0, 0, 0)
-    );
+    assert_eq!(counts(&s), (1, 0, 0, 0, 0));
     assert_eq!((s.buffered, s.in_flight), (0, 0));
     assert_eq!(s.retry_tokens, Some(10));
     assert_eq!(s.disconnected, Duration::ZERO);
@@ -127,16 +129,7 @@ fn every_counter_on_a_scripted_outage() {
     let s = h.m.stats(h.now + Duration::from_secs(60));
     assert_eq!(s.state, State::Closed);
     assert_eq!(s.disconnected, ms(108) + down);
-    assert_eq!(
-        (
-            s.connect_attempts,
-            s.connects,
-            s.reconnects,
-            s.retries,
-            s.requeues
-        ),
-        (3, 2, 1, 2, 2)
-    );
+    assert_eq!(counts(&s), (3, 2, 1, 2, 2));
 }
 
 #[test]

@@ -60,12 +60,21 @@ impl Connector for Flaky {
     }
 }
 
-/// A constant 20 ms backoff without jitter or quick reconnects, no retry
+/// A client of `flaky` with `config`, on the default (tokio) runtime.
+pub fn client(flaky: Flaky, config: redial::core::ConfigBuilder) -> redial::Client<Flaky> {
+    redial::Client::builder(flaky)
+        .config(config.build().expect("config"))
+        .build()
+        .expect("client")
+}
+
+/// A first connect retried like a reconnect, a constant 20 ms backoff without jitter or quick reconnects, no retry
 /// budget, no heartbeat: every delay of an outage is the script's.
 pub fn config() -> redial::core::ConfigBuilder {
-    use redial::core::{Backoff, Config, Jitter, Tries};
+    use redial::core::{Backoff, Config, InitialConnect, Jitter, Tries};
     Config::recommended()
         .to_builder()
+        .initial_connect(InitialConnect::Retry)
         .backoff(Backoff::Constant(std::time::Duration::from_millis(20)))
         .jitter(Jitter::None)
         .quick_reconnect(None)
