@@ -108,10 +108,11 @@ pub struct Stats {
     /// Connect attempts started (each [`Output::Connect`]), the first one
     /// included.
     pub connect_attempts: u64,
-    /// Connect attempts that became the connection (each
-    /// [`Event::Connected`] or [`Event::Reconnected`] the machine announced
-    /// for a new connection; a secondary refused under `require_primary`
-    /// is not one).
+    /// Connect attempts that became the connection: one per connection
+    /// the machine announced ([`Event::Connected`] for the first,
+    /// [`Event::Reconnected`] after; a reconnect announced with both under
+    /// `connected_on_reconnect` counts once). A secondary refused under
+    /// `require_primary` is not one.
     pub connects: u64,
     /// The connects after the first (each [`Event::Reconnected`]).
     pub reconnects: u64,
