@@ -21,7 +21,7 @@ use futures::future::FusedFuture;
 
 use crate::connector::Connector;
 use crate::core::{
-    Config, ConfigError, ConnId, ErrorKind, Event, Machine, OpId, OpOptions, OpResult, State,
+    Config, ConfigError, ConnId, ErrorKind, Event, Machine, OpId, OpOptions, OpResult, State, Stats,
 };
 use crate::driver::{
     Core, Driver, EVENT_QUEUE, Entry, Instr, OpCell, RunFuture, RunOutcome, Shared, gone_error,
@@ -460,6 +460,20 @@ impl<C: Connector> Client<C> {
         self.handle.shared.lock().machine.outstanding()
     }
 
+    /// A snapshot of the core's counters and gauges, taken under the
+    /// client's lock (one consistent step of the core): state, ops buffered
+    /// and in flight, connect attempts, connects and reconnects, op retries
+    /// and re-queues, retry budget tokens, time spent without a connection
+    /// up to now (the runtime clock, read under the lock), and why the last
+    /// connect attempt failed. The counters are the core's
+    /// ([`Machine::stats`]): the adapter counts nothing itself. See
+    /// [`Stats`] for each field's definition.
+    pub fn stats(&self) -> Stats {
+        let core = self.handle.shared.lock();
+        let now = self.handle.shared.now(&core);
+        core.machine.stats(now)
+    }
+
     /// Starts reconnecting now with a fresh reconnect budget — after the
     /// client gave up (`reconnect_failed` under
     /// [`GiveUp::Terminal`](crate::core::GiveUp::Terminal): later calls
@@ -582,6 +596,9 @@ impl<C: Connector> Call<C> {
             let before = core.machine.state();
             let id = core.machine.submit(now, self.op.clone(), options);
             let at = core.machine.now();
+            #[cfg(feature = "tracing")]
+            core.span
+                .in_scope(|| crate::tracing_log::submitted(id, &options, before));
             core.observe(|o| o.on_submit(at, id, &options, before));
             core.ops.insert(
                 id,
@@ -593,6 +610,17 @@ impl<C: Connector> Call<C> {
             self.id = Some(id);
             self.done = false;
             let wakes = core.drain(Some(id));
+            #[cfg(feature = "tracing")]
+            if crate::tracing_log::op_enabled()
+                && core
+                    .ops
+                    .get(&id)
+                    .is_some_and(|e| matches!(e.instr, Instr::Wait))
+            {
+                let (buffered, state) = (core.machine.buffered(), core.machine.state());
+                core.span
+                    .in_scope(|| crate::tracing_log::buffered(id, buffered, state));
+            }
             let next = self.next(&mut core);
             drop(core);
             // Nothing to let go first: the caller goes on at once.
@@ -686,6 +714,17 @@ impl<C: Connector> Call<C> {
         core.observe(|o| o.on_op_result(now, id, run.conn, &observed));
         core.machine.handle_op_result(now, id, run.conn, observed);
         let wakes = core.drain(Some(id));
+        // Refused (wrong server, pushback) and still the core's: back in
+        // the buffer. (A lost connection's re-queue is logged with its
+        // close.)
+        #[cfg(feature = "tracing")]
+        if matches!(observed, OpResult::WrongServer | OpResult::Pushback { .. })
+            && crate::tracing_log::op_enabled()
+            && core.machine.payload(id).is_some()
+        {
+            core.span
+                .in_scope(|| crate::tracing_log::requeued(id, run.conn, Some(&observed)));
+        }
         let unused = core.last.take();
         core.step_panic = None;
         let own_after_others = wakes.own_after_others;

@@ -305,6 +305,13 @@ pub(crate) struct Core<C: Connector> {
     dispatches: u64,
     /// The driver task is gone (its runtime dropped it).
     pub(crate) gone: bool,
+    /// The client's `redial.client` span: every event is logged in it.
+    #[cfg(feature = "tracing")]
+    pub(crate) span: tracing::Span,
+    /// The role the connector found for the connection last reported (for
+    /// the `connected` event's log).
+    #[cfg(feature = "tracing")]
+    role: Role,
 }
 
 /// One client's state, shared by its handles, its calls and its driver.
@@ -354,6 +361,10 @@ impl<C: Connector> Shared<C> {
                 next_exec: 0,
                 dispatches: 0,
                 gone: false,
+                #[cfg(feature = "tracing")]
+                span: crate::tracing_log::client_span(),
+                #[cfg(feature = "tracing")]
+                role: Role::Unknown,
             }),
             driver: AtomicWaker::new(),
             orphaned: AtomicBool::new(false),
@@ -457,10 +468,22 @@ impl<C: Connector> Core<C> {
         // core spoke to (so those keep the core's order).
         let mut withdrawn: Vec<OpId> = Vec::new();
         let mut woken: Vec<OpId> = Vec::new();
+        #[cfg(feature = "tracing")]
+        let span = self.span.clone();
+        #[cfg(feature = "tracing")]
+        let _entered = span.enter();
         while let Some(out) = self.machine.poll_output() {
             if let Some(o) = self.observer.as_mut() {
                 o.on_output(self.machine.now(), &out);
             }
+            #[cfg(feature = "tracing")]
+            crate::tracing_log::output(
+                &self.machine,
+                &out,
+                matches!(out, Output::Close { conn } if self.conns.contains_key(&conn)),
+                self.last_connect.as_deref(),
+                self.role,
+            );
             match out {
                 Output::Connect { conn, endpoint, .. } => {
                     // The core times the attempt (its connect timeout) and
@@ -480,6 +503,14 @@ impl<C: Connector> Core<C> {
                             e.instr = Instr::Wait;
                             e.cell.generation.fetch_add(1, Ordering::Release);
                             withdrawn.push(*id);
+                            // Still the core's once the step is done: back
+                            // in the buffer.
+                            #[cfg(feature = "tracing")]
+                            if crate::tracing_log::op_enabled()
+                                && self.machine.payload(*id).is_some()
+                            {
+                                crate::tracing_log::requeued(*id, conn, None);
+                            }
                         }
                     }
                 }
@@ -630,6 +661,9 @@ pub(crate) struct Driver<C: Connector> {
     /// A few turns at most per deadline, so a busy client never holds a
     /// timer step back.
     yielded: Option<(Instant, u64, u32)>,
+    /// The client's span, entered while the driver task runs.
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
 }
 
 /// Turns the driver lets other tasks take before one timer step.
@@ -638,7 +672,11 @@ const YIELDS_PER_DEADLINE: u32 = 4;
 impl<C: Connector> Driver<C> {
     pub(crate) fn new(shared: Arc<Shared<C>>) -> Self {
         let timer = shared.runtime.new_timer(shared.origin);
+        #[cfg(feature = "tracing")]
+        let span = shared.lock().span.clone();
         Driver {
+            #[cfg(feature = "tracing")]
+            span,
             shared,
             timer,
             slots: BTreeMap::new(),
@@ -735,6 +773,10 @@ impl<C: Connector> Driver<C> {
                         let mut core = shared.lock();
                         let now = shared.now(&core);
                         core.conns.insert(id, conn);
+                        #[cfg(feature = "tracing")]
+                        {
+                            core.role = role;
+                        }
                         core.observe(|o| o.on_connected(now, id, role));
                         core.machine.handle_connected_as(now, id, role);
                         core.drain(None)
@@ -860,6 +902,10 @@ impl<C: Connector> Future for Driver<C> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        #[cfg(feature = "tracing")]
+        let span = this.span.clone();
+        #[cfg(feature = "tracing")]
+        let _entered = span.enter();
         this.shared.driver.register(cx.waker());
         for _ in 0..256 {
             if this.shared.orphaned.load(Ordering::Acquire) {

@@ -80,6 +80,11 @@
 //! - `postgres` — a ready connector on tokio-postgres (tokio based).
 //! - `mysql` — a ready MySQL / MariaDB connector on `mysql_async` (tokio
 //!   only: the driver is built on tokio's IO).
+//! - `tracing` — `tracing` 0.1 events for op lifecycles (target
+//!   `redial::op`, debug) and connection lifecycles (`redial::conn`, info;
+//!   losses and give-ups warn), derived from the core's outputs, in a
+//!   `redial.client` span per client. Without it, no tracing code is
+//!   compiled. [`Client::stats`] needs no feature.
 
 #![forbid(unsafe_code)]
 
@@ -94,6 +99,8 @@ mod recorder;
 pub mod runtime;
 #[cfg(feature = "recorder")]
 pub mod trace;
+#[cfg(feature = "tracing")]
+mod tracing_log;
 
 #[cfg(feature = "mysql")]
 pub mod mysql;
@@ -102,6 +109,8 @@ pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 
+/// The core's counters and gauges, as [`Client::stats`] returns them.
+pub use crate::core::Stats;
 pub use client::{BuildError, Builder, Call, CallOptions, CallResult, Client, Error, Events};
 pub use connector::{Connector, Failure};
 pub use observer::Observer;

@@ -100,11 +100,13 @@ pub trait Observer<P>: Send + 'static {
 
 /// Two observers, called in turn (the first, then the second) at every
 /// step.
+#[cfg(feature = "recorder")]
 pub(crate) struct Both<P>(
     pub(crate) Box<dyn Observer<P>>,
     pub(crate) Box<dyn Observer<P>>,
 );
 
+#[cfg(feature = "recorder")]
 impl<P: 'static> Observer<P> for Both<P> {
     fn on_start(&mut self, seed: u64, machine: &Machine<P>) {
         self.0.on_start(seed, machine);

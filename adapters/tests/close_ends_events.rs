@@ -10,36 +10,14 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
+use redial::Client;
 use redial::core::Config;
-use redial::{Client, Connector, Failure};
-
-/// Connects at once; every op answers its own value.
-struct Instant;
-
-impl Connector for Instant {
-    type Conn = ();
-    type Op = u32;
-    type Output = u32;
-    type Error = std::io::Error;
-
-    fn endpoints(&self) -> usize {
-        1
-    }
-    async fn connect(&self, _: usize) -> Result<(), std::io::Error> {
-        Ok(())
-    }
-    async fn run(&self, _: &(), op: &u32) -> Result<u32, std::io::Error> {
-        Ok(*op)
-    }
-    fn classify(&self, _: &std::io::Error) -> Failure {
-        Failure::ServerError
-    }
-}
+use support::flaky::Flaky;
 
 #[test]
 fn close_ends_the_event_streams() {
     support::run_bounded(Duration::from_secs(10), async {
-        let (client, mut from_start) = Client::builder(Instant)
+        let (client, mut from_start) = Client::builder(Flaky::default())
             .config(Config::recommended())
             .build_with_events()
             .expect("client");

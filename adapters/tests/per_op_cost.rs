@@ -4,6 +4,8 @@
 //! back reset no runtime timer per op. Counted through a runtime that
 //! wraps tokio's.
 
+#![cfg(feature = "tokio")]
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

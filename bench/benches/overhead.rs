@@ -23,6 +23,20 @@
 //!   async-std's executor for smol too, and async-std is discontinued
 //!   upstream.
 //!
+//! - `mem/tokio/{raw,redial}`: an in-memory connector that answers at once
+//!   (no IO, no yield), one caller on a current-thread tokio runtime: the
+//!   raw side calls the connector's `run` directly, redial's is the whole
+//!   per-op path through the client (submit, dispatch, run, report,
+//!   complete). Built with `--features tracing` (redial's `tracing`
+//!   feature, no subscriber installed), the variant is named
+//!   `tokio/redial+tracing`: the two builds, run one after the other,
+//!   show what the instrumentation costs when nobody listens:
+//!
+//!   ```sh
+//!   REDIAL_BENCH_ONLY=mem cargo bench --bench overhead
+//!   REDIAL_BENCH_ONLY=mem cargo bench --bench overhead --features tracing
+//!   ```
+//!
 //! criterion measures each variant's throughput; afterwards a summary pass
 //! runs every variant in interleaved rounds (so drift hits all alike) and
 //! prints the table in BENCHMARKS.md: median throughput, p50/p99 latency,
@@ -42,8 +56,8 @@ use redial::redis::RedisConnector;
 use redial::runtime::{AsyncStdRuntime, SmolRuntime, TokioRuntime};
 use redial::{Client, Runtime};
 use redial_bench::{
-    AsyncStdNet, Batch, EchoServer, Net, Pipe, PipeConnector, Redis, SmolNet, TokioNet, micros,
-    quantile, run_batch,
+    AsyncStdNet, Batch, EchoServer, MemConnector, Net, Pipe, PipeConnector, Redis, SmolNet,
+    TokioNet, micros, quantile, run_batch,
 };
 
 const CALLERS: usize = 4;
@@ -136,6 +150,42 @@ fn echo_variants<N: Net, B: BlockOn>(on: B, addr: SocketAddr, out: &mut Vec<Vari
         name: format!("{}/redial", N::NAME),
         baseline: false,
         run: Box::new(move |n| on.block_on(run_batch(CALLERS, n, || client.call(LINE.to_vec())))),
+    });
+}
+
+/// The name of redial's `mem` variant: says which build it is.
+const MEM_REDIAL: &str = if cfg!(feature = "tracing") {
+    "tokio/redial+tracing"
+} else {
+    "tokio/redial"
+};
+
+fn mem_variants(out: &mut Vec<Variant>) {
+    use redial::Connector;
+    let on = OnTokio(tokio_rt());
+    let raw_on = on.clone();
+    let raw = Arc::new(MemConnector);
+    out.push(Variant {
+        group: "mem",
+        name: "tokio/raw".into(),
+        baseline: true,
+        run: Box::new(move |n| raw_on.block_on(run_batch(1, n, || raw.run(&(), &7)))),
+    });
+    let client = on.block_on(async {
+        let client = Client::builder(MemConnector)
+            .config(Config::recommended())
+            .seed(1)
+            .runtime(on.redial_runtime())
+            .build()
+            .expect("client");
+        client.call(7).await.expect("redial warm-up");
+        client
+    });
+    out.push(Variant {
+        group: "mem",
+        name: MEM_REDIAL.into(),
+        baseline: false,
+        run: Box::new(move |n| on.block_on(run_batch(1, n, || client.call(7)))),
     });
 }
 
@@ -267,6 +317,7 @@ fn main() {
     let echo = EchoServer::start().expect("echo server");
     let redis = Redis::start();
     let mut variants = Vec::new();
+    mem_variants(&mut variants);
     echo_variants::<TokioNet, _>(OnTokio(tokio_rt()), echo.addr(), &mut variants);
     echo_variants::<SmolNet, _>(OnSmol, echo.addr(), &mut variants);
     echo_variants::<AsyncStdNet, _>(OnAsyncStd, echo.addr(), &mut variants);

@@ -217,6 +217,36 @@ impl<N: Net> Connector for PipeConnector<N> {
     }
 }
 
+/// An in-memory connector: connects at once, every op answers its own
+/// value at once, with no IO and no yield. Through redial it measures the
+/// client's own per-op path (submit, dispatch, run, report, complete) and
+/// nothing else.
+#[derive(Debug, Default)]
+pub struct MemConnector;
+
+impl Connector for MemConnector {
+    type Conn = ();
+    type Op = u64;
+    type Output = u64;
+    type Error = io::Error;
+
+    fn endpoints(&self) -> usize {
+        1
+    }
+
+    async fn connect(&self, _endpoint: usize) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn run(&self, _conn: &(), op: &u64) -> io::Result<u64> {
+        Ok(*op)
+    }
+
+    fn classify(&self, _error: &io::Error) -> Failure {
+        Failure::ServerError
+    }
+}
+
 /// An in-process TCP echo server on 127.0.0.1, on its own thread and tokio
 /// runtime (so it never shares an executor with the client under test).
 pub struct EchoServer {

@@ -179,7 +179,7 @@ pub use keys::{
     ConfigKeys, ConfigValue, KEYS as CONFIG_KEYS, KeyError, MAX_DURATION, format_duration,
     parse_duration,
 };
-pub use machine::{ConnId, GaveUp, MAX_PUSHBACK_HINT, Machine, Output, State, TimerKind};
+pub use machine::{ConnId, GaveUp, MAX_PUSHBACK_HINT, Machine, Output, State, Stats, TimerKind};
 pub use op::{Completion, Done, ErrorKind, OpError, OpId, OpOptions, OpResult};
 pub use time::Instant;
 

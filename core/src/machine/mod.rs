@@ -23,7 +23,7 @@ mod types;
 use backoff::Delays;
 use budget::TokenBucket;
 use ops::{Op, Ops, Place, Queue};
-pub use types::{ConnId, GaveUp, Output, State, TimerKind};
+pub use types::{ConnId, GaveUp, Output, State, Stats, TimerKind};
 
 /// The shortest wait after a pushback, whatever the hint or the backoff
 /// says: a server that refuses at once is never probed in a tight loop.
@@ -32,6 +32,27 @@ const MIN_PUSHBACK_WAIT: Duration = Duration::from_millis(1);
 /// The longest wait a server's pushback hint can impose: a hint of a year
 /// must not hold a healthy connection for a year.
 pub const MAX_PUSHBACK_HINT: Duration = Duration::from_secs(60);
+
+/// The counters behind [`Stats`]: O(1) to keep, no allocation.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    connect_attempts: u64,
+    connects: u64,
+    reconnects: u64,
+    retries: u64,
+    requeues: u64,
+    /// Time without a connection up to the machine's `now`.
+    disconnected: Duration,
+}
+
+/// Whether the machine has no connection in `state` (the time spent in it
+/// counts in [`Stats::disconnected`]).
+fn without_connection(state: State) -> bool {
+    matches!(
+        state,
+        State::Connecting | State::Backoff | State::Down | State::Failed
+    )
+}
 
 #[derive(Clone, Copy, Debug)]
 struct Attempt {
@@ -84,7 +105,8 @@ enum Pace {
 /// - **getters**: [`state`](Self::state), [`config`](Self::config),
 ///   [`buffered`](Self::buffered), [`in_flight`](Self::in_flight),
 ///   [`outstanding`](Self::outstanding), [`payload`](Self::payload),
-///   [`connection`](Self::connection), [`now`](Self::now);
+///   [`connection`](Self::connection), [`now`](Self::now),
+///   [`attempts`](Self::attempts), [`stats`](Self::stats);
 /// - **inputs** (`handle_*`): what the world did;
 /// - **application mutators**: [`submit`](Self::submit),
 ///   [`cancel`](Self::cancel), [`close`](Self::close);
@@ -148,6 +170,8 @@ pub struct Machine<P> {
     /// Every connect attempt so far found a secondary (no other failure):
     /// a fail-fast first connect is still walking the seed list.
     only_secondaries: bool,
+    /// What [`Machine::stats`] reports.
+    counts: Counts,
 }
 
 impl<P> Machine<P> {
@@ -185,6 +209,7 @@ impl<P> Machine<P> {
             lost_at: now,
             gave_up: None,
             only_secondaries: true,
+            counts: Counts::default(),
         };
         m.start_attempt();
         m
@@ -250,6 +275,36 @@ impl<P> Machine<P> {
     /// Retry budget tokens left (whole tokens), if a budget is configured.
     pub fn retry_tokens(&self) -> Option<u64> {
         self.budget.whole_tokens()
+    }
+
+    /// How many times `op` was dispatched so far (`None`: not outstanding).
+    pub fn attempts(&self, op: OpId) -> Option<u32> {
+        self.ops.get(op).map(|o| o.attempts)
+    }
+
+    /// A snapshot of the counters and gauges (see [`Stats`]). `now` only
+    /// extends [`Stats::disconnected`] from the machine's last input to
+    /// `now` (a `now` earlier than [`now`](Self::now) counts as it): a pure
+    /// query, the machine is not advanced.
+    pub fn stats(&self, now: Instant) -> Stats {
+        let c = self.counts;
+        let mut disconnected = c.disconnected;
+        if without_connection(self.state) {
+            disconnected = disconnected.saturating_add(now.saturating_duration_since(self.now));
+        }
+        Stats {
+            state: self.state,
+            buffered: self.buffered(),
+            in_flight: self.in_flight(),
+            connect_attempts: c.connect_attempts,
+            connects: c.connects,
+            reconnects: c.reconnects,
+            retries: c.retries,
+            requeues: c.requeues,
+            retry_tokens: self.retry_tokens(),
+            disconnected,
+            last_connect_error: self.last_connect_error,
+        }
     }
 
     // ----- outputs -------------------------------------------------------
@@ -371,6 +426,10 @@ impl<P> Machine<P> {
                     up_since: self.now,
                 });
                 self.state = State::Connected;
+                self.counts.connects += 1;
+                if self.ever_connected {
+                    self.counts.reconnects += 1;
+                }
                 self.gave_up = None;
                 self.requeue_hint = None;
                 self.tries_before_connect = self.tries;
@@ -701,6 +760,13 @@ impl<P> Machine<P> {
     fn advance(&mut self, now: Instant) {
         // Time never runs backwards inside the machine.
         if now > self.now {
+            if without_connection(self.state) {
+                // The state held since the last input held until now.
+                self.counts.disconnected = self
+                    .counts
+                    .disconnected
+                    .saturating_add(now.saturating_duration_since(self.now));
+            }
             self.now = now;
         }
     }
@@ -797,6 +863,7 @@ impl<P> Machine<P> {
     fn start_attempt(&mut self) {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
+        self.counts.connect_attempts += 1;
         let timeout = self.cfg.connect_timeout();
         self.attempt = Some(Attempt {
             conn,
@@ -1126,6 +1193,9 @@ impl<P> Machine<P> {
         let o = self.ops.at_mut(idx);
         o.attempts = o.attempts.saturating_add(1);
         o.executions = o.executions.saturating_add(1);
+        if o.attempts > 1 {
+            self.counts.retries += 1;
+        }
         o.place = Place::InFlight(c.id);
         o.since = now;
         let op = o.id;
@@ -1222,6 +1292,7 @@ impl<P> Machine<P> {
         if room {
             // Back in the buffer: the next settle sweeps it again.
             self.swept_limit = None;
+            self.counts.requeues += 1;
             self.ops.link_in_order(idx, self.requeue_hint, self.now);
             self.requeue_hint = Some(self.ops.at(idx).id);
             self.wait_in_buffer(idx);

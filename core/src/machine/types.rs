@@ -93,6 +93,48 @@ pub struct GaveUp {
     pub error: Option<ConnectFailure>,
 }
 
+/// A snapshot of the machine's counters and gauges ([`Machine::stats`]):
+/// what it holds now and what it has done since it was built. Every
+/// counter only grows; none is reset by a reconnect or a revive.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The current state.
+    pub state: State,
+    /// Ops waiting in the buffer now ([`Machine::buffered`]).
+    pub buffered: usize,
+    /// Ops dispatched and not yet answered now ([`Machine::in_flight`]).
+    pub in_flight: usize,
+    /// Connect attempts started (each [`Output::Connect`]), the first one
+    /// included.
+    pub connect_attempts: u64,
+    /// Connect attempts that became the connection: one per connection
+    /// the machine announced ([`Event::Connected`] for the first,
+    /// [`Event::Reconnected`] after; a reconnect announced with both under
+    /// `connected_on_reconnect` counts once). A secondary refused under
+    /// `require_primary` is not one.
+    pub connects: u64,
+    /// The connects after the first (each [`Event::Reconnected`]).
+    pub reconnects: u64,
+    /// Dispatches of an op that had been dispatched before: each
+    /// [`Output::Dispatch`] after the op's first (after a lost connection,
+    /// a wrong server or a pushback put it back in line).
+    pub retries: u64,
+    /// Ops put back into the buffer after a dispatch that gave no outcome
+    /// (lost connection, wrong server, pushback), rather than failed.
+    pub requeues: u64,
+    /// Retry budget tokens left (whole tokens), if a budget is configured
+    /// ([`Machine::retry_tokens`]).
+    pub retry_tokens: Option<u64>,
+    /// Time spent without a connection: the sum of the intervals spent in
+    /// `Connecting`, `Backoff`, `Down` and `Failed` (not `Closed`), up to
+    /// the `now` given to [`Machine::stats`].
+    pub disconnected: Duration,
+    /// Why the last connect attempt failed, until one succeeds
+    /// ([`Machine::last_connect_error`]).
+    pub last_connect_error: Option<ConnectFailure>,
+}
+
 /// Which timer [`Machine::poll_timeout`] is reporting (so "why did we wake
 /// up?" has an answer). Timers due at the same instant fire in this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
