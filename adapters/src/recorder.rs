@@ -151,8 +151,12 @@ impl FlightRecorder {
     /// The writer's error (which also stops the recording).
     pub fn flush(&self) -> io::Result<()> {
         let mut i = self.lock();
+        if i.error.is_some() {
+            // Stopped: the writer (which may have panicked) is left alone.
+            return Ok(());
+        }
         let r = match &mut i.sink {
-            Sink::Stream(w) => w.flush(),
+            Sink::Stream(w) => guarded(|| w.flush()),
             Sink::Ring { .. } => Ok(()),
         };
         if let Err(e) = &r {
@@ -187,6 +191,13 @@ impl FlightRecorder {
     }
 }
 
+/// Runs a write on the user's writer: a panic in it is a write error (the
+/// recording stops, the client goes on), not the client's panic.
+fn guarded(f: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(io::Error::other("the writer panicked")))
+}
+
 impl Inner {
     fn fail(&mut self, e: &io::Error) {
         if self.error.is_none() {
@@ -218,10 +229,13 @@ impl Inner {
         let t = self.step_t;
         match &mut self.sink {
             Sink::Stream(w) => {
-                let mut r = step.iter().try_for_each(|l| writeln!(w, "{l}"));
-                if r.is_ok() && now.saturating_duration_since(self.last_flush) >= FLUSH_EVERY {
+                let due = now.saturating_duration_since(self.last_flush) >= FLUSH_EVERY;
+                let r = guarded(|| {
+                    step.iter().try_for_each(|l| writeln!(w, "{l}"))?;
+                    if due { w.flush() } else { Ok(()) }
+                });
+                if due {
                     self.last_flush = now;
-                    r = w.flush();
                 }
                 if let Err(e) = r {
                     self.fail(&e);
@@ -252,8 +266,17 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Sink::Stream(w) = &mut self.sink {
-            let _ = w.flush();
+        let Sink::Stream(w) = &mut self.sink else {
+            return;
+        };
+        if self.error.is_none() {
+            let _ = guarded(|| w.flush());
+        } else {
+            // A writer that failed (or panicked) is not written to again,
+            // not even by its buffer's drop: the buffered bytes are let go.
+            let w = std::mem::replace(w, io::BufWriter::with_capacity(0, Box::new(io::sink())));
+            let (writer, _unwritten) = w.into_parts();
+            drop(writer);
         }
     }
 }
@@ -272,12 +295,23 @@ impl Recording {
 impl<P> Observer<P> for Recording {
     fn on_start(&mut self, seed: u64, machine: &Machine<P>) {
         self.with(|i| {
+            if i.started {
+                // One recorder records one client: a second one would mix
+                // two machines in one trace. The recording stops there.
+                if i.error.is_none() {
+                    i.error = Some(
+                        "the flight recorder stopped: it was attached to a second client (one recorder records one client)".into(),
+                    );
+                }
+                return;
+            }
             let t0 = machine.now();
             i.header = Some((seed, t0, machine.config().clone()));
             i.started = true;
             i.last_flush = t0;
             if let Sink::Stream(w) = &mut i.sink {
-                if let Err(e) = writeln!(w, "{}", header_record(seed, t0, machine.config(), 0)) {
+                let header = header_record(seed, t0, machine.config(), 0);
+                if let Err(e) = guarded(|| writeln!(w, "{header}")) {
                     i.fail(&e);
                 }
             }

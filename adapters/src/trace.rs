@@ -594,6 +594,29 @@ pub fn replay(text: &str) -> Result<Replay, Mismatch> {
         .config
         .build(None, header.endpoints.max(1))
         .map_err(|e| unreadable(1, format!("config: {e}")))?;
+    // A recorder writes every key of the config explicitly: a key missing
+    // (or one that does not read back) would silently take the default
+    // preset's value, and the replay would differ later, far from the cause.
+    let canonical = ConfigKeys::from_config(&config).entries();
+    let given = header.config.entries();
+    if let Some((k, v)) = canonical.iter().find(|e| !given.contains(e)) {
+        let found = given.iter().find(|(g, _)| g == k).map_or_else(
+            || "it is missing".to_string(),
+            |(_, g)| format!("it is {g}"),
+        );
+        return Err(unreadable(
+            1,
+            format!(
+                "config: `{k}` must be {v} for this config (a recorder writes every key): {found}"
+            ),
+        ));
+    }
+    if let Some((k, _)) = given.iter().find(|e| !canonical.contains(e)) {
+        return Err(unreadable(
+            1,
+            format!("config: `{k}` does not apply to this config (a recorder never writes it)"),
+        ));
+    }
     let other_version = header.core_version != crate::core::VERSION;
     let note = |mut m: Mismatch| {
         if other_version {

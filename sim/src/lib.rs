@@ -48,6 +48,7 @@ pub use run::{RunOptions, run, run_formatted, run_to_string};
 pub use through_driver::{
     Divergence, SimConn, SimConnector, SimError, SimOp, compare_with_fast_loop,
     record_through_driver, run_through_driver, run_through_driver_formatted,
+    run_through_driver_recorded,
 };
 pub use timeline::{
     ClientAction, Endpoint, MAX_COUNT, Network, Role, ServerAction, Step, StepAction, Submit,

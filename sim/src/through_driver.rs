@@ -440,6 +440,16 @@ pub fn record_through_driver(tl: &Timeline, opts: &RunOptions) -> (Summary, Stri
     (summary, text)
 }
 
+/// As [`run_through_driver`], with the driver's core recorded by `recorder`
+/// (any mode: streaming to any writer, or bounded).
+pub fn run_through_driver_recorded(
+    tl: &Timeline,
+    opts: &RunOptions,
+    recorder: &redial::FlightRecorder,
+) -> Summary {
+    run_recorded(tl, opts, Some(recorder), |_| {})
+}
+
 /// A writer into shared memory.
 #[derive(Clone, Default)]
 struct SharedBuf(Arc<Mutex<Vec<u8>>>);
