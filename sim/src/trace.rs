@@ -16,7 +16,7 @@ use crate::timeline::Timeline;
 pub use redial::trace::{Mismatch, TRACE_VERSION, replay};
 
 /// The `[config]` table of a trace's header, as TOML lines.
-fn config_toml(h: &Header) -> String {
+pub(crate) fn config_toml(h: &Header) -> String {
     let mut s = String::from("[config]\n");
     for (k, v) in h.config.entries() {
         let _ = writeln!(s, "{k} = {v}");

@@ -125,4 +125,3 @@ fn random_byte_edits_never_panic_and_are_caught() {
     }
     assert!(caught > 300, "only {caught} of 400 edits caught");
 }
-
