@@ -14,9 +14,10 @@
 //!   (`reset`) or went silent (`timed_out`) one latency before the client
 //!   saw it;
 //! - a connection declared **unresponsive** (heartbeat or response
-//!   timeout) ⇒ blackholed from its last answer (the earliest instant the
-//!   records allow: the client's timers in the replay need not fire when
-//!   they fired in production);
+//!   timeout) ⇒ blackholed halfway between its last answer and the first
+//!   request on it left unanswered (either end is consistent with the
+//!   records; halfway leaves the replayed client, whose round trips and
+//!   timers are not exactly production's, the most room on both sides);
 //! - an op answered **wrong server** ⇒ the server was a secondary when the
 //!   op was sent; **pushback** ⇒ busy (with the hint) from that dispatch to
 //!   the next dispatch on that server that was answered otherwise;
@@ -24,9 +25,13 @@
 //! - what the trace cannot know is placed at the first record that shows
 //!   it: a server that died between two records is dead from the first
 //!   record that shows it dead (minus one latency for a loss), however
-//!   long before that it died; a server that came back while nobody tried
-//!   is up only from the next connect that succeeded; a server nobody
-//!   talked to keeps its last known state;
+//!   long before that it died; a server that comes back is up right after
+//!   the last record that shows it down or silent (the earliest instant
+//!   the records allow: a server that came back while nobody tried is seen
+//!   back only at the next connect that succeeded, and it may have been
+//!   back much earlier); a connect the machine gave up on (its connect
+//!   timeout) ⇒ blackholed from when it was sent; a server nobody talked
+//!   to keeps its last known state;
 //! - the network: one latency for every server, half the median connect
 //!   round trip; the service time is what the median op round trip adds;
 //!   no jitter;
@@ -122,8 +127,12 @@ struct Conn {
     sent: u64,
     line: usize,
     closed: bool,
+    /// The connect was answered (connected or failed).
+    answered: bool,
     /// The last answer on it (or its connect's success): (time, line).
     last_answer: (u64, usize),
+    /// The first request sent on it after its last answer: (time, line).
+    unanswered: Option<(u64, usize)>,
 }
 
 /// What a trace says, read once.
@@ -265,6 +274,7 @@ fn read(text: &str) -> Result<Read, DeriveError> {
                     };
                     if let Some(conn) = conns.get_mut(&c) {
                         conn.last_answer = (t, n);
+                        conn.answered = true;
                     }
                     if let Some(conn) = conns.get(&c) {
                         r.connect_rtt.push(t - conn.sent);
@@ -287,6 +297,9 @@ fn read(text: &str) -> Result<Read, DeriveError> {
                         "rejected" | "panicked" => None,
                         other => return Err(err(n, format!("unknown connect failure `{other}`"))),
                     };
+                    if let Some(conn) = conns.get_mut(&c) {
+                        conn.answered = true;
+                    }
                     if let (Some(f), Some(conn)) = (f, conns.get(&c)) {
                         fact(
                             conn,
@@ -324,6 +337,7 @@ fn read(text: &str) -> Result<Read, DeriveError> {
                         .map(|(_, at)| *at);
                     if let Some(conn) = conns.get_mut(&c) {
                         conn.last_answer = (t, n);
+                        conn.unanswered = None;
                     }
                     let Some(conn) = conns.get(&c) else {
                         continue;
@@ -388,12 +402,32 @@ fn read(text: &str) -> Result<Read, DeriveError> {
                             sent: t,
                             line: n,
                             closed: false,
+                            answered: false,
                             last_answer: (t, n),
+                            unanswered: None,
                         },
                     );
                 }
                 "close" => {
-                    if let Some(conn) = conns.get_mut(&u(&v, "conn", n)?) {
+                    let c = u(&v, "conn", n)?;
+                    let by_app = r.client.iter().any(|(_, _, a)| *a == "close");
+                    if let Some(conn) = conns
+                        .get(&c)
+                        .filter(|c| !c.answered && !c.closed && !by_app)
+                    {
+                        // The machine gave up on a connect nobody answered:
+                        // its connect timeout (or a close while connecting).
+                        r.facts.push(Observed {
+                            t: conn.sent,
+                            proven: t,
+                            early: false,
+                            line: n,
+                            endpoint: conn.endpoint,
+                            fact: Fact::Blackhole,
+                            why: format!("connect (line {}) never answered", conn.line),
+                        });
+                    }
+                    if let Some(conn) = conns.get_mut(&c) {
                         conn.closed = true;
                     }
                 }
@@ -401,6 +435,9 @@ fn read(text: &str) -> Result<Read, DeriveError> {
                     let c = u(&v, "conn", n)?;
                     if kind == "dispatch" {
                         dispatched.insert(u(&v, "op", n)?, (c, t));
+                    }
+                    if let Some(conn) = conns.get_mut(&c) {
+                        conn.unanswered.get_or_insert((t, n));
                     }
                 }
                 "complete" => {
@@ -429,13 +466,16 @@ fn read(text: &str) -> Result<Read, DeriveError> {
                     if name == "disconnected" && reason == Some("unresponsive") {
                         let c = u(&v, "conn", n)?;
                         if let Some(conn) = conns.get(&c) {
-                            let (at, from) = conn.last_answer;
+                            let (a, from) = conn.last_answer;
+                            let (b, to) = conn.unanswered.unwrap_or((t, n));
                             fact(
                                 conn,
-                                at,
+                                a + b.saturating_sub(a) / 2,
                                 false,
                                 Fact::Blackhole,
-                                format!("unresponsive; silent since its last answer, line {from}"),
+                                format!(
+                                    "unresponsive; silent between its last answer (line {from}) and its first request left unanswered (line {to}): halfway"
+                                ),
                             );
                         }
                     }
@@ -486,11 +526,12 @@ pub fn timeline_from_trace(text: &str) -> Result<String, DeriveError> {
         "# Derived by `redial-sim derive-timeline` from a flight recorder trace.\n\
          # The world is what the records show (README: \"Record in production\"):\n\
          # a server is up from a connect that succeeded, down from one refused,\n\
-         # blackholed from one that timed out or from the last answer on a\n\
-         # connection found unresponsive, down (closed), crashed\n\
+         # blackholed from one that timed out, or halfway between the last answer\n\
+         # and the first request left unanswered on a connection found\n\
+         # unresponsive, down (closed), crashed\n\
          # (reset) or silent one latency before a connection loss was seen.\n\
-         # What no record shows (when exactly it died, that it came back while\n\
-         # nobody tried) is put at the first record that shows it."
+         # What no record shows: a death is put at the first record that shows it,\n\
+         # a return right after the last record that shows it down or silent."
     );
     let _ = writeln!(out, "name = \"derived from a trace\"\nseed = {}", r.seed);
     let _ = writeln!(out, "until = \"{}us\"\n", r.last_t);
@@ -581,6 +622,21 @@ pub fn timeline_from_trace(text: &str) -> Result<String, DeriveError> {
                 Fact::Up(role) => {
                     if health != 0 {
                         let up = (down_proven.0 + 1).min(t).max(down_step);
+                        // It came back in the role it was found in.
+                        if let Some(p) = role.filter(|p| *p != primary) {
+                            steps.push(Out {
+                                t: up,
+                                line: f.line,
+                                text: format!(
+                                    "# line {}: {}; back as a {}\n[[step]]\nat = \"{up}us\"\nserver = \"{}\"\nendpoint = \"{name}\"\n",
+                                    f.line,
+                                    f.why,
+                                    if p { "primary" } else { "secondary" },
+                                    if p { "promote" } else { "demote" }
+                                ),
+                            });
+                            primary = p;
+                        }
                         steps.push(Out {
                             t: up,
                             line: f.line,

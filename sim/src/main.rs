@@ -270,12 +270,15 @@ enum Cmd {
 const DERIVE_HELP: &str = "What a trace cannot know, and how it is filled in:
   - a connect that succeeded: its server was up (with the role found) from when the connect was sent;
     refused (or unavailable): down then; timed out: blackholed then; not_primary: a secondary;
+  - a server that comes back is up right after the last record that shows it down or silent
+    (the earliest instant the records allow);
   - a connection lost: down (closed), crashed (reset) or silent (timed_out) one latency before the client saw it;
-  - a connection found unresponsive: blackholed from its last answer (the earliest instant the records allow);
+  - a connection found unresponsive: blackholed halfway between its last answer and its first request left unanswered;
+  - a connect the machine gave up on (its connect timeout): blackholed from when it was sent;
   - wrong_server: a secondary when the op was sent; pushback: busy (with its hint) until the next other answer;
     server_error: that op is marked server_error;
   - when exactly a server died between two records is unknown: it dies at the first record that shows it;
-    a server that came back while nobody tried is up only from the next connect that succeeded;
+    a server that came back while nobody tried is known to be back only from the next connect that succeeded;
   - one latency for all servers (half the median connect round trip), the service time the median op adds, no jitter;
   - every submit at its time with retryable, deadline and max_attempts (a per-op command timeout has no
     timeline key and is dropped, with a comment); a cancel is the op's cancel_after; close and revive are client steps;
