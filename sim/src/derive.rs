@@ -32,12 +32,13 @@
 //!   back much earlier); a connect the machine gave up on (its connect
 //!   timeout) ⇒ blackholed from when it was sent; a server nobody talked
 //!   to keeps its last known state;
-//! - the network: one latency for every server, half the median connect
-//!   round trip; the service time is what the median op round trip adds;
-//!   no jitter;
+//! - the network: one latency for every server, half the (lower) median
+//!   connect round trip; the service time is what the median op round
+//!   trip adds to it; no jitter;
 //! - the application: every submit at its time with its options (label
 //!   `op`, or `retryable op`), a cancel as the op's `cancel_after`, close
-//!   and revive as client steps; `until` is the trace's last record. A
+//!   and revive as client steps; `until` is the trace's last record plus
+//!   1 s (an op answered at the very end still finishes in the replay). A
 //!   per-op command timeout has no timeline key: it is dropped (a comment
 //!   says so).
 //!
@@ -513,12 +514,12 @@ pub fn timeline_from_trace(text: &str) -> Result<String, DeriveError> {
     let mut r = read(text)?;
     let connect_median = median(&mut r.connect_rtt);
     let op_median = median(&mut r.op_rtt);
-    // The ops' round trip is the network the ops see (a connect also pays
-    // the handshake): half of it each way, no service time on top.
-    let latency = op_median
-        .or(connect_median)
+    // A connect is one round trip: half of it each way; an op adds the
+    // service time to that (none if ops answer faster than connects).
+    let latency = connect_median
+        .or(op_median)
         .map_or(1000, |rtt| (rtt / 2).max(1));
-    let service = 0u64;
+    let service = op_median.map_or(0, |rtt| rtt.saturating_sub(2 * latency));
 
     let mut out = String::new();
     let _ = writeln!(
@@ -534,14 +535,20 @@ pub fn timeline_from_trace(text: &str) -> Result<String, DeriveError> {
          # a return right after the last record that shows it down or silent."
     );
     let _ = writeln!(out, "name = \"derived from a trace\"\nseed = {}", r.seed);
-    let _ = writeln!(out, "until = \"{}us\"\n", r.last_t);
+    // A second past the last record: the replay's round trips are not
+    // production's, so an op answered at the very end still finishes.
+    let _ = writeln!(
+        out,
+        "# the trace's last record plus 1 s\nuntil = \"{}us\"\n",
+        r.last_t.saturating_add(1_000_000)
+    );
     out.push_str(&r.config);
     let _ = writeln!(
         out,
-        "\n[network]\n# half the median op round trip ({} ops answered ok; median connect: {} us over {} connects)\nlatency = \"{latency}us\"\nservice_time = \"{service}us\"\njitter = \"0ms\"",
-        r.op_rtt.len(),
-        connect_median.map_or_else(|| "none".to_string(), |m| m.to_string()),
-        r.connect_rtt.len()
+        "\n[network]\n# half the median connect round trip ({} connects)\nlatency = \"{latency}us\"\n# what the median op round trip ({} us over {} ops answered ok) adds\nservice_time = \"{service}us\"\njitter = \"0ms\"",
+        r.connect_rtt.len(),
+        op_median.map_or_else(|| "none".to_string(), |m| m.to_string()),
+        r.op_rtt.len()
     );
 
     // The servers: facts per endpoint in time order, steps on each change.
@@ -621,7 +628,8 @@ pub fn timeline_from_trace(text: &str) -> Result<String, DeriveError> {
             match f.fact {
                 Fact::Up(role) => {
                     if health != 0 {
-                        let up = (down_proven.0 + 1).min(t).max(down_step);
+                        let from = down_proven.0.max(down_step);
+                        let up = (from + t.saturating_sub(from) / 2).max(down_step);
                         // It came back in the role it was found in.
                         if let Some(p) = role.filter(|p| *p != primary) {
                             steps.push(Out {
@@ -641,7 +649,7 @@ pub fn timeline_from_trace(text: &str) -> Result<String, DeriveError> {
                             t: up,
                             line: f.line,
                             text: format!(
-                                "# line {}: {}; up from just after line {}, the last record that shows it down\n[[step]]\nat = \"{up}us\"\nserver = \"up\"\nendpoint = \"{name}\"\n",
+                                "# line {}: {}; up halfway from line {}, the last record that shows it down\n[[step]]\nat = \"{up}us\"\nserver = \"up\"\nendpoint = \"{name}\"\n",
                                 f.line, f.why, down_proven.1
                             ),
                         });

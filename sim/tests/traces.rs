@@ -129,9 +129,10 @@ fn random_byte_edits_never_panic_and_are_caught() {
 /// The derived timeline of every shipped timeline's driver trace, replayed
 /// under the recorded config, against the trace's outcomes. Here the
 /// world is known (it is the timeline), so the figure measures the
-/// derivation: each shipped timeline must agree on at least 80% of its
-/// ops, and all of them together on at least 90% (what they do today,
-/// with the disagreements explained in the README, minus a margin).
+/// derivation: all 283 ops agree today; each shipped timeline must agree
+/// on at least 80% of its ops, and all of them together on at least 98%
+/// (a margin for a timing race a future change of the world might bring,
+/// not for a derivation bug).
 #[test]
 fn derived_timelines_predict_the_recorded_outcomes() {
     let (mut agree, mut all) = (0, 0);
@@ -162,7 +163,7 @@ fn derived_timelines_predict_the_recorded_outcomes() {
         all += f.ops;
     }
     println!("fidelity, all shipped timelines: {agree}/{all}");
-    assert!(agree * 10 >= all * 9, "{agree}/{all}");
+    assert!(agree * 100 >= all * 98, "{agree}/{all}");
 }
 
 #[test]
