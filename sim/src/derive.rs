@@ -32,9 +32,9 @@
 //!   back much earlier); a connect the machine gave up on (its connect
 //!   timeout) ⇒ blackholed from when it was sent; a server nobody talked
 //!   to keeps its last known state;
-//! - the network: one latency for every server, half the (lower) median
-//!   connect round trip; the service time is what the median op round
-//!   trip adds to it; no jitter;
+//! - the network: one latency for every server, half the shorter of the
+//!   (lower) median connect round trip and the median op round trip; the
+//!   service time is what the median op round trip adds to it; no jitter;
 //! - the application: every submit at its time with its options (label
 //!   `op`, or `retryable op`), a cancel as the op's `cancel_after`, close
 //!   and revive as client steps; `until` is the trace's last record plus
@@ -514,11 +514,14 @@ pub fn timeline_from_trace(text: &str) -> Result<String, DeriveError> {
     let mut r = read(text)?;
     let connect_median = median(&mut r.connect_rtt);
     let op_median = median(&mut r.op_rtt);
-    // A connect is one round trip: half of it each way; an op adds the
-    // service time to that (none if ops answer faster than connects).
-    let latency = connect_median
-        .or(op_median)
-        .map_or(1000, |rtt| (rtt / 2).max(1));
+    // The shorter of the median connect and op round trips is the network
+    // (a connect may pay a handshake, an op the server's work): half of it
+    // each way; an op adds the service time to that.
+    let latency = match (connect_median, op_median) {
+        (Some(c), Some(o)) => Some(c.min(o)),
+        (c, o) => c.or(o),
+    }
+    .map_or(1000, |rtt| (rtt / 2).max(1));
     let service = op_median.map_or(0, |rtt| rtt.saturating_sub(2 * latency));
 
     let mut out = String::new();
@@ -545,7 +548,8 @@ pub fn timeline_from_trace(text: &str) -> Result<String, DeriveError> {
     out.push_str(&r.config);
     let _ = writeln!(
         out,
-        "\n[network]\n# half the median connect round trip ({} connects)\nlatency = \"{latency}us\"\n# what the median op round trip ({} us over {} ops answered ok) adds\nservice_time = \"{service}us\"\njitter = \"0ms\"",
+        "\n[network]\n# half the shorter of the median connect round trip ({} us over {} connects)\n# and the median op round trip ({} us over {} ops answered ok)\nlatency = \"{latency}us\"\n# what the median op round trip adds to the network's\nservice_time = \"{service}us\"\njitter = \"0ms\"",
+        connect_median.map_or_else(|| "none".to_string(), |m| m.to_string()),
         r.connect_rtt.len(),
         op_median.map_or_else(|| "none".to_string(), |m| m.to_string()),
         r.op_rtt.len()

@@ -279,7 +279,8 @@ const DERIVE_HELP: &str = "What a trace cannot know, and how it is filled in:
     server_error: that op is marked server_error;
   - when exactly a server died between two records is unknown: it dies at the first record that shows it;
     a server that came back while nobody tried is known to be back only from the next connect that succeeded;
-  - one latency for all servers (half the median connect round trip), the service time the median op adds, no jitter;
+  - one latency for all servers (half the shorter of the median connect and op round trips), the service time
+    the median op round trip adds, no jitter;
   - until: the trace's last record plus 1 s;
   - every submit at its time with retryable, deadline and max_attempts (a per-op command timeout has no
     timeline key and is dropped, with a comment); a cancel is the op's cancel_after; close and revive are client steps;
