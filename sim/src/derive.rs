@@ -10,9 +10,12 @@
 //! - a connect **refused** (or `unavailable`) ⇒ down when it was sent;
 //!   **timed out** ⇒ blackholed when it was sent; `not_primary` ⇒ up as a
 //!   secondary;
-//! - a connection **lost** ⇒ the server went down (`closed`), crashed
-//!   (`reset`) or went silent (`timed_out`) one latency before the client
-//!   saw it;
+//! - a connection **lost** (the `disconnected` event: a loss the
+//!   connection, an op or a ping reported) ⇒ the server went down
+//!   (`closed`), crashed (`reset`) or went silent (`timed_out`) one
+//!   latency before the client saw it — or, if a request on it was left
+//!   unanswered, when the first such request was sent (it died with the
+//!   request in flight);
 //! - a connection declared **unresponsive** (heartbeat or response
 //!   timeout) ⇒ blackholed halfway between its last answer and the first
 //!   request on it left unanswered (either end is consistent with the
@@ -100,6 +103,8 @@ struct Observed {
     proven: u64,
     /// Shift back by one latency (a loss, seen one latency late).
     early: bool,
+    /// At the latest then (a loss with a request in flight: before it was sent).
+    cap: Option<u64>,
     line: usize,
     endpoint: usize,
     fact: Fact,
@@ -214,6 +219,7 @@ fn read(text: &str) -> Result<Read, DeriveError> {
             ));
         }
         r.last_t = t;
+        let mut extra: Option<Observed> = None;
         let mut fact = |conn: &Conn, at: u64, early: bool, fact: Fact, why: String| {
             r.facts.push(Observed {
                 t: at,
@@ -223,6 +229,7 @@ fn read(text: &str) -> Result<Read, DeriveError> {
                     at
                 },
                 early,
+                cap: None,
                 line: n,
                 endpoint: conn.endpoint,
                 fact,
@@ -312,16 +319,13 @@ fn read(text: &str) -> Result<Read, DeriveError> {
                     }
                 }
                 "connection_lost" => {
-                    let c = u(&v, "conn", n)?;
+                    // The loss itself is read from the `disconnected` event
+                    // (it also covers losses an op's or a ping's result
+                    // reported); only the record is checked here.
+                    u(&v, "conn", n)?;
                     let kind = s(&v, "kind", n)?;
-                    let f = match kind {
-                        "closed" => Fact::Down,
-                        "reset" => Fact::Crash,
-                        "timed_out" => Fact::Blackhole,
-                        other => return Err(err(n, format!("unknown loss `{other}`"))),
-                    };
-                    if let Some(conn) = conns.get(&c).filter(|c| !c.closed) {
-                        fact(conn, t, true, f, format!("connection lost ({kind})"));
+                    if !["closed", "reset", "timed_out"].contains(&kind) {
+                        return Err(err(n, format!("unknown loss `{kind}`")));
                     }
                 }
                 "op_result" | "heartbeat" => {
@@ -336,7 +340,7 @@ fn read(text: &str) -> Result<Read, DeriveError> {
                         .and_then(|id| dispatched.get(&id))
                         .filter(|(dc, _)| *dc == c)
                         .map(|(_, at)| *at);
-                    if let Some(conn) = conns.get_mut(&c) {
+                    if let Some(conn) = conns.get_mut(&c).filter(|_| result != "connection_lost") {
                         conn.last_answer = (t, n);
                         conn.unanswered = None;
                     }
@@ -422,6 +426,7 @@ fn read(text: &str) -> Result<Read, DeriveError> {
                             t: conn.sent,
                             proven: t,
                             early: false,
+                            cap: None,
                             line: n,
                             endpoint: conn.endpoint,
                             fact: Fact::Blackhole,
@@ -464,6 +469,36 @@ fn read(text: &str) -> Result<Read, DeriveError> {
                 "event" => {
                     let name = s(&v, "event", n)?;
                     let reason = v.get("reason").and_then(Value::as_str);
+                    let lost = match reason {
+                        Some("closed") => Some(Fact::Down),
+                        Some("reset") => Some(Fact::Crash),
+                        Some("timed_out") => Some(Fact::Blackhole),
+                        _ => None,
+                    };
+                    if let (Some(f), "disconnected") = (lost, name) {
+                        let c = u(&v, "conn", n)?;
+                        if let Some(conn) = conns.get(&c) {
+                            // Seen one latency late; and before the first
+                            // request left unanswered arrived, if any (it
+                            // died with it in flight).
+                            extra = Some(Observed {
+                                t,
+                                proven: t,
+                                early: true,
+                                cap: conn.unanswered.map(|(at, _)| at),
+                                line: n,
+                                endpoint: conn.endpoint,
+                                fact: f,
+                                why: format!(
+                                    "connection lost ({}){}",
+                                    reason.unwrap_or_default(),
+                                    conn.unanswered.map_or_else(String::new, |(_, l)| format!(
+                                        ", with the request of line {l} unanswered"
+                                    ))
+                                ),
+                            });
+                        }
+                    }
                     if name == "disconnected" && reason == Some("unresponsive") {
                         let c = u(&v, "conn", n)?;
                         if let Some(conn) = conns.get(&c) {
@@ -486,6 +521,7 @@ fn read(text: &str) -> Result<Read, DeriveError> {
         } else {
             return Err(err(n, "a record needs `in` or `out`"));
         }
+        r.facts.extend(extra);
     }
     Ok(r)
 }
@@ -564,11 +600,12 @@ pub fn timeline_from_trace(text: &str) -> Result<String, DeriveError> {
     let mut initial: BTreeMap<usize, (bool, bool, String)> = BTreeMap::new();
     for (&ep, facts) in &mut by_ep {
         let at = |f: &Observed| {
-            if f.early {
+            let t = if f.early {
                 f.t.saturating_sub(latency)
             } else {
                 f.t
-            }
+            };
+            f.cap.map_or(t, |c| t.min(c))
         };
         facts.sort_by_key(|f| (at(f), f.line));
         let name = format!("ep{ep}");

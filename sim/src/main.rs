@@ -141,10 +141,11 @@ enum Cmd {
         fidelity: bool,
     },
     /// Replay a flight recorder trace exactly: feed its inputs to a fresh
-    /// machine, check every output against the trace, print the transcript.
+    /// machine, check every output against the trace and the run against
+    /// the invariants, print the transcript.
     #[command(
         name = "replay-trace",
-        after_help = "Examples:\n  redial-sim replay-trace sim/traces/redis-restart.jsonl\n  redial-sim replay-trace trace.jsonl --format json\n\nExit codes: 0 the trace replayed exactly, 1 a record differs (its line is named), 2 unreadable file."
+        after_help = "Examples:\n  redial-sim replay-trace sim/traces/redis-kill-restart.jsonl\n  redial-sim replay-trace trace.jsonl --format json\n\nThe replayed run is checked against the invariants and the policy contract (redial-check), as `replay` checks a timeline.\n\nExit codes: 0 the trace replayed exactly and every invariant held, 1 a record differs (its line is named) or an invariant was violated, 2 unreadable file."
     )]
     ReplayTrace {
         /// The trace (JSON lines, from `redial::FlightRecorder`).
@@ -272,7 +273,8 @@ const DERIVE_HELP: &str = "What a trace cannot know, and how it is filled in:
     refused (or unavailable): down then; timed out: blackholed then; not_primary: a secondary;
   - a server that comes back is up right after the last record that shows it down or silent
     (the earliest instant the records allow);
-  - a connection lost: down (closed), crashed (reset) or silent (timed_out) one latency before the client saw it;
+  - a connection lost (as the disconnected event says): down (closed), crashed (reset) or silent (timed_out)
+    one latency before the client saw it, or when the first request left unanswered on it was sent;
   - a connection found unresponsive: blackholed halfway between its last answer and its first request left unanswered;
   - a connect the machine gave up on (its connect timeout): blackholed from when it was sent;
   - wrong_server: a secondary when the op was sent; pushback: busy (with its hint) until the next other answer;
@@ -651,7 +653,11 @@ fn main() -> ExitCode {
                         stream.line(l);
                     }
                     stream.finish(&summary);
-                    ExitCode::SUCCESS
+                    if summary.violations.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
                 }
                 Err(e) => {
                     eprintln!("{file}: does not replay: {e}");
