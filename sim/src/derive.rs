@@ -14,8 +14,9 @@
 //!   connection, an op or a ping reported) ⇒ the server went down
 //!   (`closed`), crashed (`reset`) or went silent (`timed_out`) one
 //!   latency before the client saw it — or, if a request on it was left
-//!   unanswered, when the first such request was sent (it died with the
-//!   request in flight);
+//!   unanswered, before that request's answer would have come back (one
+//!   round trip and the service time after the first such request was
+//!   sent: it died with the request in flight);
 //! - a connection declared **unresponsive** (heartbeat or response
 //!   timeout) ⇒ blackholed halfway between its last answer and the first
 //!   request on it left unanswered (either end is consistent with the
@@ -103,7 +104,8 @@ struct Observed {
     proven: u64,
     /// Shift back by one latency (a loss, seen one latency late).
     early: bool,
-    /// At the latest then (a loss with a request in flight: before it was sent).
+    /// A loss that left this request (sent then) unanswered: it died before
+    /// the answer would have come back.
     cap: Option<u64>,
     line: usize,
     endpoint: usize,
@@ -605,7 +607,10 @@ pub fn timeline_from_trace(text: &str) -> Result<String, DeriveError> {
             } else {
                 f.t
             };
-            f.cap.map_or(t, |c| t.min(c))
+            // Before the answer to the request it took would have come
+            // back (one round trip and the service time after it was sent).
+            f.cap
+                .map_or(t, |c| t.min((c + 2 * latency + service).saturating_sub(1)))
         };
         facts.sort_by_key(|f| (at(f), f.line));
         let name = format!("ep{ep}");

@@ -274,7 +274,8 @@ const DERIVE_HELP: &str = "What a trace cannot know, and how it is filled in:
   - a server that comes back is up right after the last record that shows it down or silent
     (the earliest instant the records allow);
   - a connection lost (as the disconnected event says): down (closed), crashed (reset) or silent (timed_out)
-    one latency before the client saw it, or when the first request left unanswered on it was sent;
+    one latency before the client saw it, or before the answer to the first request it left unanswered
+    would have come back;
   - a connection found unresponsive: blackholed halfway between its last answer and its first request left unanswered;
   - a connect the machine gave up on (its connect timeout): blackholed from when it was sent;
   - wrong_server: a secondary when the op was sent; pushback: busy (with its hint) until the next other answer;
