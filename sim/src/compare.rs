@@ -23,7 +23,7 @@ pub struct LabelCounts {
 /// What one preset did with the timeline.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Column {
-    /// The preset's name.
+    /// The preset's name (or the `--config` it ran under).
     pub preset: String,
     /// Counts per op label.
     pub labels: BTreeMap<String, LabelCounts>,
@@ -42,13 +42,22 @@ pub fn compare(
     presets: &[Preset],
     opts: &RunOptions,
 ) -> Result<Vec<Column>, TimelineError> {
-    let mut cols = Vec::new();
+    let mut runs = Vec::new();
     for &p in presets {
-        let t = tl.with_preset(p)?;
+        runs.push((p.name().to_string(), tl.with_preset(p)?));
+    }
+    Ok(compare_timelines(&runs, opts))
+}
+
+/// Runs each (column name, timeline) — the same world under several
+/// configurations, e.g. [`Timeline::with_config`] — side by side.
+pub fn compare_timelines(runs: &[(String, Timeline)], opts: &RunOptions) -> Vec<Column> {
+    let mut cols = Vec::new();
+    for (name, t) in runs {
         let mut labels: BTreeMap<String, LabelCounts> = BTreeMap::new();
         let mut lost_at: Option<u64> = None;
         let mut max_recovery: Option<u64> = None;
-        let summary = run(&t, opts, |line| match line {
+        let summary = run(t, opts, |line| match line {
             Line::Op(o) => {
                 let c = labels.entry(o.label.clone()).or_default();
                 match &o.result {
@@ -77,14 +86,14 @@ pub fn compare(
                 .pending = summary.pending;
         }
         cols.push(Column {
-            preset: p.name().to_string(),
+            preset: name.clone(),
             labels,
             max_recovery_ms: max_recovery,
             unrecovered: u64::from(lost_at.is_some()),
             violations: summary.violations,
         });
     }
-    Ok(cols)
+    cols
 }
 
 /// The comparison as a text table: one row per label, one column per preset.

@@ -30,6 +30,7 @@
 pub use redial_core as core;
 
 pub mod compare;
+pub mod derive;
 mod duration;
 pub mod explore;
 pub mod fleet;

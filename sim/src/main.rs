@@ -116,12 +116,36 @@ enum Cmd {
         /// disagree (exit 1 if they do).
         #[arg(long, conflicts_with = "through_driver")]
         diff: bool,
+        /// Run it under this configuration instead of the file's `[config]`
+        /// (taken whole): a timeline file's `[config]` table or a preset
+        /// name.
+        #[arg(long, value_name = "FILE|PRESET")]
+        config: Option<String>,
+    },
+    /// Derive a timeline from a flight recorder trace: the recorded config,
+    /// the servers' ups and downs as the records show them, the latency,
+    /// and the application's ops with their options, at their times.
+    #[command(
+        name = "derive-timeline",
+        after_help = DERIVE_HELP
+    )]
+    DeriveTimeline {
+        /// The trace (JSON lines, from `redial::FlightRecorder`).
+        file: String,
+        /// Write the timeline here instead of stdout.
+        #[arg(short, long)]
+        out: Option<String>,
+        /// Also replay it under the recorded config and print how many ops
+        /// it predicts as the trace has them (to stderr).
+        #[arg(long)]
+        fidelity: bool,
     },
     /// Replay a flight recorder trace exactly: feed its inputs to a fresh
-    /// machine, check every output against the trace, print the transcript.
+    /// machine, check every output against the trace and the run against
+    /// the invariants, print the transcript.
     #[command(
         name = "replay-trace",
-        after_help = "Examples:\n  redial-sim replay-trace sim/traces/redis-restart.jsonl\n  redial-sim replay-trace trace.jsonl --format json\n\nExit codes: 0 the trace replayed exactly, 1 a record differs (its line is named), 2 unreadable file."
+        after_help = "Examples:\n  redial-sim replay-trace sim/traces/redis-kill-restart.jsonl\n  redial-sim replay-trace trace.jsonl --format json\n\nThe replayed run is checked against the invariants and the policy contract (redial-check), as `replay` checks a timeline.\n\nExit codes: 0 the trace replayed exactly and every invariant held, 1 a record differs (its line is named) or an invariant was violated, 2 unreadable file."
     )]
     ReplayTrace {
         /// The trace (JSON lines, from `redial::FlightRecorder`).
@@ -144,14 +168,22 @@ enum Cmd {
     },
     /// Replay one timeline under several presets, side by side.
     #[command(
-        after_help = "Examples:\n  redial-sim compare sim/timelines/restart-db0.toml --presets mongodb-legacy,fail-fast,recommended\n  redial-sim compare sim/timelines/pg-silent-loss.toml --presets mongoose,recommended --format json"
+        after_help = "Examples:\n  redial-sim compare sim/timelines/restart-db0.toml --presets mongodb-legacy,fail-fast,recommended\n  redial-sim compare sim/timelines/pg-silent-loss.toml --presets mongoose,recommended --format json\n  redial-sim compare derived.toml --config derived.toml,recommended,my-service.toml"
     )]
     Compare {
         /// The timeline (TOML).
         file: String,
-        /// Comma-separated presets: mongodb-legacy, mongoose, fail-fast, recommended.
-        #[arg(long, value_delimiter = ',', required = true)]
+        /// Comma-separated presets: mongodb-legacy, mongoose, fail-fast,
+        /// recommended. Each is the base; the file's own `[config]` keys
+        /// still apply on top.
+        #[arg(long, value_delimiter = ',', required_unless_present = "config")]
         presets: Vec<String>,
+        /// Comma-separated configurations, each taken whole in place of the
+        /// file's `[config]`: a timeline file (its `[config]` table) or a
+        /// preset name (the preset alone). What a derived timeline needs:
+        /// it sets every key, so `--presets` would change nothing in it.
+        #[arg(long, value_delimiter = ',', value_name = "FILE|PRESET")]
+        config: Vec<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: Fmt,
@@ -234,6 +266,52 @@ enum Cmd {
         #[arg(long, conflicts_with_all = ["through_driver", "config"])]
         machine: bool,
     },
+}
+
+const DERIVE_HELP: &str = "What a trace cannot know, and how it is filled in:
+  - a connect that succeeded: its server was up (with the role found) from when the connect was sent;
+    refused (or unavailable): down then; timed out: blackholed then; not_primary: a secondary;
+  - a server that comes back is up right after the last record that shows it down or silent
+    (the earliest instant the records allow);
+  - a connection lost (as the disconnected event says): down (closed), crashed (reset) or silent (timed_out)
+    one latency before the client saw it, or before the answer to the first request it left unanswered
+    would have come back;
+  - a connection found unresponsive: blackholed halfway between its last answer and its first request left unanswered;
+  - a connect the machine gave up on (its connect timeout): blackholed from when it was sent;
+  - wrong_server: a secondary when the op was sent; pushback: busy (with its hint) until the next other answer;
+    server_error: that op is marked server_error;
+  - when exactly a server died between two records is unknown: it dies at the first record that shows it;
+    a server that came back while nobody tried is known to be back only from the next connect that succeeded;
+  - one latency for all servers (half the shorter of the median connect and op round trips), the service time
+    the median op round trip adds, no jitter;
+  - until: the trace's last record plus 1 s;
+  - every submit at its time with retryable, deadline and max_attempts (a per-op command timeout has no
+    timeline key and is dropped, with a comment); a cancel is the op's cancel_after; close and revive are client steps;
+  - comments name the trace line of each step; the same trace gives the same bytes.
+
+Examples:
+  redial-sim derive-timeline sim/traces/redis-kill-restart.jsonl -o derived.toml
+  redial-sim compare derived.toml --config derived.toml,recommended,fail-fast
+  redial-sim replay derived.toml --config recommended
+
+Exit codes: 0 written, 2 unreadable trace (its line is named) or unwritable output.";
+
+/// The timeline under `spec`: a preset name (the preset alone) or a
+/// timeline file (its `[config]`), taken whole.
+fn with_config(tl: &Timeline, spec: &str) -> Result<Timeline, ExitCode> {
+    let base = match spec.trim().parse::<Preset>() {
+        Ok(p) => Timeline::parse(&format!("[config]\npreset = \"{}\"\n", p.name()), spec).map_err(
+            |e| {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            },
+        )?,
+        Err(_) => read_timeline(spec)?,
+    };
+    tl.with_config(&base).map_err(|e| {
+        eprintln!("error: --config {spec}: {e}");
+        ExitCode::from(2)
+    })
 }
 
 fn read_timeline(file: &str) -> Result<Timeline, ExitCode> {
@@ -378,12 +456,14 @@ fn main() -> ExitCode {
         Cmd::Compare {
             file,
             presets,
+            config,
             format,
         } => {
             let tl = match read_timeline(&file) {
                 Ok(t) => t,
                 Err(code) => return code,
             };
+            let mut runs = Vec::new();
             let mut ps = Vec::new();
             for p in &presets {
                 match p.trim().parse::<Preset>() {
@@ -394,13 +474,22 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            let cols = match compare::compare(&tl, &ps, &RunOptions::default()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
+            for p in ps {
+                match tl.with_preset(p) {
+                    Ok(t) => runs.push((p.name().to_string(), t)),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
                 }
-            };
+            }
+            for spec in &config {
+                match with_config(&tl, spec) {
+                    Ok(t) => runs.push((spec.clone(), t)),
+                    Err(code) => return code,
+                }
+            }
+            let cols = compare::compare_timelines(&runs, &RunOptions::default());
             match format {
                 Fmt::Text => print!("{}", compare::render_text(&cols)),
                 Fmt::Json => {
@@ -507,11 +596,18 @@ fn main() -> ExitCode {
             seed,
             through_driver,
             diff,
+            config,
         } => {
-            let tl = match read_timeline(&file) {
+            let mut tl = match read_timeline(&file) {
                 Ok(t) => t,
                 Err(code) => return code,
             };
+            if let Some(spec) = &config {
+                tl = match with_config(&tl, spec) {
+                    Ok(t) => t,
+                    Err(code) => return code,
+                };
+            }
             let opts = RunOptions {
                 seed,
                 ..RunOptions::default()
@@ -558,7 +654,11 @@ fn main() -> ExitCode {
                         stream.line(l);
                     }
                     stream.finish(&summary);
-                    ExitCode::SUCCESS
+                    if summary.violations.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
                 }
                 Err(e) => {
                     eprintln!("{file}: does not replay: {e}");
@@ -566,6 +666,11 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::DeriveTimeline {
+            file,
+            out,
+            fidelity,
+        } => derive(&file, out.as_deref(), fidelity),
         Cmd::Matrix {
             format,
             max_entries,
@@ -589,6 +694,48 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `derive-timeline`.
+fn derive(file: &str, out: Option<&str>, fidelity: bool) -> ExitCode {
+    let text = match std::fs::read(file) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => {
+            eprintln!("{file}: cannot read: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let toml = match redial_sim::derive::timeline_from_trace(&text) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {file}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match out {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &toml) {
+                eprintln!("{path}: cannot write: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        None => print!("{toml}"),
+    }
+    if fidelity {
+        match redial_sim::derive::fidelity(&text) {
+            Ok(f) => {
+                eprintln!("fidelity {file}: {f}");
+                for d in f.disagreements.iter().chain(&f.violations) {
+                    eprintln!("  {d}");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {file}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// `explore --machine`.

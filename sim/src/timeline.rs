@@ -742,6 +742,33 @@ impl Timeline {
         })
     }
 
+    /// The same timeline under another configuration, taken whole (not
+    /// merged with this file's `[config]` keys): `other`'s config, with
+    /// this timeline's endpoint count. What `compare --config` and
+    /// `replay --config` run (a derived timeline sets every key, so a
+    /// preset alone would change nothing in it).
+    pub fn with_config(&self, other: &Timeline) -> Result<Timeline, TimelineError> {
+        let listed = self.endpoints.iter().filter(|e| e.listed).count();
+        let config = other
+            .config
+            .to_builder()
+            .endpoints(listed)
+            .build()
+            .map_err(|e| TimelineError {
+                path: other.path.clone(),
+                line: 1,
+                column: 1,
+                message: e.to_string(),
+            })?;
+        Ok(Timeline {
+            preset: other.preset,
+            config,
+            raw_config: other.raw_config.clone(),
+            text: other.text.clone(),
+            ..self.clone()
+        })
+    }
+
     /// The endpoint name a machine endpoint index (seed-list position) stands for.
     pub fn listed_endpoint(&self, index: usize) -> usize {
         self.endpoints

@@ -16,7 +16,7 @@ use crate::timeline::Timeline;
 pub use redial::trace::{Mismatch, TRACE_VERSION, replay};
 
 /// The `[config]` table of a trace's header, as TOML lines.
-fn config_toml(h: &Header) -> String {
+pub(crate) fn config_toml(h: &Header) -> String {
     let mut s = String::from("[config]\n");
     for (k, v) in h.config.entries() {
         let _ = writeln!(s, "{k} = {v}");
@@ -98,9 +98,55 @@ pub fn transcript(r: &Replay) -> Result<(Vec<Line>, Summary), String> {
     Ok((lines, summary))
 }
 
-/// Replays a trace and renders its transcript: `Err` names the first
-/// record that does not replay.
+/// Runs a replayed trace's inputs through a machine with `redial-check`'s
+/// oracles attached (the invariants and the policy contract, as `replay`
+/// checks a timeline) and returns what they found. The machine is the
+/// replay's (same config, seed and inputs), so its outputs are the
+/// trace's; a trace that ends with the client closed is also checked for
+/// every op having had its outcome.
+pub fn check(r: &Replay) -> Result<Vec<String>, String> {
+    use redial_check::Checked;
+    let config = r
+        .header
+        .config
+        .build(None, r.header.endpoints.max(1))
+        .map_err(|e| format!("config: {e}"))?;
+    let mut m: Checked<()> = Checked::new(config, r.header.seed, r.header.t0);
+    while m.poll_output().is_some() {}
+    for rec in &r.records {
+        let Record::In(t, input) = rec else {
+            continue;
+        };
+        let now = *t;
+        match *input {
+            Input::Submit { options, .. } => {
+                m.submit(now, (), options);
+            }
+            Input::Cancel { op } => m.cancel(now, op),
+            Input::Close => m.close(now),
+            Input::Revive => m.revive(now),
+            Input::Connected { conn, role } => m.handle_connected_as(now, conn, role),
+            Input::ConnectFailed { conn, why } => m.handle_connect_failed(now, conn, why),
+            Input::ConnectionLost { conn, kind } => m.handle_connection_lost(now, conn, kind),
+            Input::OpResult { op, conn, result } => m.handle_op_result(now, op, conn, result),
+            Input::Heartbeat { conn, result } => m.handle_heartbeat(now, conn, result),
+            Input::Timeout => m.handle_timeout(now),
+            _ => return Err(format!("an input this build cannot check: {input:?}")),
+        }
+        while m.poll_output().is_some() {}
+    }
+    if m.state() == redial_core::State::Closed {
+        m.finish();
+    }
+    Ok(m.violations().map(ToString::to_string).collect())
+}
+
+/// Replays a trace and renders its transcript, with the oracles' findings
+/// in the summary's `violations`: `Err` names the first record that does
+/// not replay.
 pub fn replay_transcript(text: &str) -> Result<(Vec<Line>, Summary), String> {
     let r = replay(text).map_err(|m| m.to_string())?;
-    transcript(&r)
+    let (lines, mut summary) = transcript(&r)?;
+    summary.violations = check(&r)?;
+    Ok((lines, summary))
 }

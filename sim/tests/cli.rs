@@ -388,3 +388,59 @@ fn explore_pins_a_config_from_a_timeline_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{path}:2:")), "{err} / {stderr}");
 }
+
+/// `derive-timeline` of a shipped trace is the shipped derived timeline
+/// (same trace, same bytes), `compare --config` runs it under the recorded
+/// config and presets taken whole, and `replay --config` under another.
+#[test]
+fn derive_timeline_then_compare_and_replay_under_another_config() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let trace = format!("{root}/traces/redis-kill-restart.jsonl");
+    let shipped = format!("{root}/traces/redis-kill-restart.derived.toml");
+    let out = sim()
+        .args(["derive-timeline", &trace])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let derived = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(
+        derived,
+        std::fs::read_to_string(&shipped).expect("shipped"),
+        "regenerate: redial-sim derive-timeline sim/traces/redis-kill-restart.jsonl -o sim/traces/redis-kill-restart.derived.toml"
+    );
+    let out = sim()
+        .args(["compare", &shipped, "--config"])
+        .arg(format!("{shipped},fail-fast"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    // Under the recorded config every op succeeds, as it did; fail-fast
+    // fails the ops issued while the server was down.
+    assert!(table.contains("| 236 ok "), "{table}");
+    assert!(table.contains("no_connection"), "{table}");
+    let out = sim()
+        .args(["replay", &shipped, "--config", "fail-fast"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no_connection"));
+    // A bad trace: the error names its line; exit 2.
+    let dir = std::env::temp_dir().join(format!("redial-sim-derive-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bad = dir.join("bad.jsonl");
+    let text = std::fs::read_to_string(&trace).expect("trace");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[2] = "{\"t\":1136,\"in\":\"connected\"}";
+    std::fs::write(&bad, lines.join("\n")).expect("write");
+    let out = sim()
+        .args(["derive-timeline", bad.to_str().expect("utf-8")])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3:"), "{err}");
+    // `compare` needs --presets or --config.
+    let out = sim().args(["compare", &shipped]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+}

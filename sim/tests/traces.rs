@@ -125,3 +125,76 @@ fn random_byte_edits_never_panic_and_are_caught() {
     }
     assert!(caught > 300, "only {caught} of 400 edits caught");
 }
+
+/// The derived timeline of every shipped timeline's driver trace, replayed
+/// under the recorded config, against the trace's outcomes. Here the
+/// world is known (it is the timeline), so the figure measures the
+/// derivation: all 283 ops agree today; each shipped timeline must agree
+/// on at least 80% of its ops, and all of them together on at least 98%
+/// (a margin for a timing race a future change of the world might bring,
+/// not for a derivation bug).
+#[test]
+fn derived_timelines_predict_the_recorded_outcomes() {
+    let (mut agree, mut all) = (0, 0);
+    for (name, tl) in timelines() {
+        let text = recorded(&tl);
+        let toml = redial_sim::derive::timeline_from_trace(&text)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Deterministic, and a timeline the simulator reads.
+        assert_eq!(
+            redial_sim::derive::timeline_from_trace(&text).unwrap(),
+            toml,
+            "{name}"
+        );
+        Timeline::parse(&toml, &name).unwrap_or_else(|e| panic!("{name}: {e}\n{toml}"));
+        let f = redial_sim::derive::fidelity(&text).unwrap();
+        println!("fidelity {name}: {f}");
+        for d in &f.disagreements {
+            println!("  {d}");
+        }
+        assert!(f.violations.is_empty(), "{name}: {:?}", f.violations);
+        assert!(f.ops > 0, "{name}: no op");
+        assert!(
+            f.agree * 10 >= f.ops * 8,
+            "{name}: {f}\n{}",
+            f.disagreements.join("\n")
+        );
+        agree += f.agree;
+        all += f.ops;
+    }
+    println!("fidelity, all shipped timelines: {agree}/{all}");
+    assert!(agree * 100 >= all * 98, "{agree}/{all}");
+}
+
+#[test]
+fn derive_names_the_bad_line_and_never_panics() {
+    let (_, tl) = timelines()
+        .into_iter()
+        .find(|(n, _)| n == "restart-db0.toml")
+        .unwrap();
+    let text = recorded(&tl);
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[4] = "{\"t\":99999999999,\"in\":\"bogus\"}".into();
+    let e = redial_sim::derive::timeline_from_trace(&lines.join("\n")).unwrap_err();
+    assert_eq!(e.line, 5, "{e}");
+    assert!(e.to_string().contains("bogus"), "{e}");
+    for g in ["", "hello", "{}", "{\"redial_trace\":1}"] {
+        let e = redial_sim::derive::timeline_from_trace(g).unwrap_err();
+        assert_eq!(e.line, 1, "{g:?}: {e}");
+    }
+    // Random byte edits: an error or a timeline that parses, never a panic.
+    let bytes = text.as_bytes();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..300 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut b = bytes.to_vec();
+        let at = (x % b.len() as u64) as usize;
+        b[at] = b"0123456789{}\":,x\n"[(x >> 32) as usize % 17];
+        let edited = String::from_utf8_lossy(&b);
+        if let Ok(toml) = redial_sim::derive::timeline_from_trace(&edited) {
+            Timeline::parse(&toml, "edited").unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        }
+    }
+}

@@ -245,6 +245,22 @@ pub fn check_traces(test: &str) {
             "{test}: trace {i}: {} records replayed exactly",
             r.records.len()
         );
+        // What-if fidelity: the timeline derived from the trace, replayed
+        // under the recorded config, against what the ops really did.
+        // Reported, not asserted: it is a prediction from what the client
+        // saw (README: "Record in production"); only a derivation that
+        // fails, or a replay that breaks an invariant, fails the test.
+        let f = redial_sim::derive::fidelity(&text)
+            .unwrap_or_else(|e| panic!("{test}: trace {i}: no timeline derives: {e}"));
+        println!("fidelity {test} trace {i}: {f}");
+        for d in &f.disagreements {
+            println!("  {d}");
+        }
+        assert!(
+            f.violations.is_empty(),
+            "{test}: trace {i}: the derived timeline breaks an invariant: {:?}",
+            f.violations
+        );
         if let Some(dir) = std::env::var_os("REDIAL_TRACE_DIR") {
             let path = std::path::Path::new(&dir).join(format!("{test}-{i}.jsonl"));
             std::fs::write(&path, &text).expect("write the trace");
