@@ -304,6 +304,11 @@ pub enum ConfigErrorKind {
     /// in whole microseconds from `[probe / 2, probe]`, could be zero: a
     /// tight loop).
     BelowOneMillisecond,
+    /// A duration that is not a whole number of microseconds (500 ns,
+    /// 1.5 µs): the machine's clock counts whole microseconds, so such a
+    /// value would be cut to what the machine can use (a 500 ns deadline
+    /// to none at all), and a trace or a timeline could not hold it.
+    FractionOfMicrosecond,
 }
 
 /// A refused configuration: which field and why.
@@ -344,6 +349,9 @@ impl ConfigError {
             ConfigErrorKind::RatioAboveMaxTokens => "must not exceed retry_budget_tokens",
             ConfigErrorKind::BelowOneMillisecond => {
                 "must be at least 1 ms (shorter probes could retry with no delay at all)"
+            }
+            ConfigErrorKind::FractionOfMicrosecond => {
+                "must be a whole number of microseconds (the machine's clock counts microseconds)"
             }
         }
     }
@@ -968,6 +976,52 @@ impl ConfigBuilder {
         self
     }
 
+    /// The first duration set to a fraction of a microsecond, by its
+    /// field's name (as in timeline files).
+    fn first_fractional_microsecond(&self) -> Option<&'static str> {
+        let mut all: [(&'static str, Option<Duration>); 15] = [
+            ("connect_timeout", self.connect_timeout),
+            ("socket_timeout", self.socket_timeout),
+            ("response_timeout", self.response_timeout),
+            ("command_timeout", self.command_timeout),
+            ("buffer_timeout", self.buffer_timeout),
+            ("op_deadline", self.op_deadline),
+            ("heartbeat_interval", self.heartbeat.map(|h| h.interval)),
+            ("heartbeat_timeout", self.heartbeat.map(|h| h.timeout)),
+            ("probe", self.quick_reconnect.map(|q| q.probe)),
+            ("probe_for", self.quick_reconnect.map(|q| q.probe_for)),
+            ("cool_down", None),
+            ("reconnect_interval", None),
+            ("backoff_initial", None),
+            ("backoff_step", None),
+            ("backoff_max", None),
+        ];
+        if let GiveUp::CoolDown(d) = self.give_up {
+            all[10].1 = Some(d);
+        }
+        match self.backoff {
+            Backoff::Constant(d) => all[11].1 = Some(d),
+            Backoff::Linear { initial, step, max } => {
+                all[12].1 = Some(initial);
+                all[13].1 = Some(step);
+                all[14].1 = Some(max);
+            }
+            Backoff::Exponential { initial, max, .. } => {
+                all[12].1 = Some(initial);
+                all[14].1 = Some(max);
+            }
+        }
+        all.into_iter()
+            // Past `u64::MAX` µs the machine saturates (for ever), whatever
+            // the nanoseconds: `Duration::MAX` is a fine "no limit".
+            .find(|(_, d)| {
+                d.is_some_and(|d| {
+                    d.subsec_nanos() % 1_000 != 0 && d.as_micros() < u128::from(u64::MAX)
+                })
+            })
+            .map(|(field, _)| field)
+    }
+
     /// Validates every field and returns the configuration.
     pub fn build(self) -> Result<Config, ConfigError> {
         use ConfigErrorKind as K;
@@ -1062,6 +1116,9 @@ impl ConfigBuilder {
         }
         if self.max_op_attempts == 0 {
             return err("max_op_attempts", K::MustBePositive);
+        }
+        if let Some(field) = self.first_fractional_microsecond() {
+            return err(field, K::FractionOfMicrosecond);
         }
         let budget_milli = match self.retry_budget {
             None => None,

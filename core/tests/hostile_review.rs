@@ -57,3 +57,49 @@ fn a_validated_quick_reconnect_never_probes_with_zero_delay() {
         "{zero} refused attempts were retried with zero delay (virtual time advanced to {now:?})"
     );
 }
+
+/// The machine's clock counts whole microseconds: a configured duration
+/// with a fraction of one (a 500 ns deadline, which the machine used as
+/// 0 µs: every op expired at once) is refused, naming the field; whole
+/// microseconds, and `Duration::MAX` ("no limit"), are kept.
+#[test]
+fn durations_with_a_fraction_of_a_microsecond_are_refused() {
+    use redial_core::{Backoff, ConfigErrorKind, GiveUp};
+    let b = || Config::recommended().to_builder();
+    for (builder, field) in [
+        (
+            b().op_deadline(Some(Duration::from_nanos(500))),
+            "op_deadline",
+        ),
+        (
+            b().response_timeout(Some(Duration::from_nanos(2_500))),
+            "response_timeout",
+        ),
+        (
+            b().give_up(GiveUp::CoolDown(Duration::from_nanos(1_000_000_001))),
+            "cool_down",
+        ),
+        (
+            b().backoff(Backoff::Linear {
+                initial: Duration::from_millis(1),
+                step: Duration::from_nanos(10),
+                max: Duration::from_secs(1),
+            }),
+            "backoff_step",
+        ),
+    ] {
+        let e = builder.build().expect_err(field);
+        assert_eq!(
+            (e.field(), e.kind()),
+            (field, ConfigErrorKind::FractionOfMicrosecond)
+        );
+        assert!(
+            e.to_string().contains("whole number of microseconds"),
+            "{e}"
+        );
+    }
+    b().op_deadline(Some(Duration::from_micros(1)))
+        .connect_timeout(Some(Duration::MAX))
+        .build()
+        .expect("whole microseconds and Duration::MAX are kept");
+}
