@@ -7,6 +7,9 @@
 
 #![cfg(feature = "mysql")]
 
+#[allow(dead_code)]
+#[path = "support/rt.rs"]
+mod rt;
 mod support;
 
 use std::collections::BTreeMap;
@@ -71,12 +74,16 @@ fn buffering() -> Config {
     .expect("config")
 }
 
+/// A client, recorded: the test's end replays its trace
+/// ([`rt::check_traces`]).
 fn client(config: Config, urls: &[String]) -> MyClient {
-    Client::builder(MySqlConnector::new(urls).expect("urls"))
-        .config(config)
-        .seed(4)
-        .build()
-        .expect("client")
+    rt::recorded(
+        Client::builder(MySqlConnector::new(urls).expect("urls"))
+            .config(config)
+            .seed(4),
+    )
+    .build()
+    .expect("client")
 }
 
 /// `workers` tasks inserting fresh ids, one transaction at a time, for
@@ -227,11 +234,13 @@ fn outage(kill: bool) {
 #[test]
 fn killed_and_restarted_during_transactions() {
     outage(true);
+    rt::check_traces("mariadb_killed");
 }
 
 #[test]
 fn stopped_cleanly_and_restarted_during_transactions() {
     outage(false);
+    rt::check_traces("mariadb_stopped");
 }
 
 /// The primary set read-only while writes flow, the replica caught up
@@ -299,6 +308,7 @@ fn failover_to_the_replica() {
         assert!(slowest < Duration::from_millis(1500), "{slowest:?}");
         client.close().await;
     });
+    rt::check_traces("mariadb_failover");
 }
 
 /// `Config::fail_fast()`: while the server is down, every op fails at once
@@ -403,6 +413,7 @@ fn fail_fast_during_an_outage() {
         assert!(recovered.is_some(), "the client did not come back");
         client.close().await;
     });
+    rt::check_traces("mariadb_fail_fast");
 }
 
 /// One insert of the next id, recorded.

@@ -24,6 +24,9 @@
 
 #[path = "support/pg_ops.rs"]
 mod pg_ops;
+#[allow(dead_code)]
+#[path = "support/rt.rs"]
+mod rt;
 mod support;
 
 use std::collections::BTreeMap;
@@ -94,16 +97,19 @@ fn failover(mode: &'static str) {
     }
     let (primary, standby) = (Arc::new(primary), Arc::new(standby));
     support::run_bounded(Duration::from_secs(120), run(primary, standby, mode));
+    rt::check_traces(&format!("postgres_failover_{mode}"));
 }
 
 async fn run(primary: Arc<PgServer>, standby: Arc<PgServer>, mode: &'static str) {
     let connector =
         PostgresConnector::new([primary.conn_str(), standby.conn_str()]).expect("conn strs");
-    let (client, mut events) = Client::builder(connector)
-        .config(Config::recommended())
-        .seed(7)
-        .build_with_events()
-        .expect("client");
+    let (client, mut events) = rt::recorded(
+        Client::builder(connector)
+            .config(Config::recommended())
+            .seed(7),
+    )
+    .build_with_events()
+    .expect("client");
     let ev_log = tokio::spawn(async move {
         let mut log = Vec::new();
         while let Some(e) = events.next().await {
