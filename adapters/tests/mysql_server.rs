@@ -7,7 +7,6 @@
 
 #![cfg(feature = "mysql")]
 
-#[allow(dead_code)]
 #[path = "support/rt.rs"]
 mod rt;
 mod support;

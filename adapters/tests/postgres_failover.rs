@@ -24,7 +24,6 @@
 
 #[path = "support/pg_ops.rs"]
 mod pg_ops;
-#[allow(dead_code)]
 #[path = "support/rt.rs"]
 mod rt;
 mod support;

@@ -433,10 +433,14 @@ fn slow_loading(rt: Rt, target: Duration, kind: Load) {
         );
         eprintln!("redis LOADING: events {names:?}");
 
+        // The premise: a load long enough for ops to meet `LOADING`. The
+        // calibration aims at `target`..1.3 × `target`, but one restart's
+        // load time moves by a third with the machine's load (seen in CI:
+        // calibrated 1.32 s, then 0.95 s), so the premise asks for 60 %.
         let lasted = loading.last_seen.saturating_duration_since(restarted);
         assert!(
-            lasted >= Duration::from_secs(1),
-            "the data set loads for at least a second (loading:1 last seen {lasted:?} after the restart)"
+            lasted >= target.mul_f64(0.6),
+            "the data set loads for at least 60% of {target:?} (loading:1 last seen {lasted:?} after the restart)"
         );
         assert_eq!(b.maybe_ran, 0, "nothing refused is reported may-have-run");
         assert!(!during.is_empty(), "ops were issued during the load");
