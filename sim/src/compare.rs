@@ -34,6 +34,168 @@ pub struct Column {
     pub unrecovered: u64,
     /// Invariant violations.
     pub violations: Vec<String>,
+    /// Each op's fate, by submission number (for [`fate_diff`]; not in
+    /// the column's JSON).
+    #[serde(skip)]
+    pub ops: BTreeMap<u64, OpFate>,
+}
+
+/// What became of one op in one run, as [`fate_diff`] compares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpFate {
+    /// The op's label.
+    pub label: String,
+    /// Its fate, without times: `ok`, `buffered, then ok`, `failed
+    /// no_connection (not run)`, `failed connection_lost (may have run)`,
+    /// `buffered, then failed buffer_timeout (not run)`, or `pending`.
+    pub fate: String,
+    /// From its submission to its outcome, µs (`None`: pending at the end).
+    pub took_us: Option<u64>,
+}
+
+impl OpFate {
+    fn of(o: &crate::output::OpLine) -> OpFate {
+        // Buffered: not sent at once (sent later, or never sent and
+        // answered later).
+        let waited = o.first_dispatch_us.unwrap_or(o.t_us) > o.submitted_us;
+        let then = if waited { "buffered, then " } else { "" };
+        let fate = match &o.result {
+            Ok(_) => format!("{then}ok"),
+            Err((kind, _)) => format!(
+                "{then}failed {kind} ({})",
+                if o.maybe_executed {
+                    "may have run"
+                } else {
+                    "not run"
+                }
+            ),
+        };
+        OpFate {
+            label: o.label.clone(),
+            fate,
+            took_us: Some(o.t_us.saturating_sub(o.submitted_us)),
+        }
+    }
+}
+
+/// Ops whose fate differs between two columns, grouped: `count` ops
+/// labelled `label` went `from` in the first column and `to` in the
+/// second, after the given times (from submission to outcome).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FateChange {
+    /// The first column's name.
+    pub from_column: String,
+    /// The second column's name.
+    pub to_column: String,
+    /// The ops' label.
+    pub label: String,
+    /// How many ops.
+    pub count: u64,
+    /// Their fate in the first column.
+    pub from: String,
+    /// Their fate in the second column.
+    pub to: String,
+    /// Shortest and longest time to the outcome in the first column, µs
+    /// (`None`: pending at the end, or not submitted there).
+    pub from_us: Option<(u64, u64)>,
+    /// The same in the second column.
+    pub to_us: Option<(u64, u64)>,
+    /// The first few ops' submission numbers (`#n` in `replay`'s
+    /// transcript), at most 5.
+    pub examples: Vec<u64>,
+}
+
+/// The ops whose fate differs between columns `a` and `b` (paired by
+/// submission number: the same timeline submits the same ops in the same
+/// order, except ops a run's own outcomes trigger), grouped by label and
+/// by the pair of fates, largest group first. An op one run submitted and
+/// the other did not is `not submitted` there; an op without an outcome
+/// when the run ended is `pending`.
+pub fn fate_diff(a: &Column, b: &Column) -> Vec<FateChange> {
+    let missing = |label: &str| OpFate {
+        label: label.to_string(),
+        fate: "not submitted".into(),
+        took_us: None,
+    };
+    let ids: std::collections::BTreeSet<u64> = a.ops.keys().chain(b.ops.keys()).copied().collect();
+    // (label, from, to) -> (count, from range, to range, examples)
+    type Acc = (u64, Option<(u64, u64)>, Option<(u64, u64)>, Vec<u64>);
+    let mut groups: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
+    let widen = |r: &mut Option<(u64, u64)>, t: Option<u64>| {
+        if let Some(t) = t {
+            *r = Some(r.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+        }
+    };
+    for id in ids {
+        let label = a
+            .ops
+            .get(&id)
+            .or(b.ops.get(&id))
+            .map_or("", |f| f.label.as_str());
+        let fa = a.ops.get(&id).cloned().unwrap_or_else(|| missing(label));
+        let fb = b.ops.get(&id).cloned().unwrap_or_else(|| missing(label));
+        if fa.fate == fb.fate {
+            continue;
+        }
+        let g = groups
+            .entry((fa.label.clone(), fa.fate.clone(), fb.fate.clone()))
+            .or_insert((0, None, None, Vec::new()));
+        g.0 += 1;
+        widen(&mut g.1, fa.took_us);
+        widen(&mut g.2, fb.took_us);
+        if g.3.len() < 5 {
+            g.3.push(id);
+        }
+    }
+    let mut out: Vec<FateChange> = groups
+        .into_iter()
+        .map(
+            |((label, from, to), (count, fr, tr, examples))| FateChange {
+                from_column: a.preset.clone(),
+                to_column: b.preset.clone(),
+                label,
+                count,
+                from,
+                to,
+                from_us: fr,
+                to_us: tr,
+                examples,
+            },
+        )
+        .collect();
+    // Largest first; the BTreeMap's order breaks ties, so the output is
+    // the same for the same runs.
+    out.sort_by_key(|c| std::cmp::Reverse(c.count));
+    out
+}
+
+/// [`fate_diff`] as text: one line per group, e.g. `412 op ops: buffered,
+/// then ok after 120–480 ms → failed no_connection (not run) after 0 ms`.
+pub fn render_diff(changes: &[FateChange], a: &Column, b: &Column) -> String {
+    let mut out = format!("ops whose fate differs, {} → {}:\n", a.preset, b.preset);
+    if changes.is_empty() {
+        out.push_str("  none: every op had the same fate\n");
+    }
+    let span = |r: Option<(u64, u64)>| match r.map(|(lo, hi)| (lo / 1000, hi / 1000)) {
+        None => String::new(),
+        Some((lo, hi)) if lo == hi => format!(" after {lo} ms"),
+        Some((lo, hi)) => format!(" after {lo}–{hi} ms"),
+    };
+    for c in changes {
+        let ex: Vec<String> = c.examples.iter().map(|n| format!("#{n}")).collect();
+        out.push_str(&format!(
+            "  {} `{}` op{}: {}{} → {}{} (e.g. {})\n",
+            c.count,
+            c.label,
+            if c.count == 1 { "" } else { "s" },
+            c.from,
+            span(c.from_us),
+            c.to,
+            span(c.to_us),
+            ex.join(" ")
+        ));
+    }
+    out
 }
 
 /// Runs `tl` under each preset (the file's other config keys still apply).
@@ -57,8 +219,10 @@ pub fn compare_timelines(runs: &[(String, Timeline)], opts: &RunOptions) -> Vec<
         let mut labels: BTreeMap<String, LabelCounts> = BTreeMap::new();
         let mut lost_at: Option<u64> = None;
         let mut max_recovery: Option<u64> = None;
+        let mut ops = BTreeMap::new();
         let summary = run(t, opts, |line| match line {
             Line::Op(o) => {
+                ops.insert(o.id, OpFate::of(o));
                 let c = labels.entry(o.label.clone()).or_default();
                 match &o.result {
                     Ok(_) => c.ok += 1,
@@ -91,6 +255,7 @@ pub fn compare_timelines(runs: &[(String, Timeline)], opts: &RunOptions) -> Vec<
             max_recovery_ms: max_recovery,
             unrecovered: u64::from(lost_at.is_some()),
             violations: summary.violations,
+            ops,
         });
     }
     cols

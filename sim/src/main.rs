@@ -184,6 +184,13 @@ enum Cmd {
         /// it sets every key, so `--presets` would change nothing in it.
         #[arg(long, value_delimiter = ',', value_name = "FILE|PRESET")]
         config: Vec<String>,
+        /// Also list the ops whose fate differs between the first column
+        /// and each other one, grouped ("412 `op` ops: buffered, then ok
+        /// after 120–480 ms → failed no_connection (not run) after 0 ms");
+        /// with `--format json`, one `{"diff": …}` line per group after
+        /// the columns.
+        #[arg(long)]
+        diff: bool,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: Fmt,
@@ -457,6 +464,7 @@ fn main() -> ExitCode {
             file,
             presets,
             config,
+            diff,
             format,
         } => {
             let tl = match read_timeline(&file) {
@@ -498,6 +506,20 @@ fn main() -> ExitCode {
                             "{}",
                             serde_json::to_string(c).expect("plain data serializes")
                         );
+                    }
+                }
+            }
+            if diff {
+                for b in cols.iter().skip(1) {
+                    let a = &cols[0];
+                    let changes = compare::fate_diff(a, b);
+                    match format {
+                        Fmt::Text => print!("\n{}", compare::render_diff(&changes, a, b)),
+                        Fmt::Json => {
+                            for c in &changes {
+                                println!("{}", serde_json::json!({ "diff": c }));
+                            }
+                        }
                     }
                 }
             }
