@@ -85,6 +85,9 @@
 //!   losses and give-ups warn), derived from the core's outputs, in a
 //!   `redial.client` span per client. Without it, no tracing code is
 //!   compiled. [`Client::stats`] needs no feature.
+//! - `recorder` — the flight recorder (`FlightRecorder`,
+//!   `Builder::record`) and the trace format's exact replay (module
+//!   `trace`); the format is `TRACE.md` at the repository's root.
 
 #![forbid(unsafe_code)]
 

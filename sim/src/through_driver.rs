@@ -428,16 +428,15 @@ pub fn run_through_driver(tl: &Timeline, opts: &RunOptions, sink: impl FnMut(&Li
 }
 
 /// As [`run_through_driver`], with the driver's core recorded by a
-/// [`FlightRecorder`](redial::FlightRecorder) streaming into memory:
-/// returns the summary and the trace (JSON lines).
+/// [`FlightRecorder`](redial::FlightRecorder) kept in memory (bounded
+/// mode with no bound, dumped at the end: the same bytes a stream would
+/// hold): returns the summary and the trace (JSON lines).
 pub fn record_through_driver(tl: &Timeline, opts: &RunOptions) -> (Summary, String) {
-    let buf = SharedBuf::default();
-    let rec = redial::FlightRecorder::to_writer(buf.clone());
+    let rec = redial::FlightRecorder::bounded(usize::MAX, None);
     let summary = run_recorded(tl, opts, Some(&rec), |_| {});
-    let _ = rec.flush();
-    let text =
-        String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
-    (summary, text)
+    let mut out = Vec::new();
+    rec.dump(&mut out).expect("a Vec takes every write");
+    (summary, String::from_utf8_lossy(&out).into_owned())
 }
 
 /// As [`run_through_driver`], with the driver's core recorded by `recorder`
@@ -448,23 +447,6 @@ pub fn run_through_driver_recorded(
     recorder: &redial::FlightRecorder,
 ) -> Summary {
     run_recorded(tl, opts, Some(recorder), |_| {})
-}
-
-/// A writer into shared memory.
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 fn run_recorded(
