@@ -38,11 +38,11 @@
 //! back when dropped). An op cut short mid-statement leaves that
 //! statement running on the server (tokio-postgres does not stop it).
 //! Under a time limit the server stops it itself (`statement_timeout`,
-//! above); without one, the next op first sends a cancel request for it
-//! (`cancel_query`, a connection of its own) instead of waiting behind
-//! it. The cancel reaches the backend asynchronously: if that statement
-//! had just ended, a late cancel can hit the next op's first statement,
-//! which then fails as a server error, "may have run" (never silently).
+//! above); without one, the next op waits behind it (bounded by its own
+//! deadline, or the response timeout). A cancel request is not sent for
+//! it: tokio-postgres's `cancel_query` does not wait for the backend to
+//! act on it, so when the statement had already ended, a late cancel hit
+//! the next op's statement instead (seen in CI, twice).
 //!
 //! **Seed list and role.** Each connection string (or config) is one
 //! endpoint, and one naming several hosts (`host=a,b port=5432,5433`) is
@@ -270,13 +270,6 @@ pub struct PgConn {
     /// (`BEGIN` sent by hand), so the next op starts with a `ROLLBACK`.
     /// Read and written only under the client's lock.
     dirty: std::sync::atomic::AtomicBool,
-    /// An op with no server-side limit (no `statement_timeout`) is under
-    /// way, or was cut short (its future dropped) before it ended: set
-    /// before such an op starts, cleared when it ends. Found set by the
-    /// next op, its statement may still be running on the server, for
-    /// ever. (An op with a limit is stopped by the server itself, at most
-    /// [`STATEMENT_GRACE`] after its deadline.)
-    cut: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for PgConn {
@@ -345,7 +338,6 @@ impl<T: Send + 'static> Connector for PostgresConnector<T> {
             ended: rx.shared(),
             statement_timeout_ms: std::sync::atomic::AtomicU64::new(0),
             dirty: std::sync::atomic::AtomicBool::new(false),
-            cut: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -374,21 +366,6 @@ impl<T: Send + 'static> Connector for PostgresConnector<T> {
                 .unwrap_or(u64::MAX)
                 .clamp(1, MAX_STATEMENT_TIMEOUT_MS)
         });
-        if conn.cut.swap(want == 0, Relaxed) {
-            // The last op, which had no server-side limit, was cut short
-            // (its caller dropped the call): tokio-postgres does not stop
-            // its statement, which could keep the server working for no
-            // one and this op (and every op queued behind it) waiting,
-            // until the connection is declared unresponsive and they all
-            // fail as "may have run" although never sent. Cancel it first.
-            // The cancel request reaches the backend asynchronously: if
-            // that statement had just ended, a late cancel can hit this
-            // op's first statement (a server error, "may have run", never
-            // silent). Ops cut short under a limit are not cancelled so:
-            // their `statement_timeout` stops them, and a cancel there
-            // would only add that race (seen in CI).
-            let _ = client.cancel_token().cancel_query(NoTls).await;
-        }
         let result = async {
             // Dirty until this op ends `Ok`: if it is cut short (this
             // future dropped) or fails, the next op rolls back what it
@@ -416,7 +393,6 @@ impl<T: Send + 'static> Connector for PostgresConnector<T> {
             (op.0)(&mut client).await
         }
         .await;
-        conn.cut.store(false, Relaxed);
         conn.dirty.store(result.is_err(), Relaxed);
         result
     }
