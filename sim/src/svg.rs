@@ -284,12 +284,13 @@ fn d(x10: u64) -> String {
     format!("{}.{}", x10 / 10, x10 % 10)
 }
 
-/// A duration in µs for people: `850 ms`, `3.1 s`, `2.5 min`.
+/// A duration in µs for people: `850 ms`, `3.1 s`, `2.5 min`, `24.0 h`.
 fn dur(us: u64) -> String {
     match us {
         0..1_000_000 => format!("{} ms", us / 1000),
         1_000_000..120_000_000 => format!("{}.{} s", us / 1_000_000, us / 100_000 % 10),
-        _ => format!("{}.{} min", us / 60_000_000, us / 6_000_000 % 10),
+        120_000_000..7_200_000_000 => format!("{}.{} min", us / 60_000_000, us / 6_000_000 % 10),
+        _ => format!("{}.{} h", us / 3_600_000_000, us / 360_000_000 % 10),
     }
 }
 
@@ -708,7 +709,8 @@ fn group(out: &mut String, ax: &Axis, tr: &Track, mut y: u64) -> u64 {
     text(out, "", 160, y + 10, &label);
     for ((start, stop, words), lane) in tr.conns.iter().zip(&lanes) {
         let Some(lane) = lane else { continue };
-        let (x0, w) = (ax.x(*start), (ax.x(*stop) - ax.x(*start)).max(MIN_W));
+        let x0 = ax.x(*start);
+        let w = ax.x(*stop).saturating_sub(x0).max(MIN_W);
         let cy = y + *lane as u64 * 13;
         let tip = format!("{words} from {} to {}", at(*start), at(*stop));
         rect(out, "conn", x0, cy, w, 11, &tip);
@@ -717,8 +719,7 @@ fn group(out: &mut String, ax: &Axis, tr: &Track, mut y: u64) -> u64 {
         }
     }
     y += 13 * n.max(1) as u64 + 5;
-    // Events: markers, words under them where they fit, a dashed line
-    // down the group for each worded one.
+    // Events: one marker per kind per 2 px.
     text(out, "", 160, y + 11, "events");
     let cy = y + 5;
     let (mut last, mut words_end) = (BTreeMap::new(), 0);
@@ -733,11 +734,10 @@ fn group(out: &mut String, ax: &Axis, tr: &Track, mut y: u64) -> u64 {
         let _ = write!(out, "<g><title>{} {}</title>", at(*t), esc(what));
         marker(out, shape, class, x, cy);
         out.push_str("</g>");
-        if let Some(word) = word {
-            if x.saturating_sub(10) >= words_end {
-                text(&mut words, "in", x.saturating_sub(10), cy + 14, word);
-                words_end = x + text_w(word, 9) + 30;
-            }
+        // Worded where there is room, with a dashed line down the group.
+        if let Some(word) = word.filter(|_| x.saturating_sub(10) >= words_end) {
+            text(&mut words, "in", x.saturating_sub(10), cy + 14, word);
+            words_end = x + text_w(word, 9) + 30;
             let x = d(x);
             let _ = write!(lines, r#"<path class="hl {class}" d="M{x} {g_top}V@@"/>"#);
         }
@@ -753,7 +753,7 @@ fn group(out: &mut String, ax: &Axis, tr: &Track, mut y: u64) -> u64 {
     }
     for (o, lane) in tr.ops.iter().zip(&lanes) {
         let Some(lane) = lane else { continue };
-        let (x0, x1) = (ax.x(o.start), ax.x(o.end));
+        let (x0, x1) = (ax.x(o.start), ax.x(o.end.max(o.start)));
         let oy = y + *lane as u64 * 9;
         let what = tr.strings.get(o.what as usize).map_or("", String::as_str);
         let sent = o
