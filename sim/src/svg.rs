@@ -54,10 +54,13 @@ const STYLE: &str = "text{font-family:DejaVu Sans,Verdana,sans-serif;font-size:1
 .backoff{fill:#ffd966}.cdown{fill:#999}.failed{fill:#c00}.closed{fill:#666}.other{fill:#ccc}\
 .conn{fill:#a2c4c9;stroke:#45818e;stroke-width:.5}\
 .ok rect,rect.ok{fill:#6aa84f}.notrun rect,rect.notrun{fill:#e69138}\
-.mayrun rect,rect.mayrun{fill:#900}.hung rect,rect.hung{fill:#8e7cc3}.w{fill-opacity:.4}\
+.mayrun rect,rect.mayrun{fill:#900}.twice rect{stroke:#000;stroke-width:1}rect.twice{fill:#fff;stroke:#000}.hung rect,rect.hung{fill:#8e7cc3}.w{fill-opacity:.4}\
 .ev{stroke-width:1.2}.e-up{fill:#38761d;stroke:#38761d}.e-lost{fill:#c00;stroke:#c00}\
 .e-retry{fill:#999;stroke:#999}.e-fail{fill:#000;stroke:#000}.e-other{fill:#a64d79;stroke:#a64d79}\
 .hl{stroke-dasharray:3,3;stroke-opacity:.5}";
+
+/// The end of the tooltip of an op that may have run twice.
+const TWICE: &str = ", sent again after a loss in flight: may have run twice";
 
 /// What became of an op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +91,8 @@ struct OpBar {
     sent: Option<u64>,
     end: u64,
     fate: Fate,
+    /// Sent again after a loss in flight: may have run twice.
+    twice: bool,
     /// Interned "label: what became of it", for the tooltip.
     what: u32,
 }
@@ -130,6 +135,7 @@ impl Track {
     }
 
     fn op(&mut self, id: u64, span: (u64, Option<u64>, u64), fate: Fate, what: String) {
+        let twice = what.ends_with(TWICE);
         let what = self.intern(what);
         let (start, sent, end) = span;
         self.ops.push(OpBar {
@@ -138,6 +144,7 @@ impl Track {
             sent,
             end,
             fate,
+            twice,
             what,
         });
     }
@@ -154,7 +161,8 @@ impl Track {
                     Err((k, _)) => (Fate::NotRun, format!("{k} (not run)")),
                 };
                 let span = (o.submitted_us, o.first_dispatch_us, o.t_us);
-                self.op(o.id, span, fate, format!("{}: {what}", o.label));
+                let twice = if o.runs >= 2 { TWICE } else { "" };
+                self.op(o.id, span, fate, format!("{}: {what}{twice}", o.label));
             }
             Line::Event {
                 t_us,
@@ -654,6 +662,9 @@ fn headline(tr: &Track) -> String {
         let e: Vec<String> = s.errors.iter().map(|(k, n)| format!("{n} {k}")).collect();
         let _ = write!(head, " ({})", e.join(", "));
     }
+    if s.may_have_run_twice > 0 {
+        let _ = write!(head, " · {} may have run twice", s.may_have_run_twice);
+    }
     let (pending, tries) = (s.pending, s.connect_attempts);
     let _ = write!(
         head,
@@ -762,10 +773,10 @@ fn group(out: &mut String, ax: &Axis, tr: &Track, mut y: u64) -> u64 {
         let (id, from, to, took) = (o.id, at(o.start), at(o.end), dur(o.end - o.start));
         let tip =
             format!("#{id} {what}; submitted at {from}{sent}, outcome at {to} (after {took})");
+        let (fate, twice) = (o.fate.class(), if o.twice { " twice" } else { "" });
         let _ = write!(
             out,
-            r#"<g class="op {}"><title>{}</title>"#,
-            o.fate.class(),
+            r#"<g class="op {fate}{twice}"><title>{}</title>"#,
             esc(&tip)
         );
         if x1 - x0 <= MIN_W {
@@ -873,6 +884,7 @@ const LEGEND: [(&str, &[(&str, &str)]); 4] = [
         ("failed", "failed"), ("closed", "closed"), ("conn", "a connection")]),
     ("ops", &[("ok", "ok"), ("notrun", "failed, certainly not run"),
         ("mayrun", "failed, may have run"), ("hung", "pending at the end (hung)"),
+        ("twice", "outlined: may have run twice"),
         ("wait", "faded: waiting unsent (buffered), solid: sent")]),
     ("events", &[("connected", "connected / reconnected"), ("disconnected", "lost"),
         ("reconnecting", "reconnecting (an attempt)"), ("reconnect_failed", "gave up (reconnect_failed)"),

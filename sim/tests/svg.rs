@@ -215,6 +215,7 @@ fn every_shipped_timeline_draws_a_well_formed_picture_with_every_op() {
         .collect();
     names.sort();
     assert!(names.len() >= 20);
+    let mut twice_seen = 0;
     for name in names {
         let (doc, summary) = svg::replay_svg(&shipped(&name), &RunOptions::default());
         let n = well_formed(&doc).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -222,11 +223,19 @@ fn every_shipped_timeline_draws_a_well_formed_picture_with_every_op() {
         let (bars, more) = drawn(&doc);
         assert_eq!((bars + more) as u64, summary.submitted, "{name}");
         assert_eq!(
-            doc.matches(" class=\"op hung\"").count() as u64,
+            doc.matches("<g class=\"op hung").count() as u64,
             summary.pending,
             "{name}"
         );
+        // Sent again after a loss in flight: outlined.
+        let twice = doc.matches(" twice\"><title>").count() as u64;
+        assert_eq!(twice, summary.may_have_run_twice, "{name}");
+        twice_seen += twice;
     }
+    assert!(
+        twice_seen > 0,
+        "some shipped timeline resends an op lost in flight"
+    );
 }
 
 #[test]
@@ -246,7 +255,7 @@ fn fates_are_told_apart() {
     });
     let (doc, _) = svg::replay_svg(&tl, &RunOptions::default());
     let got =
-        ["ok", "notrun", "mayrun"].map(|c| doc.matches(&format!("<g class=\"op {c}\">")).count());
+        ["ok", "notrun", "mayrun"].map(|c| doc.matches(&format!("<g class=\"op {c}")).count());
     assert_eq!(got, want);
     assert!(want[1] > 0 && want[2] > 0, "{want:?}");
     // Autoreconnect off: ops pending at the end are drawn as hung, to the end.
@@ -254,7 +263,7 @@ fn fates_are_told_apart() {
     let (doc, summary) = svg::replay_svg(&tl, &RunOptions::default());
     assert!(summary.pending > 0);
     assert_eq!(
-        doc.matches("<g class=\"op hung\">").count() as u64,
+        doc.matches("<g class=\"op hung").count() as u64,
         summary.pending
     );
     assert!(doc.contains("pending at the end (hung); submitted at"));
