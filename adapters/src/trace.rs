@@ -609,7 +609,22 @@ pub fn replay(text: &str) -> Result<Replay, Mismatch> {
     // preset's value, and the replay would differ later, far from the cause.
     let canonical = ConfigKeys::from_config(&config).entries();
     let given = header.config.entries();
-    if let Some((k, v)) = canonical.iter().find(|e| !given.contains(e)) {
+    // Keys added to the config after version 1 of the format: a trace
+    // recorded before them lacks them, and is read with the value that
+    // reproduces the behaviour of its time.
+    let older = |(k, v): &&(&'static str, ConfigValue)| {
+        let before: Option<ConfigValue> = match *k {
+            "retry_lost" => Some(ConfigValue::Bool(false)),
+            "fail_buffered_after" => Some(ConfigValue::Text("never".into())),
+            "extra_jitter" => Some(ConfigValue::Text(crate::core::format_duration(
+                core::time::Duration::ZERO,
+            ))),
+            "fail_unreachable_deadlines" => Some(ConfigValue::Bool(true)),
+            _ => None,
+        };
+        before.is_some_and(|b| *v == b) && given.iter().all(|(g, _)| g != k)
+    };
+    if let Some((k, v)) = canonical.iter().find(|e| !given.contains(e) && !older(e)) {
         let found = given.iter().find(|(g, _)| g == k).map_or_else(
             || "it is missing".to_string(),
             |(_, g)| format!("it is {g}"),
