@@ -230,14 +230,17 @@ enum Cmd {
     },
     /// Replay one timeline under several presets, side by side.
     #[command(
-        after_help = "Examples:\n  redial-sim compare sim/timelines/restart-db0.toml --presets mongodb-legacy,fail-fast,recommended\n  redial-sim compare sim/timelines/pg-silent-loss.toml --presets mongoose,recommended --format json\n  redial-sim compare derived.toml --config derived.toml,recommended,my-service.toml"
+        after_help = "Examples:\n  redial-sim compare sim/timelines/restart-db0.toml --presets mongodb-legacy,fail-fast,recommended\n  redial-sim compare sim/timelines/pg-silent-loss.toml --presets mongoose,recommended --format json\n  redial-sim compare derived.toml --config derived.toml,recommended,my-service.toml\n  redial-sim compare sim/timelines/restart-db0.toml --config ioredis-v5,fred-reconnect-policy,recommended --diff"
     )]
     Compare {
         /// The timeline (TOML).
         file: String,
         /// Comma-separated presets: mongodb-legacy, mongoose, fail-fast,
-        /// recommended. Each is the base; the file's own `[config]` keys
-        /// still apply on top.
+        /// recommended, or a peer's defaults: ioredis-v5, ioredis-v6,
+        /// lettuce, redis-rs-connection-manager, fred-default,
+        /// fred-reconnect-policy, mongodb-node. Each is the base; the
+        /// file's own `[config]` keys still apply on top (`--config
+        /// PRESET` takes a preset whole).
         #[arg(long, value_delimiter = ',', required_unless_present = "config")]
         presets: Vec<String>,
         /// Comma-separated configurations, each taken whole in place of the
