@@ -597,8 +597,11 @@ impl<C: Connector> Call<C> {
             let id = core.machine.submit(now, self.op.clone(), options);
             let at = core.machine.now();
             #[cfg(feature = "tracing")]
-            core.span
-                .in_scope(|| crate::tracing_log::submitted(id, &options, before));
+            {
+                let retryable = options.is_retryable(core.machine.config());
+                core.span
+                    .in_scope(|| crate::tracing_log::submitted(id, &options, retryable, before));
+            }
             core.observe(|o| o.on_submit(at, id, &options, before));
             core.ops.insert(
                 id,

@@ -157,7 +157,11 @@ pub fn input_record(t: Instant, input: &Input) -> String {
             s,
             "\"submit\",\"op\":{},\"options\":{{\"retryable\":{},\"deadline_us\":{},\"max_attempts\":{},\"command_timeout_us\":{}}}",
             op.get(),
-            options.retryable,
+            match options.retryable {
+                None => "null",
+                Some(true) => "true",
+                Some(false) => "false",
+            },
             us(options.deadline),
             opt(options.max_attempts.map(u64::from)),
             us(options.command_timeout)
@@ -505,11 +509,17 @@ fn parse_input(v: &Value, kind: &str, line: usize) -> Result<Input, Mismatch> {
                 .get("options")
                 .filter(|o| o.is_object())
                 .ok_or_else(|| unreadable(line, "`options` must be an object"))?;
-            let mut options = OpOptions::new().retryable(
-                o.get("retryable")
-                    .and_then(Value::as_bool)
-                    .ok_or_else(|| unreadable(line, "`retryable` must be true or false"))?,
-            );
+            let mut options = OpOptions::new();
+            options.retryable = match o.get("retryable") {
+                Some(Value::Null) => None,
+                Some(Value::Bool(b)) => Some(*b),
+                _ => {
+                    return Err(unreadable(
+                        line,
+                        "`retryable` must be true, false or null (the config decides)",
+                    ));
+                }
+            };
             options.deadline = field_opt_us(o, "deadline_us", line)?;
             options.command_timeout = field_opt_us(o, "command_timeout_us", line)?;
             options.max_attempts = match o.get("max_attempts") {

@@ -32,12 +32,13 @@ pub(crate) fn op_enabled() -> bool {
     tracing::enabled!(target: "redial::op", Level::DEBUG)
 }
 
-/// An op was submitted (in state `before`).
-pub(crate) fn submitted(op: OpId, options: &OpOptions, before: State) {
+/// An op was submitted (in state `before`); `retryable`: whether it is
+/// resent after a loss in flight (its own choice or the config's).
+pub(crate) fn submitted(op: OpId, options: &OpOptions, retryable: bool, before: State) {
     debug!(
         target: "redial::op",
         op = op.get(),
-        retryable = options.retryable,
+        retryable,
         max_attempts = ?options.max_attempts,
         deadline = ?options.deadline,
         command_timeout = ?options.command_timeout,

@@ -387,7 +387,8 @@ impl Checker {
             self.flag(K::DuplicateId, format!("{id} was handed out twice"));
             return;
         }
-        let max_attempts = if opts.retryable {
+        let retryable = opts.is_retryable(&self.cfg);
+        let max_attempts = if retryable {
             opts.max_attempts
                 .unwrap_or(self.cfg.max_op_attempts())
                 .max(1)
@@ -402,7 +403,7 @@ impl Checker {
             id,
             Track {
                 seq: self.next_seq,
-                retryable: opts.retryable,
+                retryable,
                 max_attempts,
                 deadline,
                 dispatches: 0,

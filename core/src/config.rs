@@ -411,6 +411,8 @@ impl Preset {
             quick_reconnect: None,
             command_timeout: None,
             connected_on_reconnect: false,
+            retry_lost: false,
+            fail_buffered_after: None,
             deferred: None,
         };
         match self {
@@ -461,6 +463,8 @@ impl Preset {
                 }),
                 command_timeout: None,
                 connected_on_reconnect: false,
+                retry_lost: false,
+                fail_buffered_after: None,
                 deferred: None,
             },
         }
@@ -695,6 +699,16 @@ impl Config {
     pub fn max_op_attempts(&self) -> u32 {
         self.b.max_op_attempts
     }
+    /// Whether ops not marked either way are sent again after a loss in
+    /// flight (see [`ConfigBuilder::retry_lost`]).
+    pub fn retry_lost(&self) -> bool {
+        self.b.retry_lost
+    }
+    /// Buffered ops fail after this many failed reconnect attempts (see
+    /// [`ConfigBuilder::fail_buffered_after`]).
+    pub fn fail_buffered_after(&self) -> Option<u32> {
+        self.b.fail_buffered_after
+    }
     /// The shared retry budget.
     pub fn retry_budget(&self) -> Option<RetryBudget> {
         self.b.retry_budget
@@ -776,6 +790,8 @@ pub struct ConfigBuilder {
     pub(crate) quick_reconnect: Option<QuickReconnect>,
     pub(crate) command_timeout: Option<Duration>,
     pub(crate) connected_on_reconnect: bool,
+    pub(crate) retry_lost: bool,
+    pub(crate) fail_buffered_after: Option<u32>,
     /// An error found by a setter that cannot fail on the spot.
     deferred: Option<ConfigError>,
 }
@@ -933,6 +949,40 @@ impl ConfigBuilder {
     /// Attempts for ops marked retryable (≥ 1).
     pub fn max_op_attempts(mut self, n: u32) -> Self {
         self.max_op_attempts = n;
+        self
+    }
+
+    /// Blind resend: send every op lost in flight again after the
+    /// reconnect, up to [`max_op_attempts`](Self::max_op_attempts), unless
+    /// the op itself says otherwise ([`OpOptions::retryable`]). Off by
+    /// default.
+    ///
+    /// **An op lost in flight may have run**: the server may have executed
+    /// it and only the answer was lost. Sending it again can make it run
+    /// twice (an `INCR` counted twice, a payment taken twice). Only turn
+    /// this on when every op is idempotent, or to reproduce a driver that
+    /// does it (ioredis `autoResendUnfulfilledCommands`, Lettuce's
+    /// at-least-once mode, fred's `max_command_attempts`); `redial-sim
+    /// compare` counts the ops it resends as "may run twice".
+    ///
+    /// [`OpOptions::retryable`]: crate::OpOptions::retryable
+    pub fn retry_lost(mut self, on: bool) -> Self {
+        self.retry_lost = on;
+        self
+    }
+
+    /// Fail every buffered op once `k` reconnect attempts in a row have
+    /// failed, and again every `k + 1` failed attempts after that, as
+    /// ioredis's `maxRetriesPerRequest` does (it flushes its queues when
+    /// its count of closes since the last connect is a multiple of
+    /// `k + 1`; the loss itself is the first close). The ops fail with
+    /// [`ErrorKind::ReconnectAttemptsExceeded`]; reconnecting goes on, and
+    /// ops submitted later are buffered again. `Some(0)` fails the buffer
+    /// at the loss and at every failed attempt; `None` (the default) never.
+    ///
+    /// [`ErrorKind::ReconnectAttemptsExceeded`]: crate::ErrorKind::ReconnectAttemptsExceeded
+    pub fn fail_buffered_after(mut self, k: Option<u32>) -> Self {
+        self.fail_buffered_after = k;
         self
     }
 

@@ -203,6 +203,9 @@ pub struct ConfigKeys {
     pub buffer_timeout: Option<Duration>,
     pub op_deadline: Option<Duration>,
     pub max_op_attempts: Option<u32>,
+    pub retry_lost: Option<bool>,
+    /// `Some(None)`: `"never"`.
+    pub fail_buffered_after: Option<Option<u32>>,
     pub retry_budget_tokens: Option<u32>,
     pub retry_budget_ratio: Option<f64>,
 }
@@ -239,6 +242,8 @@ pub const KEYS: &[&str] = &[
     "buffer_timeout",
     "op_deadline",
     "max_op_attempts",
+    "retry_lost",
+    "fail_buffered_after",
     "retry_budget_tokens",
     "retry_budget_ratio",
 ];
@@ -353,6 +358,14 @@ impl ConfigKeys {
             "buffer_timeout" => self.buffer_timeout = Some(duration()?),
             "op_deadline" => self.op_deadline = Some(duration()?),
             "max_op_attempts" => self.max_op_attempts = Some(u32_()?),
+            "retry_lost" => self.retry_lost = Some(boolean()?),
+            "fail_buffered_after" => {
+                self.fail_buffered_after = Some(match value {
+                    ConfigValue::Text(s) if s == "never" => None,
+                    ConfigValue::Int(_) => Some(u32_()?),
+                    _ => return Err(kind("a non-negative integer or \"never\"")),
+                });
+            }
             "retry_budget_tokens" => self.retry_budget_tokens = Some(u32_()?),
             "retry_budget_ratio" => self.retry_budget_ratio = Some(float()?),
             _ => return Err(err("", format!("unknown config key `{key}`"))),
@@ -402,6 +415,11 @@ impl ConfigKeys {
             d(self.buffer_timeout),
             d(self.op_deadline),
             n(self.max_op_attempts),
+            b(self.retry_lost),
+            self.fail_buffered_after.map(|v| match v {
+                None => ConfigValue::Text("never".into()),
+                Some(n) => ConfigValue::Int(i64::from(n)),
+            }),
             n(self.retry_budget_tokens),
             f(self.retry_budget_ratio),
         ];
@@ -442,6 +460,8 @@ impl ConfigKeys {
             buffer_timeout: zero(c.buffer_timeout()),
             op_deadline: zero(c.op_deadline()),
             max_op_attempts: Some(c.max_op_attempts()),
+            retry_lost: Some(c.retry_lost()),
+            fail_buffered_after: Some(c.fail_buffered_after()),
             retry_budget_tokens: Some(c.retry_budget().map_or(0, |r| r.max_tokens)),
             retry_budget_ratio: c.retry_budget().map(|r| r.token_ratio),
             ..ConfigKeys::default()
@@ -683,6 +703,12 @@ impl ConfigKeys {
         }
         if let Some(v) = self.max_op_attempts {
             b = b.max_op_attempts(v);
+        }
+        if let Some(v) = self.retry_lost {
+            b = b.retry_lost(v);
+        }
+        if let Some(v) = self.fail_buffered_after {
+            b = b.fail_buffered_after(v);
         }
         if let Some(v) = self.require_primary {
             b = b.require_primary(v);

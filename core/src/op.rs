@@ -36,8 +36,11 @@ impl fmt::Display for OpId {
 pub struct OpOptions {
     /// May this op be sent again after it was lost in flight? Only say yes
     /// for idempotent ops (or whole transactions, seed 004): a lost op may
-    /// have run.
-    pub retryable: bool,
+    /// have run, and sending it again may make it run twice. `None`: the
+    /// config's [`retry_lost`](crate::ConfigBuilder::retry_lost) decides
+    /// (off in redial's own presets; on in the presets of peers that
+    /// resend blindly).
+    pub retryable: Option<bool>,
     /// Give up on the op this long after submission, wherever it is
     /// (`None`: the config's `op_deadline`).
     pub deadline: Option<Duration>,
@@ -51,14 +54,22 @@ pub struct OpOptions {
 }
 
 impl OpOptions {
-    /// A non-retryable op with the config's deadline.
+    /// An op with the config's defaults (deadline, attempts, command
+    /// timeout, and whether it is resent after a loss in flight).
     pub fn new() -> Self {
         Self::default()
     }
-    /// Marks the op retryable (or not).
+    /// Marks the op retryable (or not), whatever the config's
+    /// [`retry_lost`](crate::ConfigBuilder::retry_lost) says.
     pub fn retryable(mut self, yes: bool) -> Self {
-        self.retryable = yes;
+        self.retryable = Some(yes);
         self
+    }
+    /// Whether this op is sent again after a loss in flight under `config`:
+    /// its own choice, or else the config's
+    /// [`retry_lost`](crate::ConfigBuilder::retry_lost).
+    pub fn is_retryable(&self, config: &crate::Config) -> bool {
+        self.retryable.unwrap_or(config.retry_lost())
     }
     /// Sets a deadline relative to submission.
     pub fn deadline(mut self, d: Duration) -> Self {
@@ -147,11 +158,15 @@ pub enum ErrorKind {
     /// ([`OpOptions::command_timeout`], `command_timeout` in the config):
     /// it failed, may have run, and the connection stays.
     CommandTimeout,
+    /// The op was buffered while `fail_buffered_after` reconnect attempts
+    /// failed (ioredis's `MaxRetriesPerRequestError`); see
+    /// [`ConfigBuilder::fail_buffered_after`](crate::ConfigBuilder::fail_buffered_after).
+    ReconnectAttemptsExceeded,
 }
 
 impl ErrorKind {
     /// Every kind, in a stable order.
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::NoConnection,
         ErrorKind::BufferOverflow,
         ErrorKind::BufferTimeout,
@@ -166,6 +181,7 @@ impl ErrorKind {
         ErrorKind::ServerBusy,
         ErrorKind::DeadlineUnreachable,
         ErrorKind::CommandTimeout,
+        ErrorKind::ReconnectAttemptsExceeded,
     ];
 
     /// The stable snake_case name (`no_connection`, `buffer_overflow`, …).
@@ -185,6 +201,7 @@ impl ErrorKind {
             ErrorKind::ServerBusy => "server_busy",
             ErrorKind::DeadlineUnreachable => "deadline_unreachable",
             ErrorKind::CommandTimeout => "command_timeout",
+            ErrorKind::ReconnectAttemptsExceeded => "reconnect_attempts_exceeded",
         }
     }
 }
@@ -301,6 +318,17 @@ impl fmt::Display for OpError {
             ErrorKind::CommandTimeout => f.write_str(
                 "operation timed out waiting for its answer (command timeout; the connection is kept)",
             ),
+            ErrorKind::ReconnectAttemptsExceeded => match self.reconnect {
+                Some((tries, ..)) => write!(
+                    f,
+                    "operation failed while waiting for a connection: reconnect attempt {tries} \
+                     reached the per-op limit (reconnecting goes on)"
+                ),
+                None => f.write_str(
+                    "operation failed while waiting for a connection: the per-op limit of \
+                     reconnect attempts was reached (reconnecting goes on)",
+                ),
+            },
         }
     }
 }

@@ -1093,6 +1093,7 @@ fn error_kind_names_are_the_stable_contract() {
             "server_busy",
             "deadline_unreachable",
             "command_timeout",
+            "reconnect_attempts_exceeded",
         ]
     );
 }

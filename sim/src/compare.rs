@@ -18,6 +18,14 @@ pub struct LabelCounts {
     pub failed: BTreeMap<String, u64>,
     /// No outcome when the run ended.
     pub pending: u64,
+    /// Of all these, the ops sent again after a loss in flight: each may
+    /// have run twice (in JSON only when not zero).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub may_have_run_twice: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What one preset did with the timeline.
@@ -59,8 +67,15 @@ impl OpFate {
         // answered later).
         let waited = o.first_dispatch_us.unwrap_or(o.t_us) > o.submitted_us;
         let then = if waited { "buffered, then " } else { "" };
+        let twice = if o.runs >= 2 {
+            ", sent twice: may have run twice"
+        } else {
+            ""
+        };
         let fate = match &o.result {
+            Ok(_) if o.runs >= 2 => format!("{then}ok (sent twice: may have run twice)"),
             Ok(_) => format!("{then}ok"),
+            Err((kind, _)) if o.runs >= 2 => format!("{then}failed {kind} (may have run{twice})"),
             Err((kind, _)) => format!(
                 "{then}failed {kind} ({})",
                 if o.maybe_executed {
@@ -224,6 +239,9 @@ pub fn compare_timelines(runs: &[(String, Timeline)], opts: &RunOptions) -> Vec<
             Line::Op(o) => {
                 ops.insert(o.id, OpFate::of(o));
                 let c = labels.entry(o.label.clone()).or_default();
+                if o.runs >= 2 {
+                    c.may_have_run_twice += 1;
+                }
                 match &o.result {
                     Ok(_) => c.ok += 1,
                     Err((k, _)) => *c.failed.entry(k.clone()).or_default() += 1,
@@ -285,6 +303,9 @@ pub fn render_text(cols: &[Column]) -> String {
                     if n.pending > 0 {
                         parts.push(format!("{} pending", n.pending));
                     }
+                    if n.may_have_run_twice > 0 {
+                        parts.push(format!("{} sent twice", n.may_have_run_twice));
+                    }
                     parts.join(", ")
                 }
             };
@@ -302,6 +323,15 @@ pub fn render_text(cols: &[Column]) -> String {
         out.push_str(&format!(" | {cell:<width$}"));
     }
     out.push('\n');
+    for c in cols {
+        let twice: u64 = c.labels.values().map(|n| n.may_have_run_twice).sum();
+        if twice > 0 {
+            out.push_str(&format!(
+                "WARNING [{}] {twice} ops were sent again after a loss in flight: each may have run twice (\"sent twice\"); safe only for idempotent ops\n",
+                c.preset
+            ));
+        }
+    }
     for c in cols {
         for v in &c.violations {
             out.push_str(&format!("VIOLATION [{}] {v}\n", c.preset));

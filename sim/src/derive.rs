@@ -121,7 +121,7 @@ pub type Outcome = (String, bool);
 struct Op {
     line: usize,
     t: u64,
-    retryable: bool,
+    retryable: Option<bool>,
     deadline_us: Option<u64>,
     max_attempts: Option<u64>,
     command_timeout_us: Option<u64>,
@@ -249,10 +249,13 @@ fn read(text: &str) -> Result<Read, DeriveError> {
                     let op = Op {
                         line: n,
                         t,
-                        retryable: o
-                            .get("retryable")
-                            .and_then(Value::as_bool)
-                            .ok_or_else(|| err(n, "`retryable` must be true or false"))?,
+                        retryable: match o.get("retryable") {
+                            Some(Value::Null) => None,
+                            Some(Value::Bool(b)) => Some(*b),
+                            _ => {
+                                return Err(err(n, "`retryable` must be true, false or null"));
+                            }
+                        },
                         deadline_us: opt_u(o, "deadline_us", n)?,
                         max_attempts: opt_u(o, "max_attempts", n)?,
                         command_timeout_us: opt_u(o, "command_timeout_us", n)?,
@@ -763,10 +766,14 @@ pub fn timeline_from_trace(text: &str) -> Result<String, DeriveError> {
             text,
             "[[step]]\nat = \"{}us\"\nsubmit = \"{}\"\n",
             op.t,
-            if op.retryable { "retryable op" } else { "op" }
+            if op.retryable == Some(true) {
+                "retryable op"
+            } else {
+                "op"
+            }
         );
-        if op.retryable {
-            text.push_str("retryable = true\n");
+        if let Some(r) = op.retryable {
+            let _ = writeln!(text, "retryable = {r}");
         }
         if let Some(d) = op.deadline_us.filter(|d| *d > 0) {
             let _ = writeln!(text, "deadline = \"{d}us\"");

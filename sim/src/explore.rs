@@ -214,6 +214,13 @@ impl Scenario {
             let t = d.int(0..=7u32);
             config.push(format!("retry_budget_tokens = {t}"));
         }
+        if maybe(&mut d) {
+            config.push("retry_lost = true".into());
+        }
+        if maybe(&mut d) {
+            let k = d.int(0..=4u32);
+            config.push(format!("fail_buffered_after = {k}"));
+        }
 
         let n_endpoints = d.int(1..=3usize);
         let mut endpoints = Vec::new();

@@ -34,6 +34,10 @@ pub struct OpLine {
     pub attempts: u32,
     /// Whether the op may have run (always true on success).
     pub maybe_executed: bool,
+    /// Dispatches the server did not refuse: each may have run. Two or
+    /// more: the op was sent again after a loss in flight and **may have
+    /// run twice** (a retryable op, or `retry_lost`).
+    pub runs: u32,
 }
 
 /// One transcript line.
@@ -88,6 +92,11 @@ pub struct Summary {
     pub max_buffered: u64,
     /// Connect attempts started.
     pub connect_attempts: u64,
+    /// Ops sent again after a loss in flight: each may have run twice
+    /// (retryable ops, or every op under `retry_lost`). In JSON only when
+    /// not zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub may_have_run_twice: u64,
     /// Invariant violations (empty when all held).
     pub violations: Vec<String>,
     /// Simulated events processed (world messages, scripted steps and
@@ -96,9 +105,17 @@ pub struct Summary {
     pub events: u64,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl Summary {
-    /// Counts one op's outcome (an [`OpLine::result`]).
-    pub fn count(&mut self, result: &Result<String, (String, String)>) {
+    /// Counts one op's outcome (an [`OpLine::result`]) and its
+    /// [`OpLine::runs`].
+    pub fn count(&mut self, result: &Result<String, (String, String)>, runs: u32) {
+        if runs >= 2 {
+            self.may_have_run_twice += 1;
+        }
         match result {
             Ok(_) => self.ok += 1,
             Err((kind, _)) => {
@@ -130,6 +147,8 @@ struct JsonOp<'a> {
     message: Option<&'a str>,
     attempts: u32,
     maybe_executed: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    may_have_run_twice: bool,
 }
 
 #[derive(Serialize)]
@@ -153,16 +172,23 @@ pub fn write_line(out: &mut String, format: Format, line: &Line) {
                 o.id,
                 ms(o.submitted_us).trim_start()
             );
+            let twice = if o.runs >= 2 {
+                ", sent again after a loss in flight: may have run twice"
+            } else {
+                ""
+            };
             match &o.result {
                 Ok(ep) => {
-                    let _ = writeln!(out, "ok on {ep} (attempts {})", o.attempts);
+                    let _ = writeln!(out, "ok on {ep} (attempts {}{twice})", o.attempts);
                 }
                 Err((kind, msg)) => {
                     let _ = writeln!(
                         out,
                         "error {kind}: {msg} (attempts {}{})",
                         o.attempts,
-                        if o.maybe_executed {
+                        if !twice.is_empty() {
+                            twice
+                        } else if o.maybe_executed {
                             ", may have run"
                         } else {
                             ""
@@ -194,6 +220,7 @@ pub fn write_line(out: &mut String, format: Format, line: &Line) {
                 message,
                 attempts: o.attempts,
                 maybe_executed: o.maybe_executed,
+                may_have_run_twice: o.runs >= 2,
             };
             out.push_str(&serde_json::to_string(&j).expect("plain data serializes"));
             out.push('\n');
@@ -258,6 +285,13 @@ impl Summary {
                     self.max_buffered,
                     self.connect_attempts
                 );
+                if self.may_have_run_twice > 0 {
+                    let _ = writeln!(
+                        out,
+                        "warning: {} ops were sent again after a loss in flight and may have run twice (retryable ops, or `retry_lost`)",
+                        self.may_have_run_twice
+                    );
+                }
                 if self.violations.is_empty() {
                     out.push_str("invariants: all held\n");
                 } else {

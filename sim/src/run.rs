@@ -47,6 +47,9 @@ struct OpInfo {
     label: String,
     submitted: Instant,
     first_dispatch: Option<Instant>,
+    /// Dispatches, and of those the ones refused (not run).
+    dispatches: u32,
+    refused: u32,
     server_error: bool,
     then: Option<String>,
 }
@@ -278,6 +281,11 @@ impl<F: FnMut(&Line)> World<'_, F> {
             Ev::Lost { conn, kind } => self.m.handle_connection_lost(now, conn, kind),
             Ev::Answer { op, conn, result } => {
                 if self.net.deliverable(conn.get()) {
+                    if matches!(result, OpResult::WrongServer | OpResult::Pushback { .. }) {
+                        if let Some(info) = self.by_id.get(&op).and_then(|s| self.ops.get_mut(s)) {
+                            info.refused += 1;
+                        }
+                    }
                     self.m.handle_op_result(now, op, conn, result);
                 }
             }
@@ -305,7 +313,10 @@ impl<F: FnMut(&Line)> World<'_, F> {
         for _ in 0..s.count {
             let seq = self.next_op;
             self.next_op += 1;
-            let mut opts = OpOptions::new().retryable(s.retryable);
+            let mut opts = OpOptions {
+                retryable: s.retryable,
+                ..OpOptions::new()
+            };
             if let Some(d) = s.deadline {
                 opts = opts.deadline(d);
             }
@@ -320,6 +331,8 @@ impl<F: FnMut(&Line)> World<'_, F> {
                     label: s.label.clone(),
                     submitted: self.now,
                     first_dispatch: None,
+                    dispatches: 0,
+                    refused: 0,
                     server_error: s.server_error,
                     then: s.then.clone(),
                 },
@@ -375,7 +388,8 @@ impl<F: FnMut(&Line)> World<'_, F> {
                             e.maybe_executed(),
                         ),
                     };
-                    self.summary.count(&result);
+                    self.summary
+                        .count(&result, info.dispatches.saturating_sub(info.refused));
                     let line = Line::Op(OpLine {
                         t_us: now.as_micros(),
                         id: info.seq,
@@ -385,6 +399,7 @@ impl<F: FnMut(&Line)> World<'_, F> {
                         result,
                         attempts,
                         maybe_executed: maybe,
+                        runs: info.dispatches.saturating_sub(info.refused),
                     });
                     (self.sink)(&line);
                     if let Some(then) = info.then {
@@ -405,6 +420,7 @@ impl<F: FnMut(&Line)> World<'_, F> {
                 continue;
             };
             info.first_dispatch.get_or_insert(now);
+            info.dispatches += 1;
             let server_error = info.server_error;
             if let Some((at, result)) = self.net.dispatch(now, conn.get(), seq, server_error) {
                 self.schedule_at(at, Ev::Answer { op, conn, result });

@@ -813,7 +813,10 @@ impl App {
                 w.summary.submitted += 1;
                 seq
             };
-            let mut opts = OpOptions::new().retryable(s.retryable);
+            let mut opts = OpOptions {
+                retryable: s.retryable,
+                ..OpOptions::new()
+            };
             if let Some(d) = s.deadline {
                 opts = opts.deadline(d);
             }
@@ -860,7 +863,8 @@ impl App {
                         info.dispatches > info.refused,
                     ),
                 };
-                w.summary.count(&outcome);
+                w.summary
+                    .count(&outcome, info.dispatches.saturating_sub(info.refused));
                 w.lines.push(Line::Op(OpLine {
                     t_us: now.as_micros(),
                     id: seq,
@@ -870,6 +874,7 @@ impl App {
                     result: outcome,
                     attempts,
                     maybe_executed,
+                    runs: info.dispatches.saturating_sub(info.refused),
                 }));
                 if let Some(then) = info.then {
                     w.schedule_at(now, Delivery::Then(then));

@@ -210,8 +210,9 @@ impl ClientAction {
 pub struct Submit {
     /// The op's label (`findOne`).
     pub label: String,
-    /// Marked retryable.
-    pub retryable: bool,
+    /// Marked retryable (`Some(true)`) or not (`Some(false)`); `None`:
+    /// the config's `retry_lost` decides.
+    pub retryable: Option<bool>,
     /// Per-op deadline.
     pub deadline: Option<Duration>,
     /// Per-op attempt limit (retryable ops).
@@ -233,7 +234,7 @@ impl Submit {
     pub fn follow_up(label: String) -> Submit {
         Submit {
             label,
-            retryable: false,
+            retryable: None,
             deadline: None,
             max_attempts: None,
             count: 1,
@@ -392,16 +393,47 @@ struct RawConfig {
     buffer_timeout: S<Dur>,
     op_deadline: S<Dur>,
     max_op_attempts: S<u32>,
+    retry_lost: S<bool>,
+    fail_buffered_after: S<CountOr<Never>>,
     retry_budget_tokens: S<u32>,
     retry_budget_ratio: S<f64>,
 }
 
+/// A count, or a word meaning "no count" (`"unlimited"`, `"never"`).
 #[derive(Clone, Copy, Debug)]
-struct RawTries(Tries);
+struct CountOr<W>(Option<u32>, core::marker::PhantomData<W>);
 
-fn out_of_range<E: serde::de::Error>(v: impl fmt::Display) -> E {
+/// The word and key of a [`CountOr`].
+trait CountWord {
+    const KEY: &'static str;
+    const WORD: &'static str;
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Unlimited;
+impl CountWord for Unlimited {
+    const KEY: &'static str = "reconnect_tries";
+    const WORD: &'static str = "unlimited";
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Never;
+impl CountWord for Never {
+    const KEY: &'static str = "fail_buffered_after";
+    const WORD: &'static str = "never";
+}
+
+type RawTries = CountOr<Unlimited>;
+
+impl RawTries {
+    fn tries(&self) -> Tries {
+        self.0.map_or(Tries::Unlimited, Tries::Limited)
+    }
+}
+
+fn out_of_range<E: serde::de::Error>(key: &str, word: &str, v: impl fmt::Display) -> E {
     E::custom(format!(
-        "reconnect_tries {v} is out of range: expected 0..=4294967295 or \"unlimited\""
+        "{key} {v} is out of range: expected 0..=4294967295 or \"{word}\""
     ))
 }
 
@@ -417,35 +449,36 @@ fn printable(cx: &Ctx<'_>, v: &Spanned<String>, what: &str) -> Result<(), Timeli
     Ok(())
 }
 
-impl<'de> Deserialize<'de> for RawTries {
+impl<'de, W: CountWord> Deserialize<'de> for CountOr<W> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = RawTries;
+        struct V<W>(core::marker::PhantomData<W>);
+        impl<W: CountWord> serde::de::Visitor<'_> for V<W> {
+            type Value = CountOr<W>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a non-negative integer or \"unlimited\"")
+                write!(f, "a non-negative integer or \"{}\"", W::WORD)
             }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawTries, E> {
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
                 u32::try_from(v)
-                    .map(|n| RawTries(Tries::Limited(n)))
-                    .map_err(|_| out_of_range(v))
+                    .map(|n| CountOr(Some(n), self.0))
+                    .map_err(|_| out_of_range(W::KEY, W::WORD, v))
             }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawTries, E> {
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
                 u32::try_from(v)
-                    .map(|n| RawTries(Tries::Limited(n)))
-                    .map_err(|_| out_of_range(v))
+                    .map(|n| CountOr(Some(n), self.0))
+                    .map_err(|_| out_of_range(W::KEY, W::WORD, v))
             }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawTries, E> {
-                if v == "unlimited" {
-                    Ok(RawTries(Tries::Unlimited))
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                if v == W::WORD {
+                    Ok(CountOr(None, self.0))
                 } else {
                     Err(E::custom(format!(
-                        "expected an integer or \"unlimited\", found \"{v}\""
+                        "expected an integer or \"{}\", found \"{v}\"",
+                        W::WORD
                     )))
                 }
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(core::marker::PhantomData))
     }
 }
 
@@ -846,7 +879,7 @@ fn submit(
     }
     Ok(Submit {
         label: label.get_ref().clone(),
-        retryable: retryable.unwrap_or(false),
+        retryable,
         deadline: deadline.map(|d| d.0),
         max_attempts: max_attempts.as_ref().map(|m| *m.get_ref()),
         count: count.as_ref().map_or(1, |c| *c.get_ref()),
@@ -871,7 +904,7 @@ fn config_keys(c: &RawConfig) -> ConfigKeys {
     k.auto_reconnect = v(&c.auto_reconnect);
     k.buffer_max_entries = v(&c.buffer_max_entries);
     k.overflow = v(&c.overflow);
-    k.reconnect_tries = c.reconnect_tries.as_ref().map(|t| t.get_ref().0);
+    k.reconnect_tries = c.reconnect_tries.as_ref().map(|t| t.get_ref().tries());
     k.reconnect_interval = d(&c.reconnect_interval);
     k.backoff = v(&c.backoff);
     k.backoff_initial = d(&c.backoff_initial);
@@ -897,6 +930,8 @@ fn config_keys(c: &RawConfig) -> ConfigKeys {
     k.buffer_timeout = d(&c.buffer_timeout);
     k.op_deadline = d(&c.op_deadline);
     k.max_op_attempts = v(&c.max_op_attempts);
+    k.retry_lost = v(&c.retry_lost);
+    k.fail_buffered_after = c.fail_buffered_after.as_ref().map(|t| t.get_ref().0);
     k.retry_budget_tokens = v(&c.retry_budget_tokens);
     k.retry_budget_ratio = v(&c.retry_budget_ratio);
     k
@@ -939,6 +974,8 @@ fn config_key_span(c: &RawConfig, field: &str) -> Option<Range<usize>> {
         "buffer_timeout" => sp(&c.buffer_timeout),
         "op_deadline" => sp(&c.op_deadline),
         "max_op_attempts" => sp(&c.max_op_attempts),
+        "retry_lost" => sp(&c.retry_lost),
+        "fail_buffered_after" => sp(&c.fail_buffered_after),
         "retry_budget_tokens" => sp(&c.retry_budget_tokens),
         "retry_budget_ratio" => sp(&c.retry_budget_ratio),
         "give_up" => sp(&c.cool_down).or(sp(&c.give_up)),

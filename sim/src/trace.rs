@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use redial::trace::{Header, Input, Record, Replay};
-use redial_core::{Instant, OpId, Output};
+use redial_core::{Instant, OpId, OpResult, Output};
 
 use crate::output::{Line, OpLine, Summary};
 use crate::run::event_line;
@@ -41,31 +41,67 @@ pub fn transcript(r: &Replay) -> Result<(Vec<Line>, Summary), String> {
     let tl = names_timeline(&r.header)?;
     let mut lines = Vec::new();
     let mut summary = Summary::default();
-    // Per op: submitted at, label, first dispatch.
-    let mut ops: BTreeMap<OpId, (u64, Instant, &'static str, Option<Instant>)> = BTreeMap::new();
+    struct Op {
+        seq: u64,
+        submitted: Instant,
+        label: &'static str,
+        first: Option<Instant>,
+        dispatches: u32,
+        refused: u32,
+    }
+    let mut ops: BTreeMap<OpId, Op> = BTreeMap::new();
     let mut events = 0u64;
     for rec in &r.records {
         match rec {
             Record::In(t, Input::Submit { op, options }) => {
                 summary.submitted += 1;
-                let label = if options.retryable {
+                let label = if options.retryable == Some(true) {
                     "retryable op"
                 } else {
                     "op"
                 };
-                ops.insert(*op, (summary.submitted, *t, label, None));
+                ops.insert(
+                    *op,
+                    Op {
+                        seq: summary.submitted,
+                        submitted: *t,
+                        label,
+                        first: None,
+                        dispatches: 0,
+                        refused: 0,
+                    },
+                );
             }
-            Record::In(..) => events += 1,
+            Record::In(_, input) => {
+                events += 1;
+                if let Input::OpResult {
+                    op,
+                    result: OpResult::WrongServer | OpResult::Pushback { .. },
+                    ..
+                } = input
+                {
+                    if let Some(o) = ops.get_mut(op) {
+                        o.refused += 1;
+                    }
+                }
+            }
             Record::Out(t, Output::Dispatch { op, .. }) => {
                 if let Some(o) = ops.get_mut(op) {
-                    o.3.get_or_insert(*t);
+                    o.first.get_or_insert(*t);
+                    o.dispatches += 1;
                 }
             }
             Record::Out(_, Output::Connect { .. }) => summary.connect_attempts += 1,
             Record::Out(t, Output::Event(e)) => lines.push(event_line(&tl, *t, e)),
             Record::Out(t, Output::Complete(c)) => {
-                let (seq, submitted, label, first) =
-                    ops.remove(&c.id).unwrap_or((0, *t, "op", None));
+                let o = ops.remove(&c.id).unwrap_or(Op {
+                    seq: 0,
+                    submitted: *t,
+                    label: "op",
+                    first: None,
+                    dispatches: 0,
+                    refused: 0,
+                });
                 let (result, attempts, maybe) = match &c.result {
                     Ok(d) => (
                         Ok(tl.endpoints[tl.listed_endpoint(d.endpoint)].name.clone()),
@@ -78,16 +114,17 @@ pub fn transcript(r: &Replay) -> Result<(Vec<Line>, Summary), String> {
                         e.maybe_executed(),
                     ),
                 };
-                summary.count(&result);
+                summary.count(&result, o.dispatches.saturating_sub(o.refused));
                 lines.push(Line::Op(OpLine {
                     t_us: t.as_micros(),
-                    id: seq,
-                    label: label.to_string(),
-                    submitted_us: submitted.as_micros(),
-                    first_dispatch_us: first.map(Instant::as_micros),
+                    id: o.seq,
+                    label: o.label.to_string(),
+                    submitted_us: o.submitted.as_micros(),
+                    first_dispatch_us: o.first.map(Instant::as_micros),
                     result,
                     attempts,
                     maybe_executed: maybe,
+                    runs: o.dispatches.saturating_sub(o.refused),
                 }));
             }
             Record::Out(..) => {}

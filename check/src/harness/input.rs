@@ -143,6 +143,10 @@ pub struct FuzzConfig {
     pub quick_reconnect: Option<(u16, u16)>,
     /// Milliseconds (0 is refused).
     pub command_timeout: Option<u16>,
+    /// Blind resend of ops lost in flight, unless the op says otherwise.
+    pub retry_lost: bool,
+    /// Fail the buffer after this many failed reconnect attempts (`n % 8`).
+    pub fail_buffered_after: Option<u8>,
 }
 
 impl FuzzConfig {
@@ -200,6 +204,8 @@ impl FuzzConfig {
                 None => redial_core::GiveUp::Terminal,
             })
             .command_timeout(self.command_timeout.map(ms))
+            .retry_lost(self.retry_lost)
+            .fail_buffered_after(self.fail_buffered_after.map(|n| u32::from(n % 8)))
             .quick_reconnect(self.quick_reconnect.map(|(probe, probe_for)| {
                 redial_core::QuickReconnect {
                     probe: ms(probe),
@@ -337,8 +343,8 @@ pub enum Jump {
 /// Options of a submitted op.
 #[derive(Arbitrary, Clone, Copy, Debug)]
 pub struct FuzzOpts {
-    /// Retryable?
-    pub retryable: bool,
+    /// Retryable? (`None`: the config's `retry_lost`.)
+    pub retryable: Option<bool>,
     /// Per-op deadline in milliseconds (0 allowed: due at once).
     pub deadline: Option<u16>,
     /// Per-op attempt limit (0 allowed: treated as 1).
@@ -350,7 +356,8 @@ pub struct FuzzOpts {
 impl FuzzOpts {
     /// As [`OpOptions`].
     pub fn options(self) -> OpOptions {
-        let mut o = OpOptions::new().retryable(self.retryable);
+        let mut o = OpOptions::new();
+        o.retryable = self.retryable;
         o.deadline = self.deadline.map(ms);
         o.max_attempts = self.max_attempts.map(u32::from);
         o.command_timeout = self.command_timeout.map(|d| ms(d.max(1)));

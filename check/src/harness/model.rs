@@ -43,6 +43,10 @@ pub struct ModelFuzzConfig {
     pub max_op_attempts: u8,
     /// `1 + n % 3` endpoints.
     pub endpoints: u8,
+    /// Blind resend of unmarked ops lost in flight.
+    pub retry_lost: bool,
+    /// Fail the buffer after `n % 4` failed reconnect attempts.
+    pub fail_buffered_after: Option<u8>,
 }
 
 impl ModelFuzzConfig {
@@ -63,6 +67,8 @@ impl ModelFuzzConfig {
             interval_us: ms(self.interval.max(1)).as_micros() as u64,
             fail_fast_initial: self.fail_fast_initial,
             max_op_attempts: 1 + u32::from(self.max_op_attempts % 4),
+            retry_lost: self.retry_lost,
+            fail_buffered_after: self.fail_buffered_after.map(|n| u32::from(n % 4)),
         }
     }
 
@@ -94,6 +100,8 @@ impl ModelFuzzConfig {
             .buffer_timeout(None)
             .op_deadline(None)
             .max_op_attempts(m.max_op_attempts)
+            .retry_lost(m.retry_lost)
+            .fail_buffered_after(m.fail_buffered_after)
             .retry_budget(None)
             .endpoints(1 + usize::from(self.endpoints % 3));
         b.build().expect("the model's configurations are valid")
@@ -192,7 +200,8 @@ pub(crate) fn run(input: &ModelInput) {
             (Step::ConnectFailed(_), Applied::Conn(k)) => model.connect_failed(k),
             (Step::Lost(..), Applied::Conn(k)) => model.lost(k),
             (Step::Submit(o), Applied::Submit(i)) => {
-                model.submit(i, o.retryable, o.max_attempts.map(u32::from))
+                let retryable = o.retryable.unwrap_or(model.config().retry_lost);
+                model.submit(i, retryable, o.max_attempts.map(u32::from))
             }
             (Step::Answer(_, r) | Step::AnswerOn(_, _, r), Applied::OpOnConn(i, k)) => {
                 model.op_result(i, k, r.into())

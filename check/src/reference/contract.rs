@@ -65,6 +65,9 @@ pub struct Contract {
     overflow_announced: usize,
     overflow_failed: usize,
     closed_outcomes: bool,
+    /// A `reconnecting` event of this step hit `fail_buffered_after`'s
+    /// count: the buffer must be failed, with that kind.
+    buffer_flush: bool,
 }
 
 impl Contract {
@@ -84,6 +87,7 @@ impl Contract {
             overflow_announced: 0,
             overflow_failed: 0,
             closed_outcomes: false,
+            buffer_flush: false,
         }
     }
 
@@ -354,6 +358,13 @@ impl Contract {
                         Some(_) => {}
                     },
                     ErrorKind::Closed => self.closed_outcomes = true,
+                    ErrorKind::ReconnectAttemptsExceeded if !self.buffer_flush => self.flag(
+                        K::UnexpectedOutcome,
+                        format!(
+                            "{id} failed with reconnect_attempts_exceeded, but no reconnect attempt reached `fail_buffered_after` ({:?}) in this step",
+                            self.cfg.fail_buffered_after()
+                        ),
+                    ),
                     ErrorKind::DeadlineUnreachable => {
                         // Only before the deadline, and only while the next
                         // send is known to come at or after it: the next
@@ -448,8 +459,19 @@ impl Contract {
                     _ => {}
                 }
             }
-            Event::Reconnecting { endpoint, .. } if endpoint >= self.cfg.endpoints() => {
-                self.flag(K::ConnectTarget, format!("{e}: no such endpoint"));
+            Event::Reconnecting {
+                endpoint, attempt, ..
+            } => {
+                if endpoint >= self.cfg.endpoints() {
+                    self.flag(K::ConnectTarget, format!("{e}: no such endpoint"));
+                }
+                if let Some(k) = self.cfg.fail_buffered_after() {
+                    // ioredis counts closes since the last connect; the
+                    // loss and every failed attempt announce one.
+                    if attempt % k.saturating_add(1) == 0 {
+                        self.buffer_flush = true;
+                    }
+                }
             }
             Event::Closed => {
                 self.closed = true;
@@ -476,6 +498,16 @@ impl Contract {
         }
         self.secondary = None;
         self.heartbeat_alive = false;
+        if core::mem::take(&mut self.buffer_flush) && m.buffered() > 0 {
+            self.flag(
+                K::UnexpectedOutcome,
+                format!(
+                    "a reconnect attempt reached `fail_buffered_after` ({:?}) but {} ops stay buffered",
+                    self.cfg.fail_buffered_after(),
+                    m.buffered()
+                ),
+            );
+        }
         if self.closed_outcomes && !self.closed {
             self.flag(
                 K::UnexpectedOutcome,

@@ -42,6 +42,12 @@ pub struct ModelConfig {
     pub fail_fast_initial: bool,
     /// Default attempt limit of retryable ops.
     pub max_op_attempts: u32,
+    /// Ops not marked either way are resent after a loss in flight (the
+    /// caller of [`Model::submit`] resolves this).
+    pub retry_lost: bool,
+    /// ioredis's `maxRetriesPerRequest`: the buffer fails when the count of
+    /// reconnects scheduled since the loss is a multiple of `k + 1`.
+    pub fail_buffered_after: Option<u32>,
 }
 
 /// The one outcome of an op, as far as the model can tell.
@@ -118,6 +124,11 @@ pub struct Model {
 }
 
 impl Model {
+    /// The configuration the model runs.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
     /// A model that starts its first connect attempt at time zero.
     pub fn new(cfg: ModelConfig) -> Self {
         let mut m = Model {
@@ -310,6 +321,13 @@ impl Model {
             self.reconnect_at = Some(self.now.saturating_add(self.cfg.interval_us));
             self.phase = Phase::Backoff;
             self.seen.push(Seen::Event("reconnecting"));
+            if let Some(k) = self.cfg.fail_buffered_after {
+                if self.tries % k.saturating_add(1) == 0 {
+                    for i in std::mem::take(&mut self.buffer) {
+                        self.fail(i, ErrorKind::ReconnectAttemptsExceeded);
+                    }
+                }
+            }
         }
     }
 

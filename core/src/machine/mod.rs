@@ -695,7 +695,7 @@ impl<P> Machine<P> {
         op.command_timeout = options.command_timeout.or(self.cfg.command_timeout());
         op.seq = self.next_seq;
         self.next_seq += 1;
-        if options.retryable {
+        if options.is_retryable(&self.cfg) {
             op.retryable = true;
             op.max_attempts = options
                 .max_attempts
@@ -921,6 +921,14 @@ impl<P> Machine<P> {
             endpoint: self.endpoint,
             error: self.last_connect_error,
         });
+        // ioredis's maxRetriesPerRequest: its count of closes since the
+        // last connect (the loss, then each failed attempt) is `tries`
+        // here; the queues are flushed when it is a multiple of k + 1.
+        if let Some(k) = self.cfg.fail_buffered_after() {
+            if self.tries % k.saturating_add(1) == 0 {
+                self.fail_list(Queue::Buffer, ErrorKind::ReconnectAttemptsExceeded);
+            }
+        }
     }
 
     /// The delay before the attempt being scheduled: the backoff's for
@@ -1336,7 +1344,9 @@ impl<P> Machine<P> {
         let o = self.ops.release(idx);
         let reconnect = matches!(
             kind,
-            ErrorKind::ReconnectFailed | ErrorKind::TopologyDestroyed
+            ErrorKind::ReconnectFailed
+                | ErrorKind::TopologyDestroyed
+                | ErrorKind::ReconnectAttemptsExceeded
         )
         .then_some((
             self.tries,
