@@ -262,6 +262,10 @@ impl RealOp {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Marks {
     /// The fault (kill, SIGSTOP, CLIENT KILL, SIGTERM) was sent.
+    pub sent_us: u64,
+    /// It had taken effect: the killed or terminated process reaped, the
+    /// SIGSTOP delivered, the CLIENT KILL answered. The simulated fault
+    /// starts here.
     pub fault_us: u64,
     /// The server accepted connections again (restart), got SIGCONT, or
     /// answered the CLIENT KILL.
@@ -288,6 +292,9 @@ pub struct SimOp {
     pub fate: String,
     /// Dispatches.
     pub attempts: u32,
+    /// Dispatches the server did not refuse (each may have run): 2 or
+    /// more, sent again after a loss in flight.
+    pub runs: u32,
     /// The op may have run (always true on success).
     pub maybe_executed: bool,
     /// From submission to the outcome, µs (`None`: pending at the cut-off).
@@ -295,13 +302,13 @@ pub struct SimOp {
 }
 
 impl SimOp {
-    /// Its class: dispatched more than once after a loss in flight is
-    /// "duplicated" (may have run twice) whatever the outcome.
+    /// Its class: sent again after a loss in flight is "duplicated" (may
+    /// have run twice) whatever the outcome.
     pub fn class(&self) -> Class {
-        if self.took_us.is_none() {
-            Class::Hung
-        } else if self.attempts >= 2 && self.maybe_executed {
+        if self.runs >= 2 {
             Class::Duplicated
+        } else if self.took_us.is_none() {
+            Class::Hung
         } else if self.fate == "ok" {
             Class::Ok
         } else {
@@ -587,29 +594,34 @@ pub fn run_real(
     // The fault, from this thread (the runtime keeps driving the ops).
     sleep_until(t0 + schedule.fault_at);
     let mut marks = Marks {
-        fault_us: micros_since(t0, Instant::now()),
+        sent_us: micros_since(t0, Instant::now()),
         ..Marks::default()
     };
+    let done = |m: &mut Marks| m.fault_us = micros_since(t0, Instant::now());
     match schedule.fault {
         Fault::Kill { down } => {
             server.kill();
+            done(&mut marks);
             sleep_until(t0 + schedule.fault_at + down);
             marks.back_us = micros_since(t0, server.restart());
         }
         Fault::Term { down } => {
             server.terminate();
+            done(&mut marks);
             sleep_until(t0 + schedule.fault_at + down);
             marks.back_us = micros_since(t0, server.restart());
         }
         Fault::Stop { stopped } => {
             server.pause();
+            done(&mut marks);
             sleep_until(t0 + schedule.fault_at + stopped);
             marks.back_us = micros_since(t0, Instant::now());
             server.resume();
         }
         Fault::KillConnections => {
             marks.killed = server.kill_clients();
-            marks.back_us = micros_since(t0, Instant::now());
+            done(&mut marks);
+            marks.back_us = marks.fault_us;
         }
     }
     rt.block_on(async {
@@ -653,9 +665,12 @@ pub fn run_real(
 }
 
 /// The timeline of `schedule` under `preset`, with the fault at the
-/// measured `marks`. A killed connection is a clean close of every
-/// connection with the server back 1 µs later (before any client can see
-/// the loss, so no connect is ever refused): what `CLIENT KILL` does.
+/// measured `marks`: SIGKILL is `crash` (connections reset, connects
+/// refused) until the restart was seen accepting; SIGTERM is `down`
+/// (connections closed); SIGSTOP is `pause` until SIGCONT (nothing closed,
+/// what reached the server answered on resume); a killed connection is
+/// `down` with the server back 1 µs later (before any client can see the
+/// loss, so no connect is ever refused): what `CLIENT KILL` does.
 pub fn timeline(schedule: &Schedule, preset: &str, marks: &Marks) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "name = \"agree: {} under {preset}\"", schedule.name);
@@ -677,7 +692,7 @@ pub fn timeline(schedule: &Schedule, preset: &str, marks: &Marks) -> String {
     let (action, for_) = match schedule.fault {
         Fault::Kill { .. } => ("crash", down),
         Fault::Term { .. } => ("down", down),
-        Fault::Stop { .. } => ("blackhole", down),
+        Fault::Stop { .. } => ("pause", down),
         Fault::KillConnections => ("down", 1),
     };
     let _ = writeln!(
@@ -703,6 +718,7 @@ pub fn run_sim(
         SimOp {
             fate: "pending".into(),
             attempts: 0,
+            runs: 0,
             maybe_executed: false,
             took_us: None,
         };
@@ -726,6 +742,7 @@ pub fn run_sim(
                 *slot = SimOp {
                     fate,
                     attempts: o.attempts,
+                    runs: o.runs,
                     maybe_executed: o.maybe_executed,
                     took_us: Some(o.t_us.saturating_sub(o.submitted_us)),
                 };
@@ -901,9 +918,10 @@ pub fn render_markdown(results: &[ScenarioResult]) -> String {
     for s in results {
         let _ = writeln!(
             out,
-            "- **{}**: {}; measured: fault at {:.3} s, back at {:.3} s{}",
+            "- **{}**: {}; measured: sent at {:.3} s, in effect at {:.3} s, back at {:.3} s{}",
             s.schedule.name,
             s.schedule.fault.describe(),
+            s.marks.sent_us as f64 / 1e6,
             s.marks.fault_us as f64 / 1e6,
             s.marks.back_us as f64 / 1e6,
             if s.schedule.fault == Fault::KillConnections {

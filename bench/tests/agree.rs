@@ -72,6 +72,7 @@ fn connection_kill_gives_every_op_one_class_and_counts_executions() {
 #[test]
 fn the_timeline_of_a_schedule_parses_under_every_preset() {
     let marks = agree::Marks {
+        sent_us: 2_000_000,
         fault_us: 2_000_100,
         back_us: 4_010_000,
         killed: 0,
