@@ -96,6 +96,17 @@ pub enum Fault {
         #[serde(serialize_with = "ser_ms")]
         stopped: Duration,
     },
+    /// SIGSTOP, then SIGKILL while stopped after `stopped`, restarted on
+    /// the same port `down` after the kill: what was sent during the stop
+    /// was never read, and is lost in flight at the kill.
+    StopThenKill {
+        /// From SIGSTOP to SIGKILL.
+        #[serde(serialize_with = "ser_ms")]
+        stopped: Duration,
+        /// From SIGKILL to the restart.
+        #[serde(serialize_with = "ser_ms")]
+        down: Duration,
+    },
     /// `CLIENT KILL TYPE normal` from a separate connection: every client
     /// connection closed, the server stays up.
     KillConnections,
@@ -119,6 +130,11 @@ impl Fault {
         match self {
             Fault::Kill { down } => format!("SIGKILL, restart {} s later", s(down)),
             Fault::Stop { stopped } => format!("SIGSTOP, SIGCONT {} s later", s(stopped)),
+            Fault::StopThenKill { stopped, down } => format!(
+                "SIGSTOP, SIGKILL {} s later, restart {} s after that",
+                s(stopped),
+                s(down)
+            ),
             Fault::KillConnections => "CLIENT KILL TYPE normal (server stays up)".into(),
             Fault::Term { down } => {
                 format!("SIGTERM (clean shutdown), restart {} s later", s(down))
@@ -179,6 +195,13 @@ pub fn schedules() -> Vec<Schedule> {
         full("sigstop", Fault::Stop { stopped: ms(3000) }),
         full("connection-kill", Fault::KillConnections),
         full("sigterm-restart", Fault::Term { down: ms(2000) }),
+        full(
+            "sigstop-then-kill",
+            Fault::StopThenKill {
+                stopped: ms(1000),
+                down: ms(1000),
+            },
+        ),
     ]
 }
 
@@ -267,6 +290,9 @@ pub struct Marks {
     /// SIGSTOP delivered, the CLIENT KILL answered. The simulated fault
     /// starts here.
     pub fault_us: u64,
+    /// [`Fault::StopThenKill`]: the SIGKILL had taken effect (process
+    /// reaped); 0 otherwise.
+    pub kill_us: u64,
     /// The server accepted connections again (restart), got SIGCONT, or
     /// answered the CLIENT KILL.
     pub back_us: u64,
@@ -618,6 +644,15 @@ pub fn run_real(
             marks.back_us = micros_since(t0, Instant::now());
             server.resume();
         }
+        Fault::StopThenKill { stopped, down } => {
+            server.pause();
+            done(&mut marks);
+            sleep_until(t0 + schedule.fault_at + stopped);
+            server.kill();
+            marks.kill_us = micros_since(t0, Instant::now());
+            sleep_until(t0 + schedule.fault_at + stopped + down);
+            marks.back_us = micros_since(t0, server.restart());
+        }
         Fault::KillConnections => {
             marks.killed = server.kill_clients();
             done(&mut marks);
@@ -689,17 +724,29 @@ pub fn timeline(schedule: &Schedule, preset: &str, marks: &Marks) -> String {
             + 1
     );
     let down = marks.back_us.saturating_sub(marks.fault_us).max(1);
-    let (action, for_) = match schedule.fault {
-        Fault::Kill { .. } => ("crash", down),
-        Fault::Term { .. } => ("down", down),
-        Fault::Stop { .. } => ("pause", down),
-        Fault::KillConnections => ("down", 1),
+    let mut steps = match schedule.fault {
+        Fault::Kill { .. } => vec![(marks.fault_us, "crash", down)],
+        Fault::Term { .. } => vec![(marks.fault_us, "down", down)],
+        Fault::Stop { .. } => vec![(marks.fault_us, "pause", down)],
+        Fault::KillConnections => vec![(marks.fault_us, "down", 1)],
+        // The crash ends the pause (it cancels the pause's own end) and
+        // drops whatever the paused server had been sent.
+        Fault::StopThenKill { .. } => vec![
+            (marks.fault_us, "pause", down),
+            (
+                marks.kill_us.max(marks.fault_us),
+                "crash",
+                marks.back_us.saturating_sub(marks.kill_us).max(1),
+            ),
+        ],
     };
-    let _ = writeln!(
-        t,
-        "[[step]]\nat = \"{}us\"\nserver = \"{action}\"\nfor = \"{for_}us\"",
-        marks.fault_us
-    );
+    steps.sort_by_key(|s| s.0);
+    for (at, action, for_) in steps {
+        let _ = writeln!(
+            t,
+            "[[step]]\nat = \"{at}us\"\nserver = \"{action}\"\nfor = \"{for_}us\"\n"
+        );
+    }
     t
 }
 

@@ -74,6 +74,7 @@ fn the_timeline_of_a_schedule_parses_under_every_preset() {
     let marks = agree::Marks {
         sent_us: 2_000_000,
         fault_us: 2_000_100,
+        kill_us: 3_000_100,
         back_us: 4_010_000,
         killed: 0,
     };
