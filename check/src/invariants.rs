@@ -71,7 +71,7 @@
 //! 10. with [`Checker::on_timeout`], no op is left open past its deadline
 //!     after a timer step; and waiting to reconnect, no op stays buffered
 //!     whose deadline comes before the next attempt (it fails at once with
-//!     `deadline_unreachable`).
+//!     `deadline_unreachable`), unless `fail_unreachable_deadlines` is off.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -726,8 +726,9 @@ impl Checker {
         }
 
         // 10. waiting to reconnect, no buffered op may sleep towards a
-        // deadline that comes before the next attempt.
-        if m.state() == State::Backoff {
+        // deadline that comes before the next attempt (unless the config
+        // lets them wait for it, as the peer presets do).
+        if m.state() == State::Backoff && self.cfg.fail_unreachable_deadlines() {
             if let Some((due, _)) = self.pending_reconnect {
                 let from = (self.now, OpId::from_raw(u64::MAX));
                 let to = (due, OpId::from_raw(u64::MAX));

@@ -385,6 +385,80 @@ pub enum Preset {
     FailFast,
     /// What we recommend in production; see [`Config::recommended`].
     Recommended,
+    /// ioredis 5 (read: 5.11.1, `built/redis/RedisOptions.js`,
+    /// `built/redis/event_handler.js`): `retryStrategy` `min(50·n, 2000)`
+    /// ms (linear 50 ms steps to 2 s, no jitter, never gives up),
+    /// unbounded offline queue, `connectTimeout` 10 s, no command or socket
+    /// timeout, the first connect retried like a reconnect.
+    /// `autoResendUnfulfilledCommands: true` — **ops lost in flight are
+    /// resent after the reconnect, any number of times: they may run
+    /// twice** ([`ConfigBuilder::retry_lost`], attempts unlimited) —
+    /// and `maxRetriesPerRequest: 20`
+    /// ([`ConfigBuilder::fail_buffered_after`]`(Some(20))`: after 20 failed
+    /// reconnect attempts, ~10.5 s against a refusing server, every queued
+    /// op fails). A silent server (SIGSTOP) leaves ops waiting for ever.
+    /// Not reproduced: the connect timeout covers TCP only (a stopped
+    /// server hangs the handshake, freezing ioredis's count); its count
+    /// resets on `ready`, ours on connect.
+    IoredisV5,
+    /// ioredis 6 (read: 6.1.0): as [`Preset::IoredisV5`] but
+    /// `retryStrategy` `min(50·2^(n−1), 5000) + random·200` ms (exponential
+    /// from 50 ms to 5 s, plus [`ConfigBuilder::extra_jitter`] of 200 ms;
+    /// the first `maxRetriesPerRequest` flush comes after ~71–75 s).
+    /// **Resends ops lost in flight: they may run twice.**
+    IoredisV6,
+    /// Lettuce 7 (read: 7.7.0.RELEASE, `ClientOptions.java`,
+    /// `resource/Delay.java`, `RedisURI.java`): auto-reconnect for ever with
+    /// `Delay.exponential()` (1 ms doubling to 30 s, no jitter), unbounded
+    /// request queue, `SocketOptions` connect timeout 10 s, the command
+    /// timeout of 60 s counted from submission and keeping the connection
+    /// ([`ConfigBuilder::op_deadline`]), the first connect failing fast.
+    /// At-least-once mode: **ops in flight when the connection drops are
+    /// replayed after the reconnect, with no attempt limit: they may run
+    /// twice**. Not reproduced: a 60 s handshake timeout separate from
+    /// the 10 s TCP one; on a reset (not a clean close) Lettuce fails the
+    /// oldest op in flight and replays the rest.
+    Lettuce,
+    /// The `redis` crate's `aio::ConnectionManager` (read: redis 1.8.1,
+    /// `src/aio/connection_manager.rs`, with backon 1.6.0): a per-request
+    /// `response_timeout` of 500 ms that fails the op and keeps the
+    /// connection ([`ConfigBuilder::command_timeout`]), `connection_timeout`
+    /// 1 s, `number_of_retries` 6 with delays in `[d, 2d)`, `d = 100 ms ×
+    /// 2^(n−1)` (exponential from 200 ms with [`Jitter::Equal`]); ops in
+    /// flight at a loss fail (`connection_lost`), ops submitted while it
+    /// reconnects wait for it, and when the round of attempts fails they
+    /// get its error and a new round starts (a 1 ms cool-down here). Not
+    /// reproduced: it reconnects only once an op fails (no reconnect while
+    /// idle), its first attempt of a round is immediate, and an
+    /// authentication failure latches.
+    RedisRsConnectionManager,
+    /// fred 10 with no reconnect policy, its default (read: 10.1.0,
+    /// `src/types/config.rs`, `src/router/`): a lost connection is never
+    /// re-established; ops in flight fail, later ops wait for ever (no
+    /// default command timeout). Connect timeout 10 s; the first connect
+    /// fails fast.
+    FredDefault,
+    /// fred 10 with `ReconnectPolicy::default()` (read: 10.1.0,
+    /// `src/types/config.rs`: constant 1 s, `DEFAULT_JITTER_MS` 100, no
+    /// attempt limit; `max_command_attempts` 3): reconnect every 1 s plus
+    /// 0–99 ms ([`ConfigBuilder::extra_jitter`]), unbounded queue, no
+    /// command timeout (a silent server leaves ops waiting for ever).
+    /// **Ops lost in flight are written again, up to 3 writes: they may run
+    /// twice.**
+    FredReconnectPolicy,
+    /// The MongoDB Node.js driver 6 (read: 6.22.0,
+    /// `src/connection_string.ts`, `src/operations/execute_operation.ts`;
+    /// 7.x keeps these): an op waits up to `serverSelectionTimeoutMS` 30 s
+    /// for a server ([`ConfigBuilder::buffer_timeout`]), retryable reads and
+    /// writes are retried once after a network error (2 attempts),
+    /// `connectTimeoutMS` 30 s, no socket timeout, the monitor checks every
+    /// 10 s and declares a silent server dead after 30 s (a heartbeat here;
+    /// the driver's runs on its own connection), and probes every 500 ms
+    /// while ops wait. Retryable writes carry a transaction number the
+    /// server deduplicates, so the driver's retry does not run a write
+    /// twice; redial cannot know that, and reports them as "may have run
+    /// twice" like any resend.
+    MongodbNode,
 }
 
 impl Preset {
@@ -413,9 +487,91 @@ impl Preset {
             connected_on_reconnect: false,
             retry_lost: false,
             fail_buffered_after: None,
+            extra_jitter: None,
+            fail_unreachable_deadlines: true,
             deferred: None,
         };
+        let peer = ConfigBuilder {
+            fail_unreachable_deadlines: false,
+            initial_connect: InitialConnect::Retry,
+            reconnect_tries: Tries::Unlimited,
+            connect_timeout: Some(Duration::from_secs(10)),
+            ..legacy
+        };
         match self {
+            Preset::IoredisV5 => ConfigBuilder {
+                backoff: Backoff::Linear {
+                    initial: Duration::from_millis(50),
+                    step: Duration::from_millis(50),
+                    max: Duration::from_millis(2000),
+                },
+                retry_lost: true,
+                max_op_attempts: u32::MAX,
+                fail_buffered_after: Some(20),
+                ..peer
+            },
+            Preset::IoredisV6 => ConfigBuilder {
+                backoff: Backoff::Exponential {
+                    initial: Duration::from_millis(50),
+                    multiplier: 2.0,
+                    max: Duration::from_millis(5000),
+                },
+                extra_jitter: Some(Duration::from_millis(200)),
+                retry_lost: true,
+                max_op_attempts: u32::MAX,
+                fail_buffered_after: Some(20),
+                ..peer
+            },
+            Preset::Lettuce => ConfigBuilder {
+                backoff: Backoff::Exponential {
+                    initial: Duration::from_millis(1),
+                    multiplier: 2.0,
+                    max: Duration::from_secs(30),
+                },
+                initial_connect: InitialConnect::FailFast,
+                op_deadline: Some(Duration::from_secs(60)),
+                retry_lost: true,
+                max_op_attempts: u32::MAX,
+                ..peer
+            },
+            Preset::RedisRsConnectionManager => ConfigBuilder {
+                reconnect_tries: Tries::Limited(6),
+                backoff: Backoff::Exponential {
+                    initial: Duration::from_millis(200),
+                    multiplier: 2.0,
+                    max: Duration::from_secs(120),
+                },
+                jitter: Jitter::Equal,
+                connect_timeout: Some(Duration::from_secs(1)),
+                command_timeout: Some(Duration::from_millis(500)),
+                give_up: GiveUp::CoolDown(Duration::from_millis(1)),
+                ..peer
+            },
+            Preset::FredDefault => ConfigBuilder {
+                auto_reconnect: false,
+                initial_connect: InitialConnect::FailFast,
+                ..peer
+            },
+            Preset::FredReconnectPolicy => ConfigBuilder {
+                backoff: Backoff::Constant(Duration::from_secs(1)),
+                extra_jitter: Some(Duration::from_millis(100)),
+                initial_connect: InitialConnect::FailFast,
+                retry_lost: true,
+                max_op_attempts: 3,
+                ..peer
+            },
+            Preset::MongodbNode => ConfigBuilder {
+                backoff: Backoff::Constant(Duration::from_millis(500)),
+                connect_timeout: Some(Duration::from_secs(30)),
+                heartbeat: Some(Heartbeat {
+                    interval: Duration::from_secs(10),
+                    timeout: Duration::from_secs(30),
+                }),
+                buffer_timeout: Some(Duration::from_secs(30)),
+                retry_lost: true,
+                max_op_attempts: 2,
+                ..peer
+            },
             Preset::MongodbLegacy => legacy,
             Preset::Mongoose => ConfigBuilder {
                 buffer_timeout: Some(Duration::from_secs(10)),
@@ -465,6 +621,8 @@ impl Preset {
                 connected_on_reconnect: false,
                 retry_lost: false,
                 fail_buffered_after: None,
+                extra_jitter: None,
+                fail_unreachable_deadlines: true,
                 deferred: None,
             },
         }
@@ -535,11 +693,18 @@ macro_rules! named_choice {
     };
 }
 
-named_choice!(Preset, "preset", "one of mongodb-legacy, mongoose, fail-fast, recommended", {
+named_choice!(Preset, "preset", "one of mongodb-legacy, mongoose, fail-fast, recommended, ioredis-v5, ioredis-v6, lettuce, redis-rs-connection-manager, fred-default, fred-reconnect-policy, mongodb-node", {
     MongodbLegacy => "mongodb-legacy",
     Mongoose => "mongoose",
     FailFast => "fail-fast",
     Recommended => "recommended",
+    IoredisV5 => "ioredis-v5",
+    IoredisV6 => "ioredis-v6",
+    Lettuce => "lettuce",
+    RedisRsConnectionManager => "redis-rs-connection-manager",
+    FredDefault => "fred-default",
+    FredReconnectPolicy => "fred-reconnect-policy",
+    MongodbNode => "mongodb-node",
 });
 
 named_choice!(Jitter, "jitter", "none, full, equal or decorrelated", {
@@ -709,6 +874,16 @@ impl Config {
     pub fn fail_buffered_after(&self) -> Option<u32> {
         self.b.fail_buffered_after
     }
+    /// The random delay added to every reconnect delay (see
+    /// [`ConfigBuilder::extra_jitter`]).
+    pub fn extra_jitter(&self) -> Option<Duration> {
+        self.b.extra_jitter
+    }
+    /// Whether a buffered op whose deadline comes before the client can
+    /// send it fails at once (see [`ConfigBuilder::fail_unreachable_deadlines`]).
+    pub fn fail_unreachable_deadlines(&self) -> bool {
+        self.b.fail_unreachable_deadlines
+    }
     /// The shared retry budget.
     pub fn retry_budget(&self) -> Option<RetryBudget> {
         self.b.retry_budget
@@ -737,12 +912,17 @@ impl Config {
     /// `[base, cap]` overall.
     pub fn reconnect_delay_bounds(&self, n: u32) -> (Duration, Duration) {
         let d = self.b.backoff.nominal(n);
-        match self.b.jitter {
+        let (lo, hi) = match self.b.jitter {
             Jitter::None => (d, d),
             Jitter::Full => (Duration::ZERO, d),
             Jitter::Equal => (d / 2, d),
             Jitter::Decorrelated => (self.b.backoff.base(), self.b.backoff.cap()),
-        }
+        };
+        // The extra jitter is drawn in whole microseconds below `j`.
+        let extra = self.b.extra_jitter.map_or(Duration::ZERO, |j| {
+            j.saturating_sub(Duration::from_micros(1))
+        });
+        (lo, hi.saturating_add(extra))
     }
 }
 
@@ -750,6 +930,13 @@ impl Default for Config {
     /// [`Config::recommended`].
     fn default() -> Self {
         Config::recommended()
+    }
+}
+
+impl From<Preset> for Config {
+    /// The preset's config, built (every preset is valid).
+    fn from(p: Preset) -> Config {
+        p.build_valid()
     }
 }
 
@@ -792,6 +979,8 @@ pub struct ConfigBuilder {
     pub(crate) connected_on_reconnect: bool,
     pub(crate) retry_lost: bool,
     pub(crate) fail_buffered_after: Option<u32>,
+    pub(crate) extra_jitter: Option<Duration>,
+    pub(crate) fail_unreachable_deadlines: bool,
     /// An error found by a setter that cannot fail on the spot.
     deferred: Option<ConfigError>,
 }
@@ -986,6 +1175,27 @@ impl ConfigBuilder {
         self
     }
 
+    /// Adds a delay drawn uniformly from `[0, j)` (whole microseconds) to
+    /// every reconnect delay, after the [`Backoff`]'s cap and the
+    /// [`Jitter`], as ioredis 6 (`+ random·200 ms`) and fred (`+ 0–99 ms`)
+    /// do. `None` (the default) adds nothing; `Some(ZERO)` is refused.
+    pub fn extra_jitter(mut self, j: Option<Duration>) -> Self {
+        self.extra_jitter = j;
+        self
+    }
+
+    /// Fail a buffered op at once with
+    /// [`ErrorKind::DeadlineUnreachable`](crate::ErrorKind::DeadlineUnreachable)
+    /// when its deadline comes before the next reconnect attempt (or the
+    /// end of a pushback wait), instead of letting it wait for the deadline
+    /// (on by default: the caller learns sooner, and the op certainly did
+    /// not run). The peer presets turn it off: no peer driver does this, so
+    /// their ops fail with `deadline_exceeded` at the deadline.
+    pub fn fail_unreachable_deadlines(mut self, on: bool) -> Self {
+        self.fail_unreachable_deadlines = on;
+        self
+    }
+
     /// The shared retry budget (`None`: retries limited only by attempts).
     pub fn retry_budget(mut self, b: Option<RetryBudget>) -> Self {
         self.retry_budget = b;
@@ -1029,7 +1239,7 @@ impl ConfigBuilder {
     /// The first duration set to a fraction of a microsecond, by its
     /// field's name (as in timeline files).
     fn first_fractional_microsecond(&self) -> Option<&'static str> {
-        let mut all: [(&'static str, Option<Duration>); 15] = [
+        let mut all: [(&'static str, Option<Duration>); 16] = [
             ("connect_timeout", self.connect_timeout),
             ("socket_timeout", self.socket_timeout),
             ("response_timeout", self.response_timeout),
@@ -1045,6 +1255,7 @@ impl ConfigBuilder {
             ("backoff_initial", None),
             ("backoff_step", None),
             ("backoff_max", None),
+            ("extra_jitter", self.extra_jitter),
         ];
         if let GiveUp::CoolDown(d) = self.give_up {
             all[10].1 = Some(d);
@@ -1143,6 +1354,7 @@ impl ConfigBuilder {
             ("command_timeout", self.command_timeout),
             ("buffer_timeout", self.buffer_timeout),
             ("op_deadline", self.op_deadline),
+            ("extra_jitter", self.extra_jitter),
         ] {
             if t == Some(Duration::ZERO) {
                 return err(field, K::MustBePositive);
@@ -1337,7 +1549,7 @@ mod tests {
         let e = "nope".parse::<Preset>().unwrap_err();
         assert_eq!(
             alloc::format!("{e}"),
-            "unknown preset: expected one of mongodb-legacy, mongoose, fail-fast, recommended"
+            "unknown preset: expected one of mongodb-legacy, mongoose, fail-fast, recommended, ioredis-v5, ioredis-v6, lettuce, redis-rs-connection-manager, fred-default, fred-reconnect-policy, mongodb-node"
         );
         let legacy = Config::mongodb_legacy();
         assert!(legacy.auto_reconnect());

@@ -204,6 +204,8 @@ pub struct ConfigKeys {
     pub op_deadline: Option<Duration>,
     pub max_op_attempts: Option<u32>,
     pub retry_lost: Option<bool>,
+    pub extra_jitter: Option<Duration>,
+    pub fail_unreachable_deadlines: Option<bool>,
     /// `Some(None)`: `"never"`.
     pub fail_buffered_after: Option<Option<u32>>,
     pub retry_budget_tokens: Option<u32>,
@@ -244,6 +246,8 @@ pub const KEYS: &[&str] = &[
     "max_op_attempts",
     "retry_lost",
     "fail_buffered_after",
+    "extra_jitter",
+    "fail_unreachable_deadlines",
     "retry_budget_tokens",
     "retry_budget_ratio",
 ];
@@ -359,6 +363,8 @@ impl ConfigKeys {
             "op_deadline" => self.op_deadline = Some(duration()?),
             "max_op_attempts" => self.max_op_attempts = Some(u32_()?),
             "retry_lost" => self.retry_lost = Some(boolean()?),
+            "extra_jitter" => self.extra_jitter = Some(duration()?),
+            "fail_unreachable_deadlines" => self.fail_unreachable_deadlines = Some(boolean()?),
             "fail_buffered_after" => {
                 self.fail_buffered_after = Some(match value {
                     ConfigValue::Text(s) if s == "never" => None,
@@ -420,6 +426,8 @@ impl ConfigKeys {
                 None => ConfigValue::Text("never".into()),
                 Some(n) => ConfigValue::Int(i64::from(n)),
             }),
+            d(self.extra_jitter),
+            b(self.fail_unreachable_deadlines),
             n(self.retry_budget_tokens),
             f(self.retry_budget_ratio),
         ];
@@ -462,6 +470,8 @@ impl ConfigKeys {
             max_op_attempts: Some(c.max_op_attempts()),
             retry_lost: Some(c.retry_lost()),
             fail_buffered_after: Some(c.fail_buffered_after()),
+            extra_jitter: zero(c.extra_jitter()),
+            fail_unreachable_deadlines: Some(c.fail_unreachable_deadlines()),
             retry_budget_tokens: Some(c.retry_budget().map_or(0, |r| r.max_tokens)),
             retry_budget_ratio: c.retry_budget().map(|r| r.token_ratio),
             ..ConfigKeys::default()
@@ -709,6 +719,12 @@ impl ConfigKeys {
         }
         if let Some(v) = self.fail_buffered_after {
             b = b.fail_buffered_after(v);
+        }
+        if let Some(t) = off(self.extra_jitter) {
+            b = b.extra_jitter(t);
+        }
+        if let Some(v) = self.fail_unreachable_deadlines {
+            b = b.fail_unreachable_deadlines(v);
         }
         if let Some(v) = self.require_primary {
             b = b.require_primary(v);

@@ -194,3 +194,181 @@ fn fail_buffered_after_is_a_config_key() {
         .unwrap();
     assert_eq!(ConfigKeys::from_config(&c).build(None, 1).unwrap(), c);
 }
+
+// ----- the peer presets, each on the behaviour its docs promise ------------
+
+use redial_core::{Duration, Instant, Output, Preset, State};
+
+fn completed_at(h: &H, op: redial_core::OpId) -> Instant {
+    h.log
+        .iter()
+        .find_map(|(t, o)| match o {
+            Output::Complete(c) if c.id == op => Some(*t),
+            _ => None,
+        })
+        .expect("the op completed")
+}
+
+#[test]
+fn ioredis_v5_resends_lost_ops_and_flushes_the_queue_after_20_failed_attempts() {
+    let (mut h, _) = H::connected(Config::from(Preset::IoredisV5));
+    let in_flight = h.op();
+    let lost_at = h.now;
+    h.lose(LossKind::Reset);
+    let queued = h.op();
+    for _ in 0..19 {
+        h.until_connect();
+        h.connect_fail();
+    }
+    assert!(h.is_open(in_flight) && h.is_open(queued));
+    h.until_connect();
+    h.connect_fail(); // the 20th failed attempt: close 21
+    // retryStrategy min(50·n, 2000): 50 + 100 + … + 1000 ms = 10.5 s.
+    for op in [in_flight, queued] {
+        assert_eq!(h.kind(op), ErrorKind::ReconnectAttemptsExceeded);
+        assert_eq!(completed_at(&h, op) - lost_at, ms(10_500));
+    }
+    assert!(h.error(in_flight).maybe_executed());
+    assert!(!h.error(queued).maybe_executed());
+    assert_eq!(h.state(), State::Backoff, "reconnecting goes on");
+    h.finish();
+}
+
+#[test]
+fn ioredis_v5_resends_an_op_lost_in_flight_after_the_reconnect() {
+    let (mut h, _) = H::connected(Config::from(Preset::IoredisV5));
+    let op = h.op();
+    h.lose(LossKind::Reset);
+    h.until_connect();
+    h.connect_ok();
+    assert_eq!(h.dispatches_of(op), 2, "sent again: it may run twice");
+    h.answer(op, OpResult::Ok);
+    assert_eq!(h.outcome(op).unwrap().unwrap().attempts, 2);
+    h.finish();
+}
+
+#[test]
+fn ioredis_v6_delays_are_exponential_plus_up_to_200_ms() {
+    let config = Config::from(Preset::IoredisV6);
+    for n in 1..=10u32 {
+        let (lo, hi) = config.reconnect_delay_bounds(n);
+        let nominal = ms((50u64 << (n - 1)).min(5000));
+        assert_eq!(lo, nominal, "attempt {n}");
+        assert_eq!(hi, nominal + ms(200) - Duration::from_micros(1));
+    }
+}
+
+#[test]
+fn fred_default_never_reconnects_and_later_ops_wait_for_ever() {
+    let (mut h, _) = H::connected(Config::from(Preset::FredDefault));
+    let in_flight = h.op();
+    h.lose(LossKind::Closed);
+    assert_eq!(h.kind(in_flight), ErrorKind::ConnectionLost);
+    let later = h.op();
+    h.advance(Duration::from_secs(86_400));
+    assert!(h.is_open(later), "no reconnect, no timeout: it hangs");
+    assert_eq!(h.state(), State::Down);
+    h.finish();
+}
+
+#[test]
+fn fred_reconnect_policy_writes_a_lost_op_at_most_3_times() {
+    let (mut h, _) = H::connected(Config::from(Preset::FredReconnectPolicy));
+    let op = h.op();
+    for write in 1..=3 {
+        assert_eq!(h.dispatches_of(op), write);
+        h.lose(LossKind::Reset);
+        if write < 3 {
+            h.until_connect();
+            h.connect_ok();
+        }
+    }
+    let e = h.error(op);
+    assert_eq!(e.kind(), ErrorKind::ConnectionLost);
+    assert_eq!(e.attempts(), 3);
+    h.finish();
+}
+
+#[test]
+fn redis_rs_connection_manager_times_out_a_silent_op_and_keeps_the_connection() {
+    let (mut h, c) = H::connected(Config::from(Preset::RedisRsConnectionManager));
+    let op = h.op();
+    let sent = h.now;
+    h.advance(ms(500));
+    assert_eq!(h.kind(op), ErrorKind::CommandTimeout);
+    assert_eq!(completed_at(&h, op) - sent, ms(500));
+    assert_eq!(h.state(), State::Connected);
+    let next = h.op();
+    assert_eq!(h.dispatches().last().map(|d| (d.0, d.1)), Some((next, c)));
+    h.finish();
+}
+
+#[test]
+fn redis_rs_connection_manager_fails_waiters_after_a_round_then_starts_another() {
+    let (mut h, _) = H::connected(Config::from(Preset::RedisRsConnectionManager));
+    let in_flight = h.op();
+    h.lose(LossKind::Reset);
+    assert_eq!(h.kind(in_flight), ErrorKind::ConnectionLost, "not retried");
+    let waiting = h.op();
+    for _ in 0..6 {
+        h.until_connect();
+        h.connect_fail();
+    }
+    assert_eq!(h.kind(waiting), ErrorKind::ReconnectFailed);
+    // A new round right away: the next op is served.
+    let next = h.op();
+    h.until_connect();
+    h.connect_ok();
+    h.answer(next, OpResult::Ok);
+    assert!(h.outcome(next).unwrap().is_ok());
+    h.finish();
+}
+
+#[test]
+fn lettuce_fails_an_op_60_s_after_submission_and_fails_the_first_connect_fast() {
+    let (mut h, _) = H::connected(Config::from(Preset::Lettuce));
+    let op = h.op();
+    let submitted = h.now;
+    h.lose(LossKind::Reset);
+    while h.is_open(op) {
+        h.until_connect();
+        h.connect_fail();
+    }
+    assert_eq!(h.kind(op), ErrorKind::DeadlineExceeded);
+    assert!(h.error(op).maybe_executed());
+    assert_eq!(completed_at(&h, op) - submitted, Duration::from_secs(60));
+    h.finish();
+
+    let mut h = H::new(Config::from(Preset::Lettuce));
+    h.connect_fail();
+    assert_eq!(h.state(), State::Failed);
+    h.finish();
+}
+
+#[test]
+fn mongodb_node_fails_a_waiting_op_after_30_s_and_retries_a_lost_one_once() {
+    let (mut h, _) = H::connected(Config::from(Preset::MongodbNode));
+    let lost = h.op();
+    h.lose(LossKind::Reset);
+    let waiting = h.op();
+    let submitted = h.now;
+    h.until_connect();
+    h.connect_ok();
+    assert_eq!(h.dispatches_of(lost), 2);
+    h.lose(LossKind::Reset);
+    assert_eq!(h.kind(lost), ErrorKind::ConnectionLost, "one retry only");
+    assert_eq!(h.dispatches_of(waiting), 1);
+    let _ = submitted;
+    let late = h.op();
+    let buffered_at = h.now;
+    while h.is_open(late) {
+        h.until_connect();
+        h.connect_fail();
+    }
+    assert_eq!(h.kind(late), ErrorKind::BufferTimeout);
+    assert_eq!(
+        completed_at(&h, late) - buffered_at,
+        Duration::from_secs(30)
+    );
+    h.finish();
+}

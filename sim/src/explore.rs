@@ -221,6 +221,13 @@ impl Scenario {
             let k = d.int(0..=4u32);
             config.push(format!("fail_buffered_after = {k}"));
         }
+        if maybe(&mut d) {
+            let j = d.int(1..=300u32);
+            config.push(format!("extra_jitter = \"{j}ms\""));
+        }
+        if maybe(&mut d) {
+            config.push("fail_unreachable_deadlines = false".into());
+        }
 
         let n_endpoints = d.int(1..=3usize);
         let mut endpoints = Vec::new();

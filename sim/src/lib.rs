@@ -37,6 +37,7 @@ pub mod fleet;
 pub mod matrix;
 mod output;
 mod run;
+pub mod svg;
 mod through_driver;
 mod timeline;
 pub mod trace;
@@ -45,7 +46,7 @@ mod world;
 
 pub use duration::{MAX_DURATION, parse_duration};
 pub use output::{Field, Format, Line, OpLine, Summary, write_line};
-pub use run::{RunOptions, run, run_formatted, run_to_string};
+pub use run::{Observed, PendingOp, RunOptions, run, run_formatted, run_observed, run_to_string};
 pub use through_driver::{
     Divergence, SimConn, SimConnector, SimError, SimOp, compare_with_fast_loop,
     record_through_driver, run_through_driver, run_through_driver_formatted,

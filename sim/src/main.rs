@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use redial_sim::core::Preset;
 use redial_sim::{
-    Format, Line, RunOptions, Summary, Timeline, compare, explore, matrix, run, run_through_driver,
-    write_line,
+    Format, Line, Observed, RunOptions, Summary, Timeline, compare, explore, matrix, run,
+    run_observed, run_through_driver, svg, write_line,
 };
 
 /// Streams a transcript to stdout as it is made (memory stays proportional
@@ -86,6 +86,63 @@ impl From<Fmt> for Format {
     }
 }
 
+/// `replay` and `compare` can also draw: `svg` writes the picture to
+/// stdout instead of the transcript.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ViewFmt {
+    Text,
+    Json,
+    Svg,
+}
+
+impl ViewFmt {
+    /// The transcript format (`None`: the picture instead).
+    fn transcript(self) -> Option<Format> {
+        match self {
+            ViewFmt::Text => Some(Format::Text),
+            ViewFmt::Json => Some(Format::Json),
+            ViewFmt::Svg => None,
+        }
+    }
+}
+
+/// Creates the `--svg` file before the run, so a bad path fails at once
+/// (exit 2) rather than after the transcript.
+fn svg_file(path: Option<&str>) -> Result<Option<(String, std::fs::File)>, ExitCode> {
+    let Some(path) = path else { return Ok(None) };
+    match std::fs::File::create(path) {
+        Ok(f) => Ok(Some((path.to_string(), f))),
+        Err(e) => {
+            eprintln!("error: --svg {path}: cannot write: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// Writes the picture to stdout (`--format svg`) and/or the `--svg` file.
+fn emit_svg(
+    picture: &str,
+    to_stdout: bool,
+    file: Option<(String, std::fs::File)>,
+) -> Result<(), ExitCode> {
+    if to_stdout {
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = out.write_all(picture.as_bytes()).and_then(|()| out.flush()) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("error: writing the picture: {e}");
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
+    if let Some((path, mut f)) = file {
+        if let Err(e) = f.write_all(picture.as_bytes()).and_then(|()| f.flush()) {
+            eprintln!("error: --svg {path}: cannot write: {e}");
+            return Err(ExitCode::from(2));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum FaultArg {
     Restart,
@@ -102,9 +159,14 @@ enum Cmd {
     Replay {
         /// The timeline (TOML).
         file: String,
-        /// Output format.
+        /// Output format (`svg`: a picture of the run instead of the
+        /// transcript).
         #[arg(long, value_enum, default_value = "text")]
-        format: Fmt,
+        format: ViewFmt,
+        /// Also draw the run as an SVG picture into this file (the
+        /// transcript still goes to stdout).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["through_driver", "diff"])]
+        svg: Option<String>,
         /// Override the timeline's seed.
         #[arg(long)]
         seed: Option<u64>,
@@ -191,9 +253,14 @@ enum Cmd {
         /// the columns.
         #[arg(long)]
         diff: bool,
-        /// Output format.
+        /// Output format (`svg`: one picture, a group of bands per column,
+        /// instead of the table).
         #[arg(long, value_enum, default_value = "text")]
-        format: Fmt,
+        format: ViewFmt,
+        /// Also draw the columns as an SVG picture into this file (the
+        /// table still goes to stdout).
+        #[arg(long, value_name = "FILE")]
+        svg: Option<String>,
     },
     /// Run a fleet of clients against one server through a restart (or a
     /// connection kill, or a blackhole): the connect storm the server sees
@@ -466,7 +533,12 @@ fn main() -> ExitCode {
             config,
             diff,
             format,
+            svg: svg_path,
         } => {
+            if diff && format == ViewFmt::Svg {
+                eprintln!("error: --diff prints text or JSON; draw with --svg FILE beside it");
+                return ExitCode::from(2);
+            }
             let tl = match read_timeline(&file) {
                 Ok(t) => t,
                 Err(code) => return code,
@@ -497,10 +569,21 @@ fn main() -> ExitCode {
                     Err(code) => return code,
                 }
             }
+            let svg_out = match svg_file(svg_path.as_deref()) {
+                Ok(f) => f,
+                Err(code) => return code,
+            };
             let cols = compare::compare_timelines(&runs, &RunOptions::default());
+            if format == ViewFmt::Svg || svg_out.is_some() {
+                let picture = svg::compare_svg(&tl, &runs, &RunOptions::default());
+                if let Err(code) = emit_svg(&picture, format == ViewFmt::Svg, svg_out) {
+                    return code;
+                }
+            }
             match format {
-                Fmt::Text => print!("{}", compare::render_text(&cols)),
-                Fmt::Json => {
+                ViewFmt::Svg => {}
+                ViewFmt::Text => print!("{}", compare::render_text(&cols)),
+                ViewFmt::Json => {
                     for c in &cols {
                         println!(
                             "{}",
@@ -514,8 +597,10 @@ fn main() -> ExitCode {
                     let a = &cols[0];
                     let changes = compare::fate_diff(a, b);
                     match format {
-                        Fmt::Text => print!("\n{}", compare::render_diff(&changes, a, b)),
-                        Fmt::Json => {
+                        ViewFmt::Text | ViewFmt::Svg => {
+                            print!("\n{}", compare::render_diff(&changes, a, b));
+                        }
+                        ViewFmt::Json => {
                             for c in &changes {
                                 println!("{}", serde_json::json!({ "diff": c }));
                             }
@@ -615,11 +700,18 @@ fn main() -> ExitCode {
         Cmd::Replay {
             file,
             format,
+            svg: svg_path,
             seed,
             through_driver,
             diff,
             config,
         } => {
+            if format == ViewFmt::Svg && (through_driver || diff) {
+                eprintln!(
+                    "error: --format svg draws the fast loop's run; it does not go with --through-driver or --diff"
+                );
+                return ExitCode::from(2);
+            }
             let mut tl = match read_timeline(&file) {
                 Ok(t) => t,
                 Err(code) => return code,
@@ -648,13 +740,45 @@ fn main() -> ExitCode {
                 }
                 return ExitCode::from(1);
             }
-            let mut stream = Stream::new(format.into());
-            let summary = if through_driver {
-                run_through_driver(&tl, &opts, |l| stream.line(l))
-            } else {
-                run(&tl, &opts, |l| stream.line(l))
+            let svg_out = match svg_file(svg_path.as_deref()) {
+                Ok(f) => f,
+                Err(code) => return code,
             };
-            stream.finish(&summary);
+            let summary = if format == ViewFmt::Svg || svg_out.is_some() {
+                let name = config.clone().unwrap_or_else(|| svg::config_name(&tl));
+                let mut track = svg::Track::new(name.clone());
+                let mut obs = Observed::default();
+                let mut stream = format.transcript().map(Stream::new);
+                let summary = run_observed(
+                    &tl,
+                    &opts,
+                    |l| {
+                        track.line(l);
+                        if let Some(s) = stream.as_mut() {
+                            s.line(l);
+                        }
+                    },
+                    &mut obs,
+                );
+                if let Some(s) = stream {
+                    s.finish(&summary);
+                }
+                track.finish(&summary, &obs);
+                let picture = svg::render(&tl, &format!("config: {name}"), &[track]);
+                if let Err(code) = emit_svg(&picture, format == ViewFmt::Svg, svg_out) {
+                    return code;
+                }
+                summary
+            } else {
+                let mut stream = Stream::new(format.transcript().unwrap_or(Format::Text));
+                let summary = if through_driver {
+                    run_through_driver(&tl, &opts, |l| stream.line(l))
+                } else {
+                    run(&tl, &opts, |l| stream.line(l))
+                };
+                stream.finish(&summary);
+                summary
+            };
             if summary.violations.is_empty() {
                 ExitCode::SUCCESS
             } else {

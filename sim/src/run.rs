@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use redial_check::Checked;
 use redial_core::{
     ConnId, ConnectFailure, DisconnectReason, Event, Instant, LossKind, OpId, OpOptions, OpResult,
-    Output,
+    Output, State,
 };
 
 use crate::output::{Field, Format, Line, OpLine, Summary, write_line};
@@ -85,8 +85,37 @@ impl Ev {
     }
 }
 
+/// What [`run_observed`] reports beside the transcript: the machine's
+/// state over time and the ops still open at the end (for pictures,
+/// `crate::svg`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// The machine's state after every input that changed it, as (µs,
+    /// state), in time order; the first entry is at 0.
+    pub states: Vec<(u64, State)>,
+    /// The ops with no outcome when the run stopped, in submission order.
+    pub pending: Vec<PendingOp>,
+    /// The virtual time the run stopped at, µs (the timeline's `until`
+    /// when it has one).
+    pub end_us: u64,
+}
+
+/// An op with no outcome when the run stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingOp {
+    /// 1-based submission number.
+    pub id: u64,
+    /// The op's label.
+    pub label: String,
+    /// Submission time, µs.
+    pub submitted_us: u64,
+    /// First dispatch time, µs (`None`: never sent).
+    pub first_dispatch_us: Option<u64>,
+}
+
 struct World<'a, F: FnMut(&Line)> {
     tl: &'a Timeline,
+    obs: Option<&'a mut Observed>,
     m: Checked<u64>,
     now: Instant,
     queue: BTreeMap<(Instant, u64), Ev>,
@@ -104,6 +133,28 @@ struct World<'a, F: FnMut(&Line)> {
 /// returns the summary. Memory stays proportional to what is outstanding
 /// (ops, connections, scheduled messages), not to the timeline's length.
 pub fn run(tl: &Timeline, opts: &RunOptions, sink: impl FnMut(&Line)) -> Summary {
+    run_inner(tl, opts, sink, None)
+}
+
+/// [`run`], also filling `obs` (cleared first) with the machine's states
+/// and the ops left open at the end. The transcript and summary are
+/// [`run`]'s, byte for byte.
+pub fn run_observed(
+    tl: &Timeline,
+    opts: &RunOptions,
+    sink: impl FnMut(&Line),
+    obs: &mut Observed,
+) -> Summary {
+    *obs = Observed::default();
+    run_inner(tl, opts, sink, Some(obs))
+}
+
+fn run_inner<'a>(
+    tl: &'a Timeline,
+    opts: &RunOptions,
+    sink: impl FnMut(&Line),
+    obs: Option<&'a mut Observed>,
+) -> Summary {
     let seed = opts.seed.unwrap_or(tl.seed);
     let m = if opts.check {
         Checked::new(tl.config.clone(), seed, Instant::ZERO)
@@ -112,6 +163,7 @@ pub fn run(tl: &Timeline, opts: &RunOptions, sink: impl FnMut(&Line)) -> Summary
     };
     let w = World {
         tl,
+        obs,
         m,
         now: Instant::ZERO,
         queue: BTreeMap::new(),
@@ -189,6 +241,21 @@ impl<F: FnMut(&Line)> World<'_, F> {
             }
         }
         self.summary.pending = self.m.outstanding() as u64;
+        if let Some(obs) = self.obs.as_deref_mut() {
+            obs.end_us = self.tl.until.map_or(self.now.as_micros(), |u| {
+                u64::try_from(u.as_micros()).unwrap_or(u64::MAX)
+            });
+            obs.pending = self
+                .ops
+                .values()
+                .map(|i| PendingOp {
+                    id: i.seq,
+                    label: i.label.clone(),
+                    submitted_us: i.submitted.as_micros(),
+                    first_dispatch_us: i.first_dispatch.map(Instant::as_micros),
+                })
+                .collect();
+        }
         if self.m.state() == redial_core::State::Closed {
             // Closed: every op must have had its outcome.
             self.m.finish();
@@ -427,6 +494,12 @@ impl<F: FnMut(&Line)> World<'_, F> {
             }
         }
         self.summary.max_buffered = self.summary.max_buffered.max(self.m.buffered() as u64);
+        if let Some(obs) = self.obs.as_deref_mut() {
+            let state = self.m.state();
+            if obs.states.last().is_none_or(|&(_, s)| s != state) {
+                obs.states.push((now.as_micros(), state));
+            }
+        }
     }
 }
 

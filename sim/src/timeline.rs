@@ -395,6 +395,8 @@ struct RawConfig {
     max_op_attempts: S<u32>,
     retry_lost: S<bool>,
     fail_buffered_after: S<CountOr<Never>>,
+    extra_jitter: S<Dur>,
+    fail_unreachable_deadlines: S<bool>,
     retry_budget_tokens: S<u32>,
     retry_budget_ratio: S<f64>,
 }
@@ -932,6 +934,8 @@ fn config_keys(c: &RawConfig) -> ConfigKeys {
     k.max_op_attempts = v(&c.max_op_attempts);
     k.retry_lost = v(&c.retry_lost);
     k.fail_buffered_after = c.fail_buffered_after.as_ref().map(|t| t.get_ref().0);
+    k.extra_jitter = d(&c.extra_jitter);
+    k.fail_unreachable_deadlines = v(&c.fail_unreachable_deadlines);
     k.retry_budget_tokens = v(&c.retry_budget_tokens);
     k.retry_budget_ratio = v(&c.retry_budget_ratio);
     k
@@ -976,6 +980,8 @@ fn config_key_span(c: &RawConfig, field: &str) -> Option<Range<usize>> {
         "max_op_attempts" => sp(&c.max_op_attempts),
         "retry_lost" => sp(&c.retry_lost),
         "fail_buffered_after" => sp(&c.fail_buffered_after),
+        "extra_jitter" => sp(&c.extra_jitter),
+        "fail_unreachable_deadlines" => sp(&c.fail_unreachable_deadlines),
         "retry_budget_tokens" => sp(&c.retry_budget_tokens),
         "retry_budget_ratio" => sp(&c.retry_budget_ratio),
         "give_up" => sp(&c.cool_down).or(sp(&c.give_up)),

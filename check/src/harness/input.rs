@@ -26,7 +26,7 @@ macro_rules! mirror {
 }
 
 mirror!(/// [`redial_core::Preset`].
-    Preset => Preset { MongodbLegacy, Mongoose, FailFast, Recommended });
+    Preset => Preset { MongodbLegacy, Mongoose, FailFast, Recommended, IoredisV5, IoredisV6, Lettuce, RedisRsConnectionManager, FredDefault, FredReconnectPolicy, MongodbNode });
 mirror!(/// [`redial_core::Jitter`].
     Jitter => Jitter { None, Full, Equal, Decorrelated });
 mirror!(/// [`redial_core::OverflowPolicy`].
@@ -147,6 +147,10 @@ pub struct FuzzConfig {
     pub retry_lost: bool,
     /// Fail the buffer after this many failed reconnect attempts (`n % 8`).
     pub fail_buffered_after: Option<u8>,
+    /// Extra jitter in milliseconds (0 is refused).
+    pub extra_jitter: Option<u16>,
+    /// Keep buffered ops whose deadline cannot be met until the deadline.
+    pub keep_unreachable: bool,
 }
 
 impl FuzzConfig {
@@ -206,6 +210,8 @@ impl FuzzConfig {
             .command_timeout(self.command_timeout.map(ms))
             .retry_lost(self.retry_lost)
             .fail_buffered_after(self.fail_buffered_after.map(|n| u32::from(n % 8)))
+            .extra_jitter(self.extra_jitter.map(ms))
+            .fail_unreachable_deadlines(!self.keep_unreachable)
             .quick_reconnect(self.quick_reconnect.map(|(probe, probe_for)| {
                 redial_core::QuickReconnect {
                     probe: ms(probe),
@@ -255,6 +261,7 @@ impl FuzzConfig {
             &mut self.op_deadline,
             &mut self.cool_down,
             &mut self.command_timeout,
+            &mut self.extra_jitter,
         ] {
             pos(d);
         }

@@ -365,6 +365,12 @@ impl Contract {
                             self.cfg.fail_buffered_after()
                         ),
                     ),
+                    ErrorKind::DeadlineUnreachable if !self.cfg.fail_unreachable_deadlines() => {
+                        self.flag(
+                            K::UnexpectedOutcome,
+                            format!("{id} failed with deadline_unreachable, but `fail_unreachable_deadlines` is off"),
+                        );
+                    }
                     ErrorKind::DeadlineUnreachable => {
                         // Only before the deadline, and only while the next
                         // send is known to come at or after it: the next

@@ -52,6 +52,17 @@ impl Delays {
         delay
     }
 
+    /// [`jittered_delay`](Self::jittered_delay) plus a uniform draw from
+    /// `[0, extra)` when an extra jitter is configured.
+    pub(super) fn with_extra(&mut self, delay: Duration, extra: Option<Duration>) -> Duration {
+        match extra {
+            Some(j) => delay.saturating_add(
+                self.draw(Duration::ZERO, j.saturating_sub(Duration::from_micros(1))),
+            ),
+            None => delay,
+        }
+    }
+
     /// A delay drawn uniformly from `[lo, hi]` (whole microseconds, as
     /// [`draw`](Self::draw)); the previous delay of decorrelated jitter is
     /// left alone (only the backoff's own delays feed it).

@@ -822,6 +822,9 @@ impl<P> Machine<P> {
     /// buffered later are checked as they arrive ([`Self::buffer_back`]),
     /// so a long pause with many ops in flight costs nothing per step.
     fn fail_unreachable(&mut self) {
+        if !self.cfg.fail_unreachable_deadlines() {
+            return;
+        }
         let limit = self.earliest_send();
         if limit == self.swept_limit {
             return;
@@ -937,7 +940,8 @@ impl<P> Machine<P> {
     fn reconnect_delay(&mut self, pace: Pace) -> Duration {
         let (backoff, jitter) = (self.cfg.backoff(), self.cfg.jitter());
         let Some(quick) = self.cfg.quick_reconnect() else {
-            return self.delays.jittered_delay(backoff, jitter, self.tries);
+            let d = self.delays.jittered_delay(backoff, jitter, self.tries);
+            return self.delays.with_extra(d, self.cfg.extra_jitter());
         };
         let since_loss = self.now.saturating_duration_since(self.lost_at);
         match pace {
@@ -947,7 +951,8 @@ impl<P> Machine<P> {
             }
             _ => {
                 self.paced = self.paced.saturating_add(1);
-                self.delays.jittered_delay(backoff, jitter, self.paced)
+                let d = self.delays.jittered_delay(backoff, jitter, self.paced);
+                self.delays.with_extra(d, self.cfg.extra_jitter())
             }
         }
     }
@@ -1268,7 +1273,11 @@ impl<P> Machine<P> {
     /// A new op joins the back of the buffer — unless its deadline comes
     /// before the client can send it (see [`Self::fail_unreachable`]).
     fn buffer_back(&mut self, idx: u32) {
-        let deadline = self.ops.at(idx).deadline;
+        let deadline = self
+            .ops
+            .at(idx)
+            .deadline
+            .filter(|_| self.cfg.fail_unreachable_deadlines());
         if let (Some(d), Some(limit)) = (deadline, self.earliest_send()) {
             if d > self.now && d <= limit {
                 self.fail(idx, ErrorKind::DeadlineUnreachable);
