@@ -5,7 +5,7 @@
 //! duplicated).
 //!
 //! ```sh
-//! cd bench && cargo run --release --bin agree            # markdown, ~1.5 minutes
+//! cd bench && cargo run --release --bin agree            # markdown, about 90 s
 //! cd bench && cargo run --release --bin agree -- --json  # one JSON document, every op both ways
 //! cd bench && cargo run --release --bin agree -- --only sigstop
 //! ```
