@@ -29,6 +29,8 @@ use redial::{Connector, Failure};
 #[allow(missing_docs, clippy::all)]
 mod support;
 
+pub mod agree;
+
 /// A boxed background task.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -309,6 +311,24 @@ impl Redis {
         support::RedisServer::start().map(Redis)
     }
 
+    /// As [`start`](Self::start), with extra `redis-server` arguments after
+    /// the defaults (so they win, also on every restart): `["--appendonly",
+    /// "yes"]`.
+    pub fn start_with(extra: &[&str]) -> Option<Redis> {
+        support::RedisServer::start_with(extra).map(Redis)
+    }
+
+    /// SIGSTOP: the process holds its sockets and answers nothing (the
+    /// kernel still completes TCP handshakes into its listen backlog).
+    pub fn pause(&mut self) {
+        self.0.pause();
+    }
+
+    /// SIGCONT after [`pause`](Self::pause).
+    pub fn resume(&mut self) {
+        self.0.resume();
+    }
+
     /// `redis://127.0.0.1:<port>/`.
     pub fn url(&self) -> String {
         self.0.url()
@@ -375,6 +395,15 @@ impl Redis {
         stop.store(true, Ordering::Release);
         seen.unwrap_or_else(Instant::now)
     }
+}
+
+/// The `redis_version` a redis-server on `port` reports (`INFO server`),
+/// or `unknown`.
+pub fn redis_version(port: u16) -> String {
+    support::resp_command(port, &["INFO", "server"])
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .map_or_else(|| "unknown".to_string(), |v| v.trim().to_string())
 }
 
 /// Whether process `pid` (a child not yet reaped) has exited: its

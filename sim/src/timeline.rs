@@ -120,6 +120,12 @@ pub enum ServerAction {
     Crash,
     /// Silent: nothing answers, connects time out, nothing is closed.
     Blackhole,
+    /// Paused for the step's `for` (required), as a process under SIGSTOP
+    /// until its SIGCONT: nothing is closed and nothing answered meanwhile,
+    /// but nothing is lost either — connects complete and ops sent to it
+    /// run and are answered when it resumes, in order (the kernel queued
+    /// them), unless the client gave up on them first.
+    Pause,
     /// Becomes primary.
     Promote,
     /// Becomes secondary: ops are answered "not primary".
@@ -142,6 +148,7 @@ impl ServerAction {
             ServerAction::Down => "down",
             ServerAction::Crash => "crash",
             ServerAction::Blackhole => "blackhole",
+            ServerAction::Pause => "pause",
             ServerAction::Promote => "promote",
             ServerAction::Demote => "demote",
             ServerAction::Busy { .. } => "busy",
@@ -166,6 +173,7 @@ impl ServerAction {
             ServerAction::Down,
             ServerAction::Crash,
             ServerAction::Blackhole,
+            ServerAction::Pause,
             ServerAction::Promote,
             ServerAction::Demote,
             ServerAction::Busy { retry_after: None },
@@ -646,11 +654,17 @@ impl Timeline {
                     cx.err(
                         server.span(),
                         format!(
-                            "unknown server action `{}`: expected up, down, crash, blackhole, promote, demote or busy",
+                            "unknown server action `{}`: expected up, down, crash, blackhole, pause, promote, demote or busy",
                             server.get_ref()
                         ),
                     )
                 })?;
+                if action == ServerAction::Pause && s.for_.is_none() {
+                    return Err(cx.err(
+                        server.span(),
+                        "`server = \"pause\"` needs `for` (how long the server is stopped)",
+                    ));
+                }
                 if let ServerAction::Busy { retry_after } = &mut action {
                     if s.for_.is_none() {
                         return Err(cx.err(

@@ -20,6 +20,8 @@ pub(crate) enum Health {
     Up,
     Down,
     Blackhole,
+    /// Stopped (SIGSTOP) until then: what reaches it waits for then.
+    Paused(Instant),
 }
 
 struct Server {
@@ -44,6 +46,20 @@ struct Server {
 }
 
 impl Server {
+    /// When a message arriving at `at` is taken up: at once, or when a
+    /// paused server resumes.
+    fn taken_up(&self, at: Instant) -> Instant {
+        match self.health {
+            Health::Paused(until) if at < until => until,
+            _ => at,
+        }
+    }
+
+    /// Up, or paused (it will answer).
+    fn answers(&self) -> bool {
+        matches!(self.health, Health::Up | Health::Paused(_))
+    }
+
     /// Whether the server pushes back an op it receives at `now`, and with
     /// what hint: loading (no hint) or busy.
     fn pushback(&self, now: Instant) -> Option<Option<Duration>> {
@@ -170,6 +186,12 @@ impl Net {
         let at = now + self.rtt(CONNECT, id, 0);
         match self.servers[endpoint].health {
             Health::Up => Some((at, true)),
+            // The kernel accepts; the handshake is answered on resume.
+            Health::Paused(_) => {
+                let arrives = now + self.hop(CONNECT, id, 0, 0);
+                let s = &self.servers[endpoint];
+                Some((s.taken_up(arrives) + self.hop(CONNECT, id, 0, 1), true))
+            }
             Health::Down => Some((at, false)),
             Health::Blackhole => None,
         }
@@ -202,11 +224,22 @@ impl Net {
     ) -> Option<(Instant, OpResult)> {
         let c = self.conns.get(&id)?;
         let server = &self.servers[c.endpoint];
-        if !c.established || server.health != Health::Up {
+        if !c.established || !server.answers() {
             return None;
         }
         let rtt = self.rtt(DISPATCH, seq, id);
-        if let Some(retry_after) = server.pushback(now) {
+        // A paused server takes it up when it resumes (then `start` is
+        // later than `now` by the wait): the answer leaves that much later.
+        let (start, held) = match server.health {
+            Health::Paused(_) => {
+                let arrives = now + self.hop(DISPATCH, seq, id, 0);
+                let taken = server.taken_up(arrives);
+                (taken, taken - arrives)
+            }
+            _ => (now, Duration::ZERO),
+        };
+        let now = now + held;
+        if let Some(retry_after) = server.pushback(start) {
             // Refused before it runs: no service time.
             return Some((now + rtt, OpResult::Pushback { retry_after }));
         }
@@ -230,12 +263,14 @@ impl Net {
     /// The client pings `id` at `now`: when the answer arrives, if ever.
     pub(crate) fn ping(&mut self, now: Instant, id: u64) -> Option<Instant> {
         let c = self.conns.get_mut(&id)?;
-        if !c.established || self.servers[c.endpoint].health != Health::Up {
+        let server = &self.servers[c.endpoint];
+        if !c.established || !server.answers() {
             return None;
         }
         c.pings += 1;
         let n = c.pings;
-        Some(now + self.rtt(PING, id, n))
+        let arrives = now + self.hop(PING, id, n, 0);
+        Some(server.taken_up(arrives) + self.hop(PING, id, n, 1))
     }
 
     /// A message from the server side of `id` reaches the client only if
@@ -389,6 +424,15 @@ impl Net {
             ServerAction::Blackhole => {
                 if health == Health::Up {
                     self.servers[endpoint].health = Health::Blackhole;
+                }
+            }
+            ServerAction::Pause => {
+                // What reaches it meanwhile is answered at the end (the
+                // answers already promised stay promised if a later step
+                // ends the pause early; a crash or stop drops them).
+                if health == Health::Up {
+                    let until = now + for_.unwrap_or(Duration::ZERO);
+                    self.servers[endpoint].health = Health::Paused(until);
                 }
             }
             ServerAction::Promote => self.servers[endpoint].role = Role::Primary,

@@ -154,7 +154,7 @@ fn bad_steps_and_endpoints_name_their_key() {
         "[[step]]\nat = \"1s\"\nserver = \"overloaded\"\n",
         3,
         10,
-        "expected up, down, crash, blackhole, promote, demote or busy",
+        "expected up, down, crash, blackhole, pause, promote, demote or busy",
     );
     bad(
         "[[step]]\nat = \"1s\"\nclient = \"restart\"\n",
