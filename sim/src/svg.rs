@@ -1,7 +1,7 @@
 //! Pictures of runs: `replay` and `compare` as SVG.
 //!
 //! A picture has a title (the timeline file, its name, the configuration),
-//! the servers' bands (up, down or crashed, blackholed, loading or busy,
+//! the servers' bands (up, down or crashed, blackholed, paused, loading or busy,
 //! and their role below), then one group per run (`replay`: one; `compare`:
 //! one per column) with the client's state as the core reports it, its
 //! connections, its events and every op as a bar from its submission to its
@@ -48,7 +48,7 @@ const STYLE: &str = "text{font-family:DejaVu Sans,Verdana,sans-serif;font-size:1
 .t{font-size:16px;font-weight:bold}.s{fill:#555}.h{font-size:12px;font-weight:bold}\
 .in{font-size:9px;fill:#111}.inw{font-size:9px;fill:#fff}.tk{font-size:10px;fill:#555}\
 .grid{stroke:#e4e4e4}.axis{stroke:#444}\
-.up{fill:#d9ead3}.down{fill:#e06666}.blackhole{fill:#3c3c3c}.pushback{fill:#f6b26b}\
+.up{fill:#d9ead3}.down{fill:#e06666}.blackhole{fill:#3c3c3c}.spaused{fill:#5b6b7f}.pushback{fill:#f6b26b}\
 .primary{fill:#3d85c6}.secondary{fill:#b4a7d6}\
 .connecting{fill:#9fc5e8}.connected{fill:#6aa84f}.draining{fill:#76a5af}.paused{fill:#f6b26b}\
 .backoff{fill:#ffd966}.cdown{fill:#999}.failed{fill:#c00}.closed{fill:#666}.other{fill:#ccc}\
@@ -420,6 +420,7 @@ impl EpBands {
                     .push((t, "down", if w == "down" { "down" } else { "crashed" }));
             }
             "blackhole" if up => self.health.push((t, "blackhole", "blackholed")),
+            "pause" if up => self.health.push((t, "spaused", "paused (SIGSTOP)")),
             "promote" => self.role.push((t, "primary", "primary")),
             "demote" => self.role.push((t, "secondary", "secondary")),
             "busy" => {
@@ -547,7 +548,10 @@ fn band(out: &mut String, ax: &Axis, y: u64, h: u64, segs: &[(u64, &str, &str)],
             &format!("{words} from {} to {}", at(t), at(stop)),
         );
         if x1 - x0 >= text_w(words, 9) + 40 {
-            let dark = matches!(class, "blackhole" | "failed" | "closed" | "primary");
+            let dark = matches!(
+                class,
+                "blackhole" | "spaused" | "failed" | "closed" | "primary"
+            );
             text(
                 out,
                 if dark { "inw" } else { "in" },
@@ -876,7 +880,7 @@ fn density(out: &mut String, ax: &Axis, tr: &Track, lanes: &[Option<usize>], y: 
 /// The legend: per row, its title and (class or event name, words).
 #[rustfmt::skip]
 const LEGEND: [(&str, &[(&str, &str)]); 4] = [
-    ("servers", &[("up", "up"), ("down", "down / crashed"), ("blackhole", "blackholed (silent)"),
+    ("servers", &[("up", "up"), ("down", "down / crashed"), ("blackhole", "blackholed (silent)"), ("spaused", "paused (SIGSTOP)"),
         ("pushback", "loading / busy (pushback)"), ("primary", "role: primary"),
         ("secondary", "role: secondary")]),
     ("client", &[("connecting", "connecting"), ("connected", "connected"), ("draining", "draining"),
