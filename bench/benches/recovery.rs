@@ -35,7 +35,7 @@
 //!   with the jitter no wait exceeds 5 s, the others' cap), 30 retries.
 //!   (The figures in BENCHMARKS.md were measured on 0.32.7, whose first
 //!   wait was 1 s and default factor 100.);
-//! - `fred` 10 with `ReconnectPolicy::default()` (constant 1 s + 0–50 ms,
+//! - `fred` 10 with `ReconnectPolicy::default()` (constant 1 s + 0–99 ms: `DEFAULT_JITTER_MS` is 100 although the docs say 50,
 //!   unlimited; without a policy fred does not reconnect at all) and tuned
 //!   `ReconnectPolicy::new_exponential(0, 100, 5000, 2)` (100 ms × 2 ≤ 5 s,
 //!   unlimited), RESP2.
