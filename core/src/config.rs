@@ -1176,9 +1176,12 @@ impl ConfigBuilder {
     }
 
     /// Adds a delay drawn uniformly from `[0, j)` (whole microseconds) to
-    /// every reconnect delay, after the [`Backoff`]'s cap and the
+    /// every backoff delay, after the [`Backoff`]'s cap and the
     /// [`Jitter`], as ioredis 6 (`+ random·200 ms`) and fred (`+ 0–99 ms`)
-    /// do. `None` (the default) adds nothing; `Some(ZERO)` is refused.
+    /// do. Under [`QuickReconnect`] the immediate retry and the probes
+    /// after a refusal keep their own pace (nothing added), and a
+    /// [`GiveUp::CoolDown`] pause is exact. `None` (the default) adds
+    /// nothing; `Some(ZERO)` is refused.
     pub fn extra_jitter(mut self, j: Option<Duration>) -> Self {
         self.extra_jitter = j;
         self

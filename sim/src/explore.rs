@@ -27,8 +27,8 @@ use crate::run::{RunOptions, run, run_formatted};
 use crate::timeline::Timeline;
 
 /// How many bytes [`Scenario::random`] (and [`strategy`]) decode into one
-/// world. The generator reads at most 745 bytes (39 steps of at most 16
-/// bytes each, plus the header, config, endpoints and workload: 693; then
+/// world. The generator reads at most about 800 bytes (39 steps of at most
+/// 17 bytes each, plus the header, config, endpoints and workload: 732; then
 /// at most 52 for the failover, pushback and give-up draws), so a buffer
 /// this long never runs dry; shorter inputs (a fuzzer's) are fine
 /// too: once the bytes run out every draw takes its smallest value and every
@@ -141,8 +141,11 @@ impl Scenario {
         header.push(format!("service_time = \"{}ms\"", d.int(0..=299u32)));
         header.push(format!("jitter = \"{}ms\"", d.int(0..=4u32)));
 
-        let presets = ["mongodb-legacy", "mongoose", "fail-fast", "recommended"];
-        let mut config = vec![format!("preset = \"{}\"", d.pick(&presets))];
+        // Every preset, the peer presets included (their knobs:
+        // `retry_lost` with unlimited attempts, `fail_buffered_after`,
+        // `extra_jitter`, deadlines left to wait).
+        let preset = d.pick(redial_core::Preset::ALL);
+        let mut config = vec![format!("preset = \"{}\"", preset.name())];
         // Each other key is set with probability 0.35; its value is drawn
         // only then.
         let maybe = |d: &mut Draw<'_, '_>| d.chance(0.35);
@@ -265,6 +268,9 @@ impl Scenario {
                     let mut s = format!("at = \"{at}ms\"\nsubmit = \"op\"");
                     if d.chance(0.4) {
                         s.push_str("\nretryable = true");
+                    } else if d.chance(0.2) {
+                        // Opted out of the config's `retry_lost`.
+                        s.push_str("\nretryable = false");
                     }
                     if d.chance(0.2) {
                         s.push_str(&format!("\ndeadline = \"{}ms\"", d.int(1..=4999u32)));

@@ -107,9 +107,25 @@ impl ViewFmt {
 }
 
 /// Creates the `--svg` file before the run, so a bad path fails at once
-/// (exit 2) rather than after the transcript.
-fn svg_file(path: Option<&str>) -> Result<Option<(String, std::fs::File)>, ExitCode> {
+/// (exit 2) rather than after the transcript. A path naming one of the
+/// run's input files (the timeline, a `--config` file) is refused: creating
+/// it would truncate the input (`replay t.toml --svg t.toml`).
+fn svg_file(
+    path: Option<&str>,
+    inputs: &[&str],
+) -> Result<Option<(String, std::fs::File)>, ExitCode> {
     let Some(path) = path else { return Ok(None) };
+    if let Ok(target) = std::fs::canonicalize(path) {
+        if let Some(input) = inputs
+            .iter()
+            .find(|i| std::fs::canonicalize(i).is_ok_and(|i| i == target))
+        {
+            eprintln!(
+                "error: --svg {path}: that is the input file {input}; refusing to overwrite it"
+            );
+            return Err(ExitCode::from(2));
+        }
+    }
     match std::fs::File::create(path) {
         Ok(f) => Ok(Some((path.to_string(), f))),
         Err(e) => {
@@ -275,7 +291,7 @@ enum Cmd {
         /// Number of clients (1 to 1,000,000).
         #[arg(long, default_value_t = 10_000)]
         clients: usize,
-        /// Every client's preset: mongodb-legacy, mongoose, fail-fast, recommended [default: recommended].
+        /// Every client's preset: mongodb-legacy, mongoose, fail-fast, recommended, or a peer preset (ioredis-v5, ioredis-v6, lettuce, redis-rs-connection-manager, fred-default, fred-reconnect-policy, mongodb-node) [default: recommended].
         #[arg(long)]
         preset: Option<String>,
         /// Take every client's configuration from this timeline file's `[config]` table.
@@ -572,7 +588,10 @@ fn main() -> ExitCode {
                     Err(code) => return code,
                 }
             }
-            let svg_out = match svg_file(svg_path.as_deref()) {
+            let inputs: Vec<&str> = std::iter::once(file.as_str())
+                .chain(config.iter().map(String::as_str))
+                .collect();
+            let svg_out = match svg_file(svg_path.as_deref(), &inputs) {
                 Ok(f) => f,
                 Err(code) => return code,
             };
@@ -743,7 +762,10 @@ fn main() -> ExitCode {
                 }
                 return ExitCode::from(1);
             }
-            let svg_out = match svg_file(svg_path.as_deref()) {
+            let inputs: Vec<&str> = std::iter::once(file.as_str())
+                .chain(config.as_deref())
+                .collect();
+            let svg_out = match svg_file(svg_path.as_deref(), &inputs) {
                 Ok(f) => f,
                 Err(code) => return code,
             };
