@@ -327,8 +327,9 @@ pub fn render_text(cols: &[Column]) -> String {
         let twice: u64 = c.labels.values().map(|n| n.may_have_run_twice).sum();
         if twice > 0 {
             out.push_str(&format!(
-                "WARNING [{}] {twice} ops were sent again after a loss in flight: each may have run twice (\"sent twice\"); safe only for idempotent ops\n",
-                c.preset
+                "WARNING [{}] {twice} {} sent again after a loss in flight: each may have run twice (\"sent twice\"); safe only for idempotent ops\n",
+                c.preset,
+                if twice == 1 { "op was" } else { "ops were" }
             ));
         }
     }

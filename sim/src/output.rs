@@ -288,8 +288,13 @@ impl Summary {
                 if self.may_have_run_twice > 0 {
                     let _ = writeln!(
                         out,
-                        "warning: {} ops were sent again after a loss in flight and may have run twice (retryable ops, or `retry_lost`)",
-                        self.may_have_run_twice
+                        "warning: {} {} sent again after a loss in flight and may have run twice (retryable ops, or `retry_lost`)",
+                        self.may_have_run_twice,
+                        if self.may_have_run_twice == 1 {
+                            "op was"
+                        } else {
+                            "ops were"
+                        }
                     );
                 }
                 if self.violations.is_empty() {
