@@ -409,20 +409,36 @@ fn cli_svg_to_a_bad_path_is_a_clear_error() {
 /// `docs/compare-restart.svg`, shown in the README, is what its command
 /// draws today (`REDIAL_BLESS=1` rewrites it after an intended change).
 #[test]
-fn the_readme_picture_is_current() {
-    let tl = shipped("restart-db0.toml");
-    let runs: Vec<(String, Timeline)> = ["mongodb-legacy", "fail-fast", "recommended"]
-        .iter()
-        .map(|p| (p.to_string(), tl.with_preset(p.parse().unwrap()).unwrap()))
-        .collect();
-    let doc = svg::compare_svg(&tl, &runs, &RunOptions::default());
-    let path = format!("{}/../docs/compare-restart.svg", env!("CARGO_MANIFEST_DIR"));
-    if std::env::var_os("REDIAL_BLESS").is_some() {
-        std::fs::write(&path, &doc).unwrap();
+fn the_readme_pictures_are_current() {
+    for (file, presets) in [
+        (
+            "compare-restart.svg",
+            &["mongodb-legacy", "fail-fast", "recommended"][..],
+        ),
+        (
+            "compare-peers.svg",
+            &[
+                "ioredis-v5",
+                "fred-default",
+                "redis-rs-connection-manager",
+                "recommended",
+            ][..],
+        ),
+    ] {
+        let tl = shipped("restart-db0.toml");
+        let runs: Vec<(String, Timeline)> = presets
+            .iter()
+            .map(|p| (p.to_string(), tl.with_preset(p.parse().unwrap()).unwrap()))
+            .collect();
+        let doc = svg::compare_svg(&tl, &runs, &RunOptions::default());
+        let path = format!("{}/../docs/{file}", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("REDIAL_BLESS").is_some() {
+            std::fs::write(&path, &doc).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            committed == doc,
+            "{path} is stale: REDIAL_BLESS=1 cargo test -p redial-sim --test svg"
+        );
     }
-    let committed = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        committed == doc,
-        "{path} is stale: REDIAL_BLESS=1 cargo test -p redial-sim --test svg"
-    );
 }
