@@ -595,13 +595,7 @@ fn main() -> ExitCode {
                 Ok(f) => f,
                 Err(code) => return code,
             };
-            // `--format svg` prints no table (and takes no `--diff`): the
-            // picture's own runs are all it needs.
-            let cols = if format == ViewFmt::Svg {
-                Vec::new()
-            } else {
-                compare::compare_timelines(&runs, &RunOptions::default())
-            };
+            let cols = compare::compare_timelines(&runs, &RunOptions::default());
             if format == ViewFmt::Svg || svg_out.is_some() {
                 let picture = svg::compare_svg(&tl, &runs, &RunOptions::default());
                 if let Err(code) = emit_svg(&picture, format == ViewFmt::Svg, svg_out) {
