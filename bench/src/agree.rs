@@ -9,7 +9,9 @@
 //! survives the SIGKILL, and afterwards `LRANGE` says how many times each
 //! op actually ran: 0, 1, or 2 and more (duplicated).
 //!
-//! [`run_real`] drives every peer of [`PEERS`] against the server at once
+//! [`run_real`] drives every peer it is given ([`PEERS`], and
+//! [`IOREDIS_PEERS`] — Node.js processes — when [`ioredis_available`])
+//! against the server at once
 //! (so all of them see the very same fault), each with its own key;
 //! [`run_sim`] replays the same schedule — with the fault times as measured
 //! in the real run — as a timeline under the peer's preset through the

@@ -6,7 +6,7 @@
 //! duplicated).
 //!
 //! ```sh
-//! cd bench && cargo run --release --bin agree            # markdown, about 90 s
+//! cd bench && cargo run --release --bin agree            # markdown, about 2 min
 //! cd bench && cargo run --release --bin agree -- --json  # one JSON document, every op both ways
 //! cd bench && cargo run --release --bin agree -- --only sigstop
 //! ```
