@@ -9,7 +9,9 @@
 //! survives the SIGKILL, and afterwards `LRANGE` says how many times each
 //! op actually ran: 0, 1, or 2 and more (duplicated).
 //!
-//! [`run_real`] drives every peer of [`PEERS`] against the server at once
+//! [`run_real`] drives every peer it is given ([`PEERS`], and
+//! [`IOREDIS_PEERS`] — Node.js processes — when [`ioredis_available`])
+//! against the server at once
 //! (so all of them see the very same fault), each with its own key;
 //! [`run_sim`] replays the same schedule — with the fault times as measured
 //! in the real run — as a timeline under the peer's preset through the
@@ -79,6 +81,64 @@ pub const PEERS: [Peer; 3] = [
         client: "redis 1.8 aio::ConnectionManager, ConnectionManagerConfig::default(), RESP2",
     },
 ];
+
+/// The real ioredis peers: a Node.js process each (`agree/ioredis_peer.mjs`,
+/// with ioredis from `agree/node_modules`: `cd bench/agree && npm ci`),
+/// every option at its default. Run only when [`ioredis_available`] says
+/// so (the `agree` binary prints a SKIPPED line otherwise); not in
+/// [`PEERS`], so the tests never need `node`.
+pub const IOREDIS_PEERS: [Peer; 2] = [
+    Peer {
+        name: "ioredis-v5",
+        preset: "ioredis-v5",
+        client: "ioredis 5.11.1 (Node.js), new Redis(port, host): every option at its default, RESP2",
+    },
+    Peer {
+        name: "ioredis-v6",
+        preset: "ioredis-v6",
+        client: "ioredis 6.1.0 (Node.js, npm alias ioredis6), new Redis(port, host): every option at its default (RESP3)",
+    },
+];
+
+/// The npm module (in `agree/node_modules`) of a Node.js peer; `None`: a
+/// Rust peer.
+pub fn node_module(peer: &str) -> Option<&'static str> {
+    match peer {
+        "ioredis-v5" => Some("ioredis"),
+        "ioredis-v6" => Some("ioredis6"),
+        _ => None,
+    }
+}
+
+/// The directory of the Node.js peer (`bench/agree`).
+pub fn node_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("agree")
+}
+
+/// `Ok("node v20.20.2, ioredis 5.11.1, ioredis6 6.1.0")` when `node` runs
+/// and both modules are installed in `agree/node_modules`; `Err(why)`
+/// otherwise.
+pub fn ioredis_available() -> Result<String, String> {
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("node: {e}"))?;
+    if !node.status.success() {
+        return Err("node --version failed".into());
+    }
+    let mut found = vec![format!(
+        "node {}",
+        String::from_utf8_lossy(&node.stdout).trim()
+    )];
+    for m in ["ioredis", "ioredis6"] {
+        let path = node_dir().join("node_modules").join(m).join("package.json");
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(short)?;
+        found.push(format!("{m} {}", v["version"].as_str().unwrap_or("?")));
+    }
+    Ok(found.join(", "))
+}
 
 /// The fault of a schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -188,7 +248,7 @@ const fn full(name: &'static str, fault: Fault) -> Schedule {
     }
 }
 
-/// The four schedules of the full run.
+/// The schedules of the full run.
 pub fn schedules() -> Vec<Schedule> {
     vec![
         full("kill-restart", Fault::Kill { down: ms(2000) }),
@@ -202,6 +262,13 @@ pub fn schedules() -> Vec<Schedule> {
                 down: ms(1000),
             },
         ),
+        // Down 15 s: longer than ioredis 5's 20 failed reconnects (~10.5
+        // s), so its `maxRetriesPerRequest` fails what is queued; the
+        // cut-off leaves 7 s after the restart.
+        Schedule {
+            cutoff: ms(24_010),
+            ..full("kill-long", Fault::Kill { down: ms(15_000) })
+        },
     ]
 }
 
@@ -309,6 +376,9 @@ pub struct RealRun {
     pub ops: Vec<RealOp>,
     /// Entries in the list that are no op index of this run (0 expected).
     pub strays: u64,
+    /// A Node.js peer: the round trip of its `go`, µs — its clock lags the
+    /// harness's by at most this. `None`: a Rust peer (the same clock).
+    pub clock_lag_us: Option<u64>,
 }
 
 /// One op of a simulated run.
@@ -425,15 +495,22 @@ impl Row {
     }
 }
 
-/// Known causes of a disagreement, by peer, fault and (real, simulated)
-/// class; "not explained" otherwise (the ops are in the JSON).
-pub fn why(peer: &str, fault: &Fault, real: Class, sim: Class) -> &'static str {
+/// Known causes of a disagreement, by peer, fault, (real, simulated)
+/// class and whether the real ops of the group ran (at least once);
+/// "not explained" otherwise (the ops are in the JSON).
+pub fn why(peer: &str, fault: &Fault, real: Class, sim: Class, real_ran: bool) -> &'static str {
     use Class::*;
     let closes = matches!(
         fault,
         Fault::Kill { .. } | Fault::Term { .. } | Fault::KillConnections
     );
     match (real, sim) {
+        (Failed, Ok) if closes && real_ran => {
+            "in flight at the real fault: the server ran it and the connection closed before the reply left (redis's clean shutdown exits with replies unsent), so the peer failed it; the simulated server had answered it before the fault (the real one answers more slowly around a fault)"
+        }
+        (Duplicated, Ok) if closes => {
+            "ran twice for real: in flight at the real fault, the server ran it and the connection closed before the reply left, and the peer wrote it again after the reconnect (the hazard the class flags); the simulated server had answered it before the fault (the real one answers more slowly around a fault)"
+        }
         (Failed, Ok) if peer == "redis-rs-connection-manager" && closes => {
             "RESP2 ConnectionManager: nothing reads the closed connection for it, so the first op after the close is written to it, fails (not run) and only then starts the reconnect; the simulated client sees the close itself and holds that op for the reconnect (not reproduced by the preset, its docs say so)"
         }
@@ -550,6 +627,130 @@ fn sleep_until(t: Instant) {
     }
 }
 
+type Slot = Option<(Reported, Option<u64>)>;
+
+/// A Node.js peer: `agree/ioredis_peer.mjs` connected and waiting for
+/// `go` (see the script for the protocol).
+struct NodePeer {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<(Instant, String)>,
+    go_at: Option<Instant>,
+}
+
+impl Drop for NodePeer {
+    fn drop(&mut self) {
+        // Our own child: gone already, or killed now.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl NodePeer {
+    /// Starts the script and waits (up to 15 s) until the client is ready.
+    fn spawn(module: &str, port: u16, key: &str, s: &Schedule) -> Result<NodePeer, String> {
+        use std::io::BufRead as _;
+        use std::process::{Command, Stdio};
+        let ms = |d: Duration| d.as_millis().to_string();
+        let mut child = Command::new("node")
+            .current_dir(node_dir())
+            .arg("ioredis_peer.mjs")
+            .arg(module)
+            .arg(port.to_string())
+            .arg(key)
+            .arg(s.ops.to_string())
+            .arg(ms(s.interval))
+            .arg(ms(OFFSET))
+            .arg(ms(s.cutoff))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("node: {e}"))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().ok_or("node: no stdout")?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        let peer = NodePeer {
+            child,
+            stdin,
+            lines,
+            go_at: None,
+        };
+        let until = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match peer.lines.recv_timeout(left) {
+                Ok((_, l)) if l.contains("\"ready\"") => return Ok(peer),
+                Ok(_) => {}
+                Err(_) => return Err("node: not ready within 15 s".into()),
+            }
+        }
+    }
+
+    /// Starts its clock: writes `go`.
+    fn go(&mut self) -> Result<(), String> {
+        use std::io::Write as _;
+        let stdin = self.stdin.as_mut().ok_or("node: stdin closed")?;
+        self.go_at = Some(Instant::now());
+        stdin
+            .write_all(b"go\n")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("node: go: {e}"))
+    }
+
+    /// Waits for its report (printed at the cut-off) and its exit. Returns
+    /// op `i` at index `i`, and the round trip of `go` (µs: how much the
+    /// script's clock may lag the harness's, at most).
+    fn finish(mut self, n: usize, until: Instant) -> Result<(Vec<Slot>, Option<u64>), String> {
+        let mut slots: Vec<Slot> = vec![None; n];
+        let mut lag = None;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let (at, line) = self
+                .lines
+                .recv_timeout(left)
+                .map_err(|_| "node: no report by the cut-off + 10 s".to_string())?;
+            let v: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| format!("node: {e}: {line}"))?;
+            if v["go"].as_bool() == Some(true) {
+                lag = self.go_at.map(|g| micros_since(g, at));
+            } else if v["end"].as_bool() == Some(true) {
+                break;
+            } else if let Some(i) = v["op"].as_u64() {
+                let took = match (v["submit_us"].as_u64(), v["done_us"].as_u64()) {
+                    (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                    _ => None,
+                };
+                let r = match v["outcome"].as_str() {
+                    Some("ok") => Reported::Ok,
+                    Some("error") => Reported::Failed(short(v["error"].as_str().unwrap_or("?"))),
+                    _ => Reported::Hung,
+                };
+                let took = if r == Reported::Hung { None } else { took };
+                if let Some(slot) = slots.get_mut(usize::try_from(i).unwrap_or(usize::MAX)) {
+                    *slot = Some((r, took));
+                }
+            }
+        }
+        // It exits on its own right after `end`.
+        let exit_by = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < exit_by {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok((slots, lag))
+    }
+}
+
 /// Runs `schedule` against `server` with every peer in `peers` connected
 /// at once, each pushing to its own key (`agree:<tag>:<schedule>:<peer>`).
 /// Returns the fault times as measured and each peer's ops. The server is
@@ -571,20 +772,41 @@ pub fn run_real(
         .iter()
         .map(|p| format!("agree:{tag}:{}:{}", schedule.name, p.name))
         .collect();
-    let ops: Vec<OpFn> = rt.block_on(async {
+    // A Rust peer is an op function on this runtime; a Node.js one, its
+    // own process (connected and waiting for `go`).
+    let mut nodes: Vec<Option<NodePeer>> = Vec::new();
+    for (p, key) in peers.iter().zip(&keys) {
+        nodes.push(match node_module(p.name) {
+            Some(m) => Some(
+                NodePeer::spawn(m, server.port(), key, schedule)
+                    .map_err(|e| format!("{}: connect: {e}", p.name))?,
+            ),
+            None => None,
+        });
+    }
+    let ops: Vec<Option<OpFn>> = rt.block_on(async {
         let mut ops = Vec::new();
         for (p, key) in peers.iter().zip(&keys) {
+            if node_module(p.name).is_some() {
+                ops.push(None);
+                continue;
+            }
             let op = connect(p, &url, key.clone())
                 .await
                 .map_err(|e| format!("{}: connect: {e}", p.name))?;
-            ops.push(op);
+            ops.push(Some(op));
         }
         Ok::<_, String>(ops)
     })?;
 
     let t0 = Instant::now();
+    for (p, node) in peers.iter().zip(nodes.iter_mut()) {
+        if let Some(node) = node {
+            node.go().map_err(|e| format!("{}: {e}", p.name))?;
+        }
+    }
     let cutoff = tokio::time::Instant::from_std(t0 + schedule.cutoff);
-    type Log = Arc<Mutex<Vec<Option<(Reported, Option<u64>)>>>>;
+    type Log = Arc<Mutex<Vec<Slot>>>;
     let n = usize::try_from(schedule.ops).unwrap_or(0);
     let logs: Vec<Log> = peers
         .iter()
@@ -592,6 +814,7 @@ pub fn run_real(
         .collect();
     let mut drivers = Vec::new();
     for (op, log) in ops.iter().zip(&logs) {
+        let Some(op) = op else { continue };
         let (op, log, s) = (op.clone(), log.clone(), schedule.clone());
         drivers.push(rt.spawn(async move {
             let mut tasks = Vec::new();
@@ -666,6 +889,21 @@ pub fn run_real(
             let _ = d.await;
         }
     });
+    // The Node.js peers report at the cut-off and exit.
+    let mut lags = vec![None; peers.len()];
+    for ((p, node), (log, lag)) in peers
+        .iter()
+        .zip(nodes)
+        .zip(logs.iter().zip(lags.iter_mut()))
+    {
+        if let Some(node) = node {
+            let (slots, l) = node
+                .finish(n, t0 + schedule.cutoff + Duration::from_secs(10))
+                .map_err(|e| format!("{}: {e}", p.name))?;
+            *lock(log) = slots;
+            *lag = l;
+        }
+    }
     // The clients go with their runtime (a hung op cannot run later,
     // after the list was read).
     drop(ops);
@@ -676,7 +914,7 @@ pub fn run_real(
         .build()
         .map_err(short)?;
     let mut runs = Vec::new();
-    for ((p, key), log) in peers.iter().zip(&keys).zip(&logs) {
+    for (((p, key), log), clock_lag_us) in peers.iter().zip(&keys).zip(&logs).zip(lags) {
         let (counts, strays) = rt
             .block_on(executions(&url, key, schedule.ops))
             .map_err(|e| format!("{}: LRANGE: {e}", p.name))?;
@@ -696,6 +934,7 @@ pub fn run_real(
             peer: p.name,
             ops,
             strays,
+            clock_lag_us,
         });
     }
     Ok((marks, runs))
@@ -821,8 +1060,8 @@ pub fn compare(
         acked_missing: 0,
         violations,
     };
-    // (real, sim) -> (count, first op, last op)
-    let mut groups: BTreeMap<(Class, Class), (u64, u64, u64)> = BTreeMap::new();
+    // (real, sim) -> (count, first op, last op, some real op ran)
+    let mut groups: BTreeMap<(Class, Class), (u64, u64, u64, bool)> = BTreeMap::new();
     for (i, (r, s)) in real.ops.iter().zip(sim).enumerate() {
         let i = i as u64;
         let (rc, sc) = (r.class(), s.class());
@@ -833,21 +1072,22 @@ pub fn compare(
         if rc == sc {
             row.agree += 1;
         } else {
-            let g = groups.entry((rc, sc)).or_insert((0, i, i));
+            let g = groups.entry((rc, sc)).or_insert((0, i, i, false));
             g.0 += 1;
             g.2 = i;
+            g.3 |= r.executions >= 1;
         }
     }
     let at = |i: u64| u64::try_from(schedule.submit_at(i).as_millis()).unwrap_or(u64::MAX);
     row.differences = groups
         .into_iter()
-        .map(|((real, sim), (count, a, b))| Difference {
+        .map(|((real, sim), (count, a, b, ran))| Difference {
             real,
             sim,
             count,
             ops: (a, b),
             submitted_ms: (at(a), at(b)),
-            why: why(peer.name, &schedule.fault, real, sim),
+            why: why(peer.name, &schedule.fault, real, sim, ran),
         })
         .collect();
     row.differences.sort_by_key(|d| std::cmp::Reverse(d.count));
@@ -881,6 +1121,8 @@ pub struct PeerDetail {
     pub sim: Vec<SimOp>,
     /// List entries that were no op of the run.
     pub strays: u64,
+    /// A Node.js peer: how much its clock may lag the harness's, µs.
+    pub clock_lag_us: Option<u64>,
 }
 
 /// Runs `schedule` for real against `server` and in the simulator, for
@@ -903,6 +1145,7 @@ pub fn run_scenario(
             real: r.ops,
             sim,
             strays: r.strays,
+            clock_lag_us: r.clock_lag_us,
         });
     }
     Ok(ScenarioResult {

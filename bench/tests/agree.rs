@@ -9,17 +9,37 @@
 //! instead) and kills only that pid.
 
 use redial_bench::Redis;
-use redial_bench::agree::{self, Class, PEERS, Reported, SERVER_ARGS};
+use redial_bench::agree::{self, Class, IOREDIS_PEERS, PEERS, Peer, Reported, SERVER_ARGS};
 
 #[test]
 fn connection_kill_gives_every_op_one_class_and_counts_executions() {
+    connection_kill_checks(&PEERS);
+}
+
+/// The same with the real ioredis (Node.js): only with
+/// `REDIAL_AGREE_IOREDIS=1` (needs `node` and `cd bench/agree && npm
+/// ci`); otherwise it passes without running, whatever
+/// `REDIAL_REQUIRE_SERVERS` says.
+#[test]
+fn connection_kill_under_ioredis_when_asked() {
+    if std::env::var("REDIAL_AGREE_IOREDIS").as_deref() != Ok("1") {
+        eprintln!("SKIPPED: ioredis agreement (set REDIAL_AGREE_IOREDIS=1 to run it)");
+        return;
+    }
+    if let Err(e) = agree::ioredis_available() {
+        panic!("REDIAL_AGREE_IOREDIS=1 but {e}: run `cd bench/agree && npm ci`");
+    }
+    connection_kill_checks(&IOREDIS_PEERS);
+}
+
+fn connection_kill_checks(peers: &[Peer]) {
     let Some(mut server) = Redis::start_with(&SERVER_ARGS) else {
         return;
     };
     let schedule = agree::quick_connection_kill();
     let tag = format!("test-{}", std::process::id());
-    let result = agree::run_scenario(&mut server, &schedule, &PEERS, &tag).expect("scenario runs");
-    assert_eq!(result.rows.len(), PEERS.len());
+    let result = agree::run_scenario(&mut server, &schedule, peers, &tag).expect("scenario runs");
+    assert_eq!(result.rows.len(), peers.len());
     assert!(
         result.marks.killed >= 1,
         "CLIENT KILL closed the peers' connections"
@@ -65,7 +85,7 @@ fn connection_kill_gives_every_op_one_class_and_counts_executions() {
         );
     }
     let md = agree::render_markdown(&[result]);
-    assert_eq!(md.matches("| connection-kill-short |").count(), PEERS.len());
+    assert_eq!(md.matches("| connection-kill-short |").count(), peers.len());
     println!("{md}");
 }
 
@@ -82,7 +102,7 @@ fn the_timeline_of_a_schedule_parses_under_every_preset() {
         .iter()
         .chain([&agree::quick_connection_kill()])
     {
-        for p in PEERS {
+        for p in PEERS.iter().chain(&IOREDIS_PEERS) {
             let (ops, violations) = agree::run_sim(s, p.preset, &marks).expect("parses");
             assert_eq!(ops.len() as u64, s.ops);
             assert!(violations.is_empty(), "{violations:?}");

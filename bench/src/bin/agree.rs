@@ -1,22 +1,25 @@
 //! The agreement measurement: the same fault schedules under the real
-//! peers (fred, the `redis` crate's `ConnectionManager`) against a private
+//! peers (fred, the `redis` crate's `ConnectionManager`, ioredis 5 and 6
+//! on Node.js) against a private
 //! `redis-server` and under the simulator with the matching preset; per
 //! scenario and peer, how the op fates agree (ok / failed / hung /
 //! duplicated).
 //!
 //! ```sh
-//! cd bench && cargo run --release --bin agree            # markdown, about 90 s
+//! cd bench && cargo run --release --bin agree            # markdown, about 2 min
 //! cd bench && cargo run --release --bin agree -- --json  # one JSON document, every op both ways
 //! cd bench && cargo run --release --bin agree -- --only sigstop
 //! ```
 //!
 //! Needs `redis-server` on PATH (SKIPPED otherwise; with
-//! `REDIAL_REQUIRE_SERVERS=1` it fails instead). See `redial_bench::agree`.
+//! `REDIAL_REQUIRE_SERVERS=1` it fails instead). The ioredis peers need
+//! `node` on PATH and `cd bench/agree && npm ci` (a SKIPPED line and no
+//! ioredis rows otherwise, never a failure). See `redial_bench::agree`.
 
 use std::process::ExitCode;
 
 use redial_bench::Redis;
-use redial_bench::agree::{self, PEERS, SERVER_ARGS};
+use redial_bench::agree::{self, IOREDIS_PEERS, PEERS, Peer, SERVER_ARGS};
 
 fn usage() -> &'static str {
     "usage: agree [--json] [--only SCENARIO[,SCENARIO...]]"
@@ -61,13 +64,26 @@ fn main() -> ExitCode {
     let Some(mut server) = Redis::start_with(&SERVER_ARGS) else {
         return ExitCode::SUCCESS;
     };
+    let mut peers: Vec<Peer> = PEERS.to_vec();
+    let node = match agree::ioredis_available() {
+        Ok(v) => {
+            peers.extend(IOREDIS_PEERS);
+            Some(v)
+        }
+        Err(e) => {
+            eprintln!(
+                "SKIPPED: ioredis (node or npm module missing: run `cd bench/agree && npm ci`): {e}"
+            );
+            None
+        }
+    };
     let version = redial_bench::redis_version(server.port());
     let tag = std::process::id().to_string();
     let started = std::time::Instant::now();
     let mut results = Vec::new();
     for s in &schedules {
         eprintln!("running {} ({}) ...", s.name, s.fault.describe());
-        match agree::run_scenario(&mut server, s, &PEERS, &tag) {
+        match agree::run_scenario(&mut server, s, &peers, &tag) {
             Ok(r) => results.push(r),
             Err(e) => {
                 eprintln!("error: {}: {e}", s.name);
@@ -79,7 +95,8 @@ fn main() -> ExitCode {
     if json {
         let doc = serde_json::json!({
             "redis_server": version,
-            "peers": PEERS,
+            "peers": peers,
+            "node": node,
             "seconds": took,
             "scenarios": results,
         });
@@ -91,8 +108,12 @@ fn main() -> ExitCode {
             }
         }
     } else {
-        println!("redis-server {version}; {took:.0} s\n");
-        for p in PEERS {
+        println!("redis-server {version}; {took:.0} s");
+        match &node {
+            Some(v) => println!("{v}\n"),
+            None => println!("ioredis SKIPPED (node or npm module missing)\n"),
+        }
+        for p in &peers {
             println!("- `{}` (sim preset `{}`): {}", p.name, p.preset, p.client);
         }
         println!();
