@@ -40,6 +40,7 @@ pub struct Error<E> {
     kind: ErrorKind,
     maybe_executed: bool,
     attempts: u32,
+    runs: u32,
     message: String,
     server: Option<E>,
     detail: Option<String>,
@@ -57,10 +58,18 @@ impl<E> Error<E> {
             kind,
             maybe_executed,
             attempts,
+            runs: u32::from(maybe_executed),
             message,
             server,
             detail: None,
         }
+    }
+
+    /// The core's count of dispatches that may have run (see
+    /// [`OpError::runs`](crate::core::OpError::runs)).
+    pub(crate) fn with_runs(mut self, runs: u32) -> Self {
+        self.runs = runs;
+        self
     }
 
     pub(crate) fn with_detail(mut self, detail: Option<String>) -> Self {
@@ -91,6 +100,14 @@ impl<E> Error<E> {
         self.attempts
     }
 
+    /// Of those, the dispatches the server did not refuse: each may have
+    /// run. Two or more: the op was sent again after a loss in flight (a
+    /// retryable op, or the config's `retry_lost`) and **may have run
+    /// twice**.
+    pub fn runs(&self) -> u32 {
+        self.runs
+    }
+
     /// The core's message (`failed to reconnect after 2 attempts with interval 100 ms`).
     pub fn message(&self) -> &str {
         &self.message
@@ -112,6 +129,7 @@ impl<E: fmt::Debug> fmt::Debug for Error<E> {
         f.debug_struct("Error")
             .field("kind", &self.kind)
             .field("maybe_executed", &self.maybe_executed)
+            .field("runs", &self.runs)
             .field("attempts", &self.attempts)
             .field("message", &self.message)
             .field("server", &self.server)

@@ -601,7 +601,8 @@ impl<C: Connector> Core<C> {
                 d.attempts,
                 "redial: success reported without an output (adapter bug)".into(),
                 None,
-            )),
+            )
+            .with_runs(d.runs)),
             (Err(e), last) => {
                 let panicked = |p: &str| format!("the connector panicked {p}");
                 let (server, detail) = match last {
@@ -632,6 +633,7 @@ impl<C: Connector> Core<C> {
                     e.to_string(),
                     server,
                 )
+                .with_runs(e.runs())
                 .with_detail(detail))
             }
         }

@@ -218,6 +218,7 @@ pub struct OpError {
     pub(crate) kind: ErrorKind,
     pub(crate) maybe_executed: bool,
     pub(crate) attempts: u32,
+    pub(crate) runs: u32,
     /// For `reconnect_failed`: attempts made, the backoff, whether the
     /// client had never connected (initial connect failed), and why the
     /// last attempt failed.
@@ -226,14 +227,24 @@ pub struct OpError {
 
 impl OpError {
     /// An error built by hand — for test doubles and oracles that feed
-    /// made-up outcomes; the machine builds its own.
+    /// made-up outcomes; the machine builds its own. Its
+    /// [`runs`](Self::runs) is 1 if it may have run, else 0.
     pub fn new(kind: ErrorKind, maybe_executed: bool, attempts: u32) -> Self {
         OpError {
             kind,
             maybe_executed,
             attempts,
+            runs: u32::from(maybe_executed),
             reconnect: None,
         }
+    }
+
+    /// The dispatches the server did not refuse: each may have run. Two or
+    /// more: the op was sent again after a loss in flight (a retryable op,
+    /// or [`retry_lost`](crate::ConfigBuilder::retry_lost)) and **may have
+    /// run twice**.
+    pub fn runs(&self) -> u32 {
+        self.runs
     }
 
     /// The stable kind.
@@ -344,6 +355,11 @@ pub struct Done {
     pub endpoint: usize,
     /// How many times the op was dispatched (1 unless retried or redirected).
     pub attempts: u32,
+    /// Of those, the dispatches the server did not refuse: each may have
+    /// run. Two or more: the op was sent again after a loss in flight (a
+    /// retryable op, or [`retry_lost`](crate::ConfigBuilder::retry_lost))
+    /// and **may have run twice**.
+    pub runs: u32,
 }
 
 /// The one outcome of an op, handing its payload back to the caller.

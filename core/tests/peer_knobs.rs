@@ -35,7 +35,7 @@ fn retry_lost_resends_unmarked_ops_and_says_they_may_have_run() {
     let e = h.error(plain);
     assert_eq!(e.kind(), ErrorKind::ConnectionLost);
     assert!(e.maybe_executed());
-    assert_eq!(e.attempts(), 2);
+    assert_eq!((e.attempts(), e.runs()), (2, 2), "may have run twice");
     h.finish();
 }
 
@@ -243,7 +243,8 @@ fn ioredis_v5_resends_an_op_lost_in_flight_after_the_reconnect() {
     h.connect_ok();
     assert_eq!(h.dispatches_of(op), 2, "sent again: it may run twice");
     h.answer(op, OpResult::Ok);
-    assert_eq!(h.outcome(op).unwrap().unwrap().attempts, 2);
+    let done = h.outcome(op).unwrap().unwrap();
+    assert_eq!((done.attempts, done.runs), (2, 2));
     h.finish();
 }
 
@@ -351,14 +352,12 @@ fn mongodb_node_fails_a_waiting_op_after_30_s_and_retries_a_lost_one_once() {
     let lost = h.op();
     h.lose(LossKind::Reset);
     let waiting = h.op();
-    let submitted = h.now;
     h.until_connect();
     h.connect_ok();
     assert_eq!(h.dispatches_of(lost), 2);
     h.lose(LossKind::Reset);
     assert_eq!(h.kind(lost), ErrorKind::ConnectionLost, "one retry only");
     assert_eq!(h.dispatches_of(waiting), 1);
-    let _ = submitted;
     let late = h.op();
     let buffered_at = h.now;
     while h.is_open(late) {
@@ -370,5 +369,19 @@ fn mongodb_node_fails_a_waiting_op_after_30_s_and_retries_a_lost_one_once() {
         completed_at(&h, late) - buffered_at,
         Duration::from_secs(30)
     );
+    h.finish();
+}
+
+#[test]
+fn a_refused_dispatch_is_not_a_run() {
+    let config = legacy().reconnect_interval(ms(10)).build().unwrap();
+    let (mut h, _) = H::connected(config);
+    let op = h.op();
+    h.answer(op, OpResult::WrongServer); // not run: re-queued, server left
+    h.until_connect();
+    h.connect_ok();
+    h.answer(op, OpResult::Ok);
+    let done = h.outcome(op).unwrap().unwrap();
+    assert_eq!((done.attempts, done.runs), (2, 1));
     h.finish();
 }

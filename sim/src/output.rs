@@ -110,13 +110,12 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Summary {
-    /// Counts one op's outcome (an [`OpLine::result`]) and its
-    /// [`OpLine::runs`].
-    pub fn count(&mut self, result: &Result<String, (String, String)>, runs: u32) {
-        if runs >= 2 {
+    /// Counts one op's outcome ([`OpLine::result`], [`OpLine::runs`]).
+    pub fn count(&mut self, o: &OpLine) {
+        if o.runs >= 2 {
             self.may_have_run_twice += 1;
         }
-        match result {
+        match &o.result {
             Ok(_) => self.ok += 1,
             Err((kind, _)) => {
                 self.failed += 1;

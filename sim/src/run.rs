@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use redial_check::Checked;
 use redial_core::{
-    ConnId, ConnectFailure, DisconnectReason, Event, Instant, LossKind, OpId, OpOptions, OpResult,
-    Output, State,
+    ConnId, ConnectFailure, DisconnectReason, Done, Event, Instant, LossKind, OpError, OpId,
+    OpOptions, OpResult, Output, State,
 };
 
 use crate::output::{Field, Format, Line, OpLine, Summary, write_line};
@@ -47,9 +47,6 @@ struct OpInfo {
     label: String,
     submitted: Instant,
     first_dispatch: Option<Instant>,
-    /// Dispatches, and of those the ones refused (not run).
-    dispatches: u32,
-    refused: u32,
     server_error: bool,
     then: Option<String>,
 }
@@ -272,10 +269,6 @@ impl<F: FnMut(&Line)> World<'_, F> {
         self.queue.insert((at, self.seq), ev);
     }
 
-    fn name(&self, machine_endpoint: usize) -> String {
-        endpoint_name(self.tl, machine_endpoint)
-    }
-
     fn world(&mut self, text: String) {
         let line = Line::World {
             t_us: self.now.as_micros(),
@@ -348,11 +341,6 @@ impl<F: FnMut(&Line)> World<'_, F> {
             Ev::Lost { conn, kind } => self.m.handle_connection_lost(now, conn, kind),
             Ev::Answer { op, conn, result } => {
                 if self.net.deliverable(conn.get()) {
-                    if matches!(result, OpResult::WrongServer | OpResult::Pushback { .. }) {
-                        if let Some(info) = self.by_id.get(&op).and_then(|s| self.ops.get_mut(s)) {
-                            info.refused += 1;
-                        }
-                    }
                     self.m.handle_op_result(now, op, conn, result);
                 }
             }
@@ -398,8 +386,6 @@ impl<F: FnMut(&Line)> World<'_, F> {
                     label: s.label.clone(),
                     submitted: self.now,
                     first_dispatch: None,
-                    dispatches: 0,
-                    refused: 0,
                     server_error: s.server_error,
                     then: s.then.clone(),
                 },
@@ -447,27 +433,14 @@ impl<F: FnMut(&Line)> World<'_, F> {
                     let Some(info) = self.ops.remove(&seq) else {
                         continue;
                     };
-                    let (result, attempts, maybe) = match &c.result {
-                        Ok(done) => (Ok(self.name(done.endpoint)), done.attempts, true),
-                        Err(e) => (
-                            Err((e.kind().name().to_string(), e.to_string())),
-                            e.attempts(),
-                            e.maybe_executed(),
-                        ),
-                    };
-                    self.summary
-                        .count(&result, info.dispatches.saturating_sub(info.refused));
-                    let line = Line::Op(OpLine {
-                        t_us: now.as_micros(),
-                        id: info.seq,
-                        label: info.label,
-                        submitted_us: info.submitted.as_micros(),
-                        first_dispatch_us: info.first_dispatch.map(Instant::as_micros),
-                        result,
-                        attempts,
-                        maybe_executed: maybe,
-                        runs: info.dispatches.saturating_sub(info.refused),
-                    });
+                    let line = op_line(
+                        self.tl,
+                        now,
+                        (info.seq, info.label, info.submitted, info.first_dispatch),
+                        &c.result,
+                    );
+                    self.summary.count(&line);
+                    let line = Line::Op(line);
                     (self.sink)(&line);
                     if let Some(then) = info.then {
                         self.schedule_at(now, Ev::Then(then));
@@ -487,7 +460,6 @@ impl<F: FnMut(&Line)> World<'_, F> {
                 continue;
             };
             info.first_dispatch.get_or_insert(now);
-            info.dispatches += 1;
             let server_error = info.server_error;
             if let Some((at, result)) = self.net.dispatch(now, conn.get(), seq, server_error) {
                 self.schedule_at(at, Ev::Answer { op, conn, result });
@@ -500,6 +472,37 @@ impl<F: FnMut(&Line)> World<'_, F> {
                 obs.states.push((now.as_micros(), state));
             }
         }
+    }
+}
+
+/// The transcript line of a completed op: `(number, label, submitted,
+/// first dispatch)` and the core's outcome (which says how many of its
+/// dispatches may have run).
+pub(crate) fn op_line(
+    tl: &Timeline,
+    t: Instant,
+    (id, label, submitted, first_dispatch): (u64, String, Instant, Option<Instant>),
+    outcome: &Result<Done, OpError>,
+) -> OpLine {
+    let (result, attempts, maybe_executed, runs) = match outcome {
+        Ok(d) => (Ok(endpoint_name(tl, d.endpoint)), d.attempts, true, d.runs),
+        Err(e) => (
+            Err((e.kind().name().to_string(), e.to_string())),
+            e.attempts(),
+            e.maybe_executed(),
+            e.runs(),
+        ),
+    };
+    OpLine {
+        t_us: t.as_micros(),
+        id,
+        label,
+        submitted_us: submitted.as_micros(),
+        first_dispatch_us: first_dispatch.map(Instant::as_micros),
+        result,
+        attempts,
+        maybe_executed,
+        runs,
     }
 }
 

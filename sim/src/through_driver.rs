@@ -845,12 +845,22 @@ impl App {
                     return;
                 };
                 let now = w.now;
-                let (outcome, attempts, maybe_executed) = match &result {
-                    Some(Ok(ep)) => (Ok(tl.endpoints[*ep].name.clone()), info.dispatches, true),
+                // A success carries no counts to the caller: the world's
+                // (its dispatches, less the refusals), which
+                // `compare_with_fast_loop` holds against the core's.
+                let world_runs = info.dispatches.saturating_sub(info.refused);
+                let (outcome, attempts, maybe_executed, runs) = match &result {
+                    Some(Ok(ep)) => (
+                        Ok(tl.endpoints[*ep].name.clone()),
+                        info.dispatches,
+                        true,
+                        world_runs,
+                    ),
                     Some(Err(e)) => (
                         Err((e.kind().name().to_string(), e.message().to_string())),
                         e.attempts(),
                         e.maybe_executed(),
+                        e.runs(),
                     ),
                     // The caller sees no outcome: the core's is `cancelled`,
                     // with what the world saw of the op.
@@ -861,11 +871,10 @@ impl App {
                         )),
                         info.dispatches,
                         info.dispatches > info.refused,
+                        world_runs,
                     ),
                 };
-                w.summary
-                    .count(&outcome, info.dispatches.saturating_sub(info.refused));
-                w.lines.push(Line::Op(OpLine {
+                let line = OpLine {
                     t_us: now.as_micros(),
                     id: seq,
                     label: info.label,
@@ -874,8 +883,10 @@ impl App {
                     result: outcome,
                     attempts,
                     maybe_executed,
-                    runs: info.dispatches.saturating_sub(info.refused),
-                }));
+                    runs,
+                };
+                w.summary.count(&line);
+                w.lines.push(Line::Op(line));
                 if let Some(then) = info.then {
                     w.schedule_at(now, Delivery::Then(then));
                 }

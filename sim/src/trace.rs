@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use redial::trace::{Header, Input, Record, Replay};
-use redial_core::{Instant, OpId, OpResult, Output};
+use redial_core::{Instant, OpId, Output};
 
-use crate::output::{Line, OpLine, Summary};
-use crate::run::event_line;
+use crate::output::{Line, Summary};
+use crate::run::{event_line, op_line};
 use crate::timeline::Timeline;
 
 pub use redial::trace::{Mismatch, TRACE_VERSION, replay};
@@ -41,15 +41,8 @@ pub fn transcript(r: &Replay) -> Result<(Vec<Line>, Summary), String> {
     let tl = names_timeline(&r.header)?;
     let mut lines = Vec::new();
     let mut summary = Summary::default();
-    struct Op {
-        seq: u64,
-        submitted: Instant,
-        label: &'static str,
-        first: Option<Instant>,
-        dispatches: u32,
-        refused: u32,
-    }
-    let mut ops: BTreeMap<OpId, Op> = BTreeMap::new();
+    // Per op: submitted at, label, first dispatch.
+    let mut ops: BTreeMap<OpId, (u64, Instant, &'static str, Option<Instant>)> = BTreeMap::new();
     let mut events = 0u64;
     for rec in &r.records {
         match rec {
@@ -60,72 +53,27 @@ pub fn transcript(r: &Replay) -> Result<(Vec<Line>, Summary), String> {
                 } else {
                     "op"
                 };
-                ops.insert(
-                    *op,
-                    Op {
-                        seq: summary.submitted,
-                        submitted: *t,
-                        label,
-                        first: None,
-                        dispatches: 0,
-                        refused: 0,
-                    },
-                );
+                ops.insert(*op, (summary.submitted, *t, label, None));
             }
-            Record::In(_, input) => {
-                events += 1;
-                if let Input::OpResult {
-                    op,
-                    result: OpResult::WrongServer | OpResult::Pushback { .. },
-                    ..
-                } = input
-                {
-                    if let Some(o) = ops.get_mut(op) {
-                        o.refused += 1;
-                    }
-                }
-            }
+            Record::In(..) => events += 1,
             Record::Out(t, Output::Dispatch { op, .. }) => {
                 if let Some(o) = ops.get_mut(op) {
-                    o.first.get_or_insert(*t);
-                    o.dispatches += 1;
+                    o.3.get_or_insert(*t);
                 }
             }
             Record::Out(_, Output::Connect { .. }) => summary.connect_attempts += 1,
             Record::Out(t, Output::Event(e)) => lines.push(event_line(&tl, *t, e)),
             Record::Out(t, Output::Complete(c)) => {
-                let o = ops.remove(&c.id).unwrap_or(Op {
-                    seq: 0,
-                    submitted: *t,
-                    label: "op",
-                    first: None,
-                    dispatches: 0,
-                    refused: 0,
-                });
-                let (result, attempts, maybe) = match &c.result {
-                    Ok(d) => (
-                        Ok(tl.endpoints[tl.listed_endpoint(d.endpoint)].name.clone()),
-                        d.attempts,
-                        true,
-                    ),
-                    Err(e) => (
-                        Err((e.kind().name().to_string(), e.to_string())),
-                        e.attempts(),
-                        e.maybe_executed(),
-                    ),
-                };
-                summary.count(&result, o.dispatches.saturating_sub(o.refused));
-                lines.push(Line::Op(OpLine {
-                    t_us: t.as_micros(),
-                    id: o.seq,
-                    label: o.label.to_string(),
-                    submitted_us: o.submitted.as_micros(),
-                    first_dispatch_us: o.first.map(Instant::as_micros),
-                    result,
-                    attempts,
-                    maybe_executed: maybe,
-                    runs: o.dispatches.saturating_sub(o.refused),
-                }));
+                let (seq, submitted, label, first) =
+                    ops.remove(&c.id).unwrap_or((0, *t, "op", None));
+                let line = op_line(
+                    &tl,
+                    *t,
+                    (seq, label.to_string(), submitted, first),
+                    &c.result,
+                );
+                summary.count(&line);
+                lines.push(Line::Op(line));
             }
             Record::Out(..) => {}
         }

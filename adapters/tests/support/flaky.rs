@@ -15,6 +15,8 @@ pub struct Script {
     pub refuse: AtomicU32,
     /// The next op's run fails as a lost connection.
     pub lose_next: AtomicBool,
+    /// The next this many op runs fail as lost connections.
+    pub lose: AtomicU32,
 }
 
 /// The connector; clone `script` before handing it to the client.
@@ -45,7 +47,12 @@ impl Connector for Flaky {
         }
     }
     async fn run(&self, _: &(), op: &u32) -> Result<u32, std::io::Error> {
-        if self.script.lose_next.swap(false, Ordering::SeqCst) {
+        let lose = self
+            .script
+            .lose
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if self.script.lose_next.swap(false, Ordering::SeqCst) || lose {
             Err(std::io::ErrorKind::ConnectionReset.into())
         } else {
             Ok(*op)

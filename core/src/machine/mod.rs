@@ -535,6 +535,7 @@ impl<P> Machine<P> {
                             conn,
                             endpoint: c.endpoint,
                             attempts: o.attempts,
+                            runs: o.executions,
                         }),
                     }));
                     self.touch_idle();
@@ -1370,6 +1371,7 @@ impl<P> Machine<P> {
                 kind,
                 maybe_executed: o.executions > 0,
                 attempts: o.attempts,
+                runs: o.executions,
                 reconnect,
             }),
         }));
