@@ -515,7 +515,7 @@ pub fn why(peer: &str, fault: &Fault, real: Class, sim: Class, real_ran: bool) -
             "RESP2 ConnectionManager: nothing reads the closed connection for it, so the first op after the close is written to it, fails (not run) and only then starts the reconnect; the simulated client sees the close itself and holds that op for the reconnect (not reproduced by the preset, its docs say so)"
         }
         (Ok, Duplicated) => {
-            "resent after a loss in flight: the simulator reports what the client can know (may have run twice); the real first write never ran (a stopped server never read it), so it ran once"
+            "resent after a loss in flight: the simulator reports what the client can know (may have run twice); for real it ran once, so its lost first write never ran (it was never read: in these schedules, by a stopped server)"
         }
         (Duplicated, _) => {
             "ran twice for real: the peer resent an op lost in flight that had run; the simulated client did not resend it"
